@@ -1,0 +1,186 @@
+"""The plugin contract: what an architecture gives the core.
+
+An entry point in the group ``ganzoo.architectures`` names a subclass of
+:class:`Architecture`. The core (registry, trainer, CLI) only ever talks to that
+class; it never names an architecture. This module imports no torch, so that
+listing plugins stays cheap; plugins should likewise import torch inside their
+methods (or in submodules those methods import).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+    import torch
+    from torch import nn
+
+API_VERSION = 1
+ENTRY_POINT_GROUP = "ganzoo.architectures"
+
+IMAGES = "images"  # one domain of images: batch = {"image": (B, C, H, W) in [-1, 1]}
+UNPAIRED = "unpaired"  # two domains: batch = {"A": ..., "B": ...}
+DATA_KINDS = (IMAGES, UNPAIRED)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What images the architecture consumes; the data pipeline delivers exactly this."""
+
+    kind: str  # IMAGES or UNPAIRED
+    resolution: int
+    channels: int
+
+    def __post_init__(self):
+        if self.kind not in DATA_KINDS:
+            raise ValueError(f"DataSpec.kind must be one of {DATA_KINDS}, got {self.kind!r}")
+
+
+@dataclass(frozen=True)
+class Adam:
+    """Optimizer settings of a phase. ``schedule(step, total_steps)`` scales the lr."""
+
+    lr: float
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    schedule: Callable[[int, int], float] | None = None
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One optimisation phase: a loss that updates some networks.
+
+    Phases that train the same networks share one optimizer, so a lazy
+    regulariser is a phase with ``interval > 1`` and ``optimizer=None`` that
+    steps the optimizer of its main phase (as in StyleGAN2-ADA). Its loss should
+    be multiplied by ``interval`` by the plugin, as the paper does.
+    ``eager`` phases (double backward) never run compiled and always in fp32.
+    """
+
+    name: str
+    trains: tuple[str, ...]
+    optimizer: Adam | None = None
+    interval: int = 1
+    eager: bool = False
+
+
+@dataclass(frozen=True)
+class Generator:
+    """A network that makes images, as ``sample``, ``export`` and ``bench`` use it.
+
+    ``role`` names the network in ``build()``; the EMA copy is used when it exists.
+    ``latents(n, seed)`` returns numpy inputs drawn with numpy's PCG64 so that
+    the same seed names the same image in PyTorch and in the ONNX runtime.
+    Outputs are images in [-1, 1]; ``pixels`` says how they map to uint8.
+    """
+
+    role: str
+    inputs: tuple[str, ...]
+    latents: Callable[[int, int], dict[str, "np.ndarray"]]
+    output: str = "image"
+    pixels: str = "uint8 = round((x + 1) * 127.5), clamped to [0, 255]"
+
+
+class LossContext:
+    """What the trainer hands to ``Architecture.loss`` besides networks and batch.
+
+    ``randn``/``rand`` draw from the trainer's seeded generator (its state is
+    checkpointed, so resume is exact); ``log`` reports a scalar; ``stash`` is a
+    dict that lives for one training step, shared by its phases.
+    """
+
+    def __init__(self, *, device, generator, step: int, total_steps: int, log: Callable[[str, Any], None]):
+        self.device = device
+        self.generator = generator
+        self.step = step
+        self.total_steps = total_steps
+        self.log = log
+        self.stash: dict[str, Any] = {}
+
+    def randn(self, *shape: int) -> "torch.Tensor":
+        import torch
+
+        return torch.randn(shape, generator=self.generator, device=self.device)
+
+    def rand(self, *shape: int) -> "torch.Tensor":
+        import torch
+
+        return torch.rand(shape, generator=self.generator, device=self.device)
+
+
+class Architecture:
+    """Subclass this and declare it under the ``ganzoo.architectures`` entry point.
+
+    Class attributes: ``name``, ``summary`` (one line), ``api_version``,
+    ``Config`` (a dataclass of every hyperparameter with its default; it must
+    have ``batch_size``), ``presets`` (name -> overrides of Config fields).
+    A preset named like a dataset (``fashion-mnist``) is used by default when
+    that dataset is trained on. ``smoke`` holds the overrides of the smallest
+    meaningful config: the conformance kit and the benchmark smoke mode use it.
+    """
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    api_version: ClassVar[int] = API_VERSION
+    Config: ClassVar[type]
+    presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    smoke: ClassVar[Mapping[str, Any]] = {}
+
+    def data_spec(self, cfg) -> DataSpec:
+        raise NotImplementedError
+
+    def build(self, cfg) -> dict[str, "nn.Module"]:
+        """Fresh networks by role (``G``, ``D``, ``G_AB``...), initialised for training."""
+        raise NotImplementedError
+
+    def phases(self, cfg) -> list[Phase]:
+        raise NotImplementedError
+
+    def loss(self, phase: Phase, nets: Mapping[str, "nn.Module"], batch: Mapping[str, "torch.Tensor"], ctx: LossContext) -> "torch.Tensor":
+        """A scalar to minimise for ``phase``. Never calls backward() or an optimizer."""
+        raise NotImplementedError
+
+    def generators(self, cfg) -> dict[str, Generator]:
+        raise NotImplementedError
+
+    # Helpers the core uses; plugins rarely override them.
+
+    def preview(self, nets, cfg, n: int, seed: int, device) -> tuple["torch.Tensor", int]:
+        """Images for the training grid (uint8, N x C x H x W) and the grid's row length.
+
+        By default: n samples of the first generator from a fixed seed. An
+        architecture whose grid should show more (inputs beside translations)
+        overrides this.
+        """
+        import math
+
+        from .sampling import generate
+
+        spec = next(iter(self.generators(cfg).values()))
+        return generate(nets[spec.role], spec, n, seed, device), max(1, math.isqrt(n))
+
+    def make_config(self, overrides: Mapping[str, Any] | None = None):
+        return dataclasses.replace(self.Config(), **dict(overrides or {}))
+
+
+def config_fields(config_cls: type) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(config_cls)}
+
+
+__all__ = [
+    "API_VERSION",
+    "ENTRY_POINT_GROUP",
+    "IMAGES",
+    "UNPAIRED",
+    "DataSpec",
+    "Adam",
+    "Phase",
+    "Generator",
+    "LossContext",
+    "Architecture",
+    "field",
+]

@@ -1,0 +1,239 @@
+"""The `ganzoo` command. Torch is imported only by commands that need it.
+
+A UserError anywhere becomes one "Error: ..." line and exit status 1.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import UserError
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ganzoo")
+def cli():
+    """ganzoo: a plugin-based GAN zoo. Train, sample and inspect GANs from one CLI."""
+
+
+@cli.command("list")
+def list_cmd():
+    """Architectures from every installed plugin, with their status."""
+    from . import registry
+
+    entries = registry.load_all()
+    if not entries:
+        click.echo("no architectures installed (entry-point group ganzoo.architectures is empty)")
+        return
+    rows = [(e.name, e.status, f"{e.distribution} {e.version}", _summary(e)) for e in entries]
+    widths = [max(len(r[i]) for r in rows + [("NAME", "STATUS", "PLUGIN", "")]) for i in range(3)]
+    click.echo(f"{'NAME':<{widths[0]}}  {'STATUS':<{widths[1]}}  {'PLUGIN':<{widths[2]}}  SUMMARY")
+    for entry, row in zip(entries, rows):
+        click.echo(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}")
+
+
+def _summary(entry) -> str:
+    from . import registry
+
+    if entry.status == registry.OK:
+        return registry.load(entry).summary
+    return f"({entry.reason})"
+
+
+@cli.command()
+@click.argument("arch")
+@click.option("--data", help="fashion-mnist (embedded, the default) or a folder of images.")
+@click.option("--preset", help="Named overrides from the architecture (default: one named like the data).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any config key (repeatable).")
+@click.option("--steps", type=int, help="Total training steps of the run.")
+@click.option("--batch-size", type=int)
+@click.option("--out", type=click.Path(path_type=Path), help="Run directory (default runs/ARCH-TIME).")
+@click.option("--device", help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]))
+@click.option("--compile/--no-compile", "compile_", default=None, help="torch.compile the main phases.")
+@click.option("--resume", help="A run directory to continue, or 'auto' to continue --out if it has a checkpoint.")
+@click.option("--seed", type=int)
+@click.option("--sample-every", type=int)
+@click.option("--checkpoint-every", type=int)
+def train(arch, data, preset, sets, steps, batch_size, out, device, precision, compile_, resume, seed,
+          sample_every, checkpoint_every):
+    """Train ARCH; everything the run makes goes into one run directory."""
+    from . import config as config_mod
+    from . import registry, rundir
+    from .train.checkpoint import latest_checkpoint
+
+    flags = {"steps": steps, "batch_size": batch_size, "device": device, "precision": precision,
+             "compile": compile_, "seed": seed, "sample_every": sample_every, "checkpoint_every": checkpoint_every}
+    set_values = config_mod.split_assignments(list(sets))
+    if resume == "auto":
+        if out is None:
+            raise UserError("--resume auto needs --out RUN_DIR")
+        resume = str(out) if latest_checkpoint(out) is not None else None
+    if resume:
+        run = rundir.open_run(Path(resume))
+        if run.arch.name != arch:
+            raise UserError(f"{resume} is a {run.arch.name} run, not {arch}")
+        resolved = _resumed_config(run, data, preset, set_values, flags)
+        run_dir, instance, entry = run.path, run.arch, None
+    else:
+        instance, entry = registry.get_with_entry(arch)
+        resolved = config_mod.resolve(instance, preset=preset, data=data, sets=set_values, flags=flags)
+        run_dir = out or Path("runs") / f"{arch}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if (run_dir / rundir.CONFIG).exists():
+            raise UserError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --out")
+    _train(instance, resolved, run_dir, entry, resume=bool(resume))
+
+
+def _resumed_config(run, data, preset, set_values, flags):
+    """The run's own config; only trainer options (steps, device, cadence...) may change on resume."""
+    from dataclasses import replace
+
+    from .config import TrainOptions, apply_overrides, field_types
+
+    if data is not None and data != run.resolved.data:
+        raise UserError(f"cannot change --data when resuming (the run uses {run.resolved.data or 'fashion-mnist'})")
+    if preset is not None and preset != run.resolved.preset:
+        raise UserError(f"cannot change --preset when resuming (the run uses {run.resolved.preset})")
+    changes = {**set_values, **{k: v for k, v in flags.items() if v is not None}}
+    train_keys = set(field_types(TrainOptions))
+    for key, value in changes.items():
+        if key not in train_keys and str(value) != str(getattr(run.resolved.config, key, object())):
+            raise UserError(f"cannot change {key!r} when resuming; start a new run to change the architecture's config")
+    _, opts = apply_overrides(run.arch, run.resolved.config, run.resolved.train,
+                              {k: v for k, v in changes.items() if k in train_keys})
+    return replace(run.resolved, train=opts)
+
+
+def _train(arch, resolved, run_dir: Path, entry, resume: bool):
+    from . import rundir
+    from .data import load_images
+    from .train.trainer import Trainer
+
+    spec = arch.data_spec(resolved.config)
+    dataset = load_images(resolved.data, spec)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if entry is not None:
+        rundir.write_config(run_dir, resolved, entry)
+    trainer = Trainer(arch, resolved, dataset, run_dir, resume=resume)
+    opts = resolved.train
+    click.echo(f"{arch.name}: {len(dataset.images)} images from {dataset.name} at "
+               f"{spec.resolution}x{spec.resolution}x{spec.channels}; preset {resolved.preset or 'none'}; "
+               f"{trainer.device} {opts.precision}{' compiled' if opts.compile else ''}; "
+               f"steps {trainer.step} -> {opts.steps}, batch {resolved.config.batch_size}")
+    click.echo(f"run directory: {run_dir}")
+    result = trainer.run()
+    click.echo(f"sample grid:   {result.sample}")
+    click.echo(f"checkpoint:    {result.checkpoint}")
+    click.echo(f"run directory: {result.run_dir} (step {result.step})")
+    if result.stopped_by:
+        click.echo(f"stopped by {result.stopped_by}; continue with: ganzoo train {arch.name} --resume {run_dir}")
+        sys.exit(130 if result.stopped_by == "SIGINT" else 143)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--n", "n", type=int, default=64, show_default=True, help="How many images.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), help="grid.png or samples.npz (default RUN_DIR/samples/seed-S.png).")
+@click.option("--generator", "generator_name", help="Which generator, when the architecture has several.")
+@click.option("--device", default="auto", show_default=True)
+def sample(run_dir, n, seed, out, generator_name, device):
+    """Sample images from a run's latest checkpoint (EMA weights when present)."""
+    import numpy as np
+
+    from . import rundir
+    from .fileio import atomic_write, write_png
+    from .sampling import generate, grid
+    from .train.engine import pick_device
+
+    if n < 1:
+        raise UserError(f"--n must be at least 1, got {n}")
+    out = out or run_dir / "samples" / f"seed-{seed}.png"
+    if out.suffix.lower() not in (".png", ".npz"):
+        raise UserError(f"--out must end in .png or .npz, got {out}")
+    run = rundir.open_run(run_dir)
+    generators = run.arch.generators(run.resolved.config)
+    name = generator_name or next(iter(generators))
+    if name not in generators:
+        raise UserError(f"unknown generator {name!r}; {run.arch.name} has: {', '.join(generators)}")
+    torch_device = pick_device(device)
+    nets, step = rundir.load_sampling_nets(run, torch_device)
+    images = generate(nets[generators[name].role], generators[name], n, seed, torch_device)
+    if out.suffix.lower() == ".npz":
+        array = images.permute(0, 2, 3, 1).contiguous().numpy()
+        atomic_write(out, lambda f: np.savez(f, images=array))
+    else:
+        write_png(out, grid(images))
+    click.echo(f"{n} images from {run_dir} (step {step}, seed {seed}) -> {out}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+def info(run_dir):
+    """What a run directory holds: architecture, plugin, config, checkpoints, last metrics."""
+    import json
+
+    from . import rundir
+    from .train.checkpoint import NETWORKS, checkpoint_dirs
+
+    record = rundir.read_config(run_dir)
+    plugin = record.get("plugin", {})
+    click.echo(f"run:          {run_dir}")
+    click.echo(f"architecture: {record['architecture']} ({plugin.get('distribution')} {plugin.get('version')})")
+    click.echo(f"ganzoo:       {record.get('ganzoo_version')}")
+    click.echo(f"data:         {record.get('data') or 'fashion-mnist'}")
+    click.echo(f"preset:       {record.get('preset') or 'none'}")
+    overrides = record.get("overrides") or {}
+    click.echo(f"overrides:    {', '.join(f'{k}={v}' for k, v in overrides.items()) or 'none'}")
+    click.echo("config:       " + ", ".join(f"{k}={v}" for k, v in record["config"].items()))
+    dirs = checkpoint_dirs(run_dir)
+    click.echo(f"checkpoints:  {', '.join(d.name for d in dirs) or 'none'}")
+    if dirs:
+        click.echo("parameters:   " + ", ".join(f"{role} {count:,}" for role, count in _parameter_counts(dirs[-1] / NETWORKS).items()))
+    metrics = Path(run_dir) / "metrics.jsonl"
+    if metrics.exists():
+        lines = [line for line in metrics.read_text().splitlines() if line.strip()]
+        if lines:
+            last = json.loads(lines[-1])
+            click.echo("last metrics: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in last.items()))
+
+
+def _parameter_counts(path: Path) -> dict[str, int]:
+    """Element counts per network, from the safetensors header alone (no tensor is read)."""
+    import json
+    import struct
+
+    with open(path, "rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(length))
+    counts: dict[str, int] = {}
+    for name, meta in header.items():
+        if name == "__metadata__" or name.rsplit(".", 1)[-1] in ("running_mean", "running_var", "num_batches_tracked"):
+            continue
+        role = name.split("/", 1)[0]
+        size = 1
+        for dim in meta["shape"]:
+            size *= dim
+        counts[role] = counts.get(role, 0) + size
+    return counts
+
+
+def main():
+    cli(prog_name="ganzoo")
+
+
+if __name__ == "__main__":
+    main()

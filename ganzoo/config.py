@@ -1,0 +1,181 @@
+"""Configs: an architecture's dataclass plus the trainer's, presets, --set overrides.
+
+One namespace of keys: a `--set key=value` names a field of the architecture's
+Config or of TrainOptions (the two never share a name). Precedence, lowest first:
+dataclass defaults, preset, --set, the CLI's own flags (--steps, --batch-size...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from .errors import UserError
+
+
+@dataclass
+class TrainOptions:
+    """Everything the trainer decides; the architecture never sees these."""
+
+    steps: int = 5000
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    precision: str = "fp32"  # fp32 | bf16 | fp16
+    compile: bool = False
+    channels_last: str = "auto"  # auto (on for CUDA) | on | off
+    ema_kimg: float = 10.0  # EMA half-life in thousands of images; 0 turns EMA off
+    ema_rampup: float = 0.05  # half-life at most this fraction of images seen; 0 = none
+    log_every: int = 50
+    sample_every: int = 500
+    sample_n: int = 64
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 2
+    max_nonfinite: int = 20  # consecutive skipped steps before training stops
+
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def _check_train_options(opts: TrainOptions) -> None:
+    if opts.precision not in PRECISIONS:
+        raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {opts.precision!r}")
+    if opts.channels_last not in ("auto", "on", "off"):
+        raise UserError(f"channels_last must be auto, on or off, got {opts.channels_last!r}")
+    for key in ("steps", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "sample_n"):
+        if getattr(opts, key) < (0 if key == "steps" else 1):
+            raise UserError(f"{key} must be positive, got {getattr(opts, key)}")
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    """Resolved annotations of a dataclass (works with `from __future__ import annotations`)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def parse_value(text: str, annotation: Any, key: str) -> Any:
+    """Turn a command-line string into the field's type, or say which key was wrong."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if text.lower() in ("none", "null") and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)] or [str]
+        return parse_value(text, inner, key)
+    if origin is tuple:
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+        inner = args[0] if args else str
+        return tuple(parse_value(p, inner, key) for p in parts)
+    try:
+        if annotation is bool:
+            lowered = text.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if annotation is int:
+            return int(text)
+        if annotation is float:
+            return float(text)
+    except ValueError:
+        raise UserError(f"--set {key}={text}: expected {annotation.__name__}") from None
+    return text
+
+
+def split_assignments(pairs: list[str]) -> dict[str, str]:
+    """['lr=1e-3', 'ngf=32'] -> {'lr': '1e-3', 'ngf': '32'}."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set expects key=value, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+@dataclass
+class Resolved:
+    """A fully resolved run configuration, as written to config.json."""
+
+    architecture: str
+    preset: str | None
+    overrides: dict[str, Any]
+    config: Any  # the architecture's Config instance
+    train: TrainOptions
+    data: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "architecture": self.architecture,
+            "preset": self.preset,
+            "overrides": dict(self.overrides),
+            "data": self.data,
+            "config": dataclasses.asdict(self.config),
+            "train": dataclasses.asdict(self.train),
+        }
+
+
+def _unknown_key(key: str, valid: list[str]) -> UserError:
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return UserError(f"unknown config key {key!r}{hint}; valid keys: {', '.join(sorted(valid))}")
+
+
+def apply_overrides(arch, cfg, opts: TrainOptions, values: Mapping[str, Any]) -> tuple[Any, TrainOptions]:
+    """Apply parsed or raw-string values to the right dataclass; unknown keys list the valid ones."""
+    arch_types, train_types = field_types(arch.Config), field_types(TrainOptions)
+    arch_values, train_values = {}, {}
+    for key, value in values.items():
+        if key in arch_types:
+            target, annotation = arch_values, arch_types[key]
+        elif key in train_types:
+            target, annotation = train_values, train_types[key]
+        else:
+            raise _unknown_key(key, list(arch_types) + list(train_types))
+        target[key] = parse_value(value, annotation, key) if isinstance(value, str) else value
+    return dataclasses.replace(cfg, **arch_values), dataclasses.replace(opts, **train_values)
+
+
+def choose_preset(arch, preset: str | None, data: str | None) -> str | None:
+    """An explicit preset, else one named like the dataset (fashion-mnist when --data is absent)."""
+    if preset is not None:
+        if preset not in arch.presets:
+            names = ", ".join(sorted(arch.presets)) or "none"
+            raise UserError(f"unknown preset {preset!r} for {arch.name}; presets: {names}")
+        return preset
+    dataset_name = data or "fashion-mnist"
+    return dataset_name if dataset_name in arch.presets else None
+
+
+def resolve(arch, *, preset: str | None = None, data: str | None = None,
+            sets: Mapping[str, Any] | None = None, flags: Mapping[str, Any] | None = None) -> Resolved:
+    """Defaults, then preset, then --set values, then explicit CLI flags."""
+    overlap = set(field_types(arch.Config)) & set(field_types(TrainOptions))
+    if overlap:
+        raise UserError(f"{arch.name}: Config fields clash with trainer options: {', '.join(sorted(overlap))}")
+    chosen = choose_preset(arch, preset, data)
+    cfg, opts = arch.Config(), TrainOptions()
+    if chosen:
+        cfg, opts = apply_overrides(arch, cfg, opts, arch.presets[chosen])
+    overrides = {**dict(sets or {}), **{k: v for k, v in (flags or {}).items() if v is not None}}
+    cfg, opts = apply_overrides(arch, cfg, opts, overrides)
+    _check_train_options(opts)
+    recorded = {k: getattr(cfg, k, getattr(opts, k, None)) for k in overrides}
+    return Resolved(arch.name, chosen, recorded, cfg, opts, data)
+
+
+def from_dict(arch, record: Mapping[str, Any]) -> Resolved:
+    """Rebuild a Resolved from config.json; unknown keys (from a newer plugin) are an error."""
+    cfg_values = {k: _tuples(v) for k, v in record["config"].items()}
+    cfg, opts = apply_overrides(arch, arch.Config(), TrainOptions(), {**cfg_values, **record.get("train", {})})
+    return Resolved(record["architecture"], record.get("preset"), dict(record.get("overrides", {})),
+                    cfg, opts, record.get("data"))
+
+
+def _tuples(value: Any) -> Any:
+    """JSON turns tuples into lists; dataclass fields typed as tuples want them back."""
+    return tuple(value) if isinstance(value, list) else value

@@ -1,0 +1,133 @@
+"""Datasets: what ``--data`` names, decoded once into a uint8 tensor the trainer feeds from.
+
+``load_images(source, spec)`` is the one entry point. ``source`` is ``None`` or
+a known dataset name (today only the embedded ``fashion-mnist``) or a folder of
+images. torch is imported inside functions so that ``import ganzoo.data`` stays
+cheap for commands that never touch data.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from ..api import IMAGES, UNPAIRED, DataSpec
+from ..errors import UserError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+DEFAULT_DATASET = "fashion-mnist"
+KNOWN_DATASETS = (DEFAULT_DATASET,)
+
+# Fashion-MNIST is 28x28; two black pixels on every side give the 32x32 that
+# DCGAN-style networks (powers of two) expect, as classic MNIST GAN setups do.
+_PAD = 2
+# Resize the embedded set in chunks so a large target resolution needs little float memory.
+_RESIZE_CHUNK = 1000
+
+
+@dataclass
+class ImageSet:
+    """Decoded images ready for a feed.
+
+    images: uint8 (N, C, H, W), exactly the DataSpec's channels and resolution.
+    labels: int64 (N,) class indices where the source has them, else None.
+    name: short label for logs and run names ("fashion-mnist", a folder's name).
+    source: where the images came from (an absolute folder path, or "embedded:fashion-mnist-test").
+    """
+
+    images: "torch.Tensor"
+    labels: "torch.Tensor | None"
+    name: str
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def load_images(
+    source: str | os.PathLike | None,
+    spec: DataSpec,
+    *,
+    on_bad: Callable[[UserError], None] | None = None,
+) -> ImageSet:
+    """The images ``source`` names, shaped as ``spec`` asks.
+
+    A known dataset name wins over a folder of the same name (write ./name for
+    the folder). ``on_bad`` is passed to load_folder: None stops at the first
+    unreadable file; a callable is told about each one and the file is skipped.
+    """
+    if spec.kind == UNPAIRED:
+        raise UserError(
+            "unpaired data (trainA/trainB folders) is not available yet; "
+            "this architecture needs it, so it cannot be trained in this version"
+        )
+    if spec.kind != IMAGES:
+        raise UserError(f"data kind {spec.kind!r} is not supported")
+    if source is None or str(source) == DEFAULT_DATASET:
+        return _embedded(spec)
+    if Path(source).expanduser().is_dir():
+        return _folder(Path(source).expanduser(), spec, on_bad)
+    raise UserError(
+        f"unknown dataset '{source}': not an existing folder and not a known dataset name "
+        f"(known: {', '.join(KNOWN_DATASETS)})"
+    )
+
+
+def _embedded(spec: DataSpec) -> ImageSet:
+    """Fashion-MNIST test split: padded to 32x32, resized to the spec, channels replicated."""
+    import torch
+    import torch.nn.functional as F
+
+    from .embedded import load_fashion_mnist
+
+    images, labels = load_fashion_mnist()
+    padded = F.pad(torch.from_numpy(images).unsqueeze(1), (_PAD,) * 4)
+    resized = _resize_uint8(padded, spec.resolution)
+    if spec.channels == 3:
+        resized = resized.repeat(1, 3, 1, 1)
+    elif spec.channels != 1:
+        raise ValueError(f"DataSpec.channels must be 1 or 3, got {spec.channels}")
+    return ImageSet(
+        images=resized.contiguous(),
+        labels=torch.from_numpy(labels).long(),
+        name=DEFAULT_DATASET,
+        source="embedded:fashion-mnist-test",
+    )
+
+
+def _resize_uint8(images: "torch.Tensor", resolution: int) -> "torch.Tensor":
+    """Bilinear resize of uint8 (N, C, H, W) squares; antialiased when shrinking so thin strokes survive."""
+    import torch
+    import torch.nn.functional as F
+
+    if images.shape[-1] == resolution:
+        return images
+    if resolution < 1:
+        raise ValueError(f"DataSpec.resolution must be positive, got {resolution}")
+    shrinking = resolution < images.shape[-1]
+    chunks = []
+    for chunk in images.split(_RESIZE_CHUNK):
+        out = F.interpolate(
+            chunk.float(), size=(resolution, resolution), mode="bilinear", align_corners=False, antialias=shrinking
+        )
+        chunks.append(out.round_().clamp_(0, 255).to(torch.uint8))
+    return torch.cat(chunks)
+
+
+def _folder(path: Path, spec: DataSpec, on_bad) -> ImageSet:
+    """A folder of images decoded with folder.load_folder; folders carry no labels."""
+    import torch
+
+    from .folder import load_folder
+
+    array = load_folder(path, spec.resolution, spec.channels, on_bad=on_bad)
+    resolved = path.resolve()
+    name = resolved.name or str(resolved)
+    return ImageSet(images=torch.from_numpy(array), labels=None, name=name, source=str(resolved))
+
+
+__all__ = ["DataSpec", "ImageSet", "load_images", "DEFAULT_DATASET", "KNOWN_DATASETS"]

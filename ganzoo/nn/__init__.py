@@ -1,0 +1,1 @@
+"""Layers, GAN losses and regularisers shared by plugins."""

@@ -1,0 +1,75 @@
+"""A run directory: config.json, checkpoints/, samples/, metrics.jsonl.
+
+It is all that `sample`, `info` and `--resume` need: networks are rebuilt
+through the registry from config.json and filled from safetensors.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import __version__, registry
+from .config import Resolved, from_dict
+from .errors import UserError
+from .fileio import write_json
+
+CONFIG = "config.json"
+
+
+def write_config(run_dir: Path, resolved: Resolved, entry) -> None:
+    record = {"ganzoo_version": __version__,
+              "plugin": {"distribution": entry.distribution, "version": entry.version, "entry_point": entry.value},
+              **resolved.to_dict()}
+    write_json(Path(run_dir) / CONFIG, record)
+
+
+def read_config(run_dir: Path) -> dict:
+    path = Path(run_dir) / CONFIG
+    if not Path(run_dir).is_dir():
+        raise UserError(f"no such run directory: {run_dir}")
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{run_dir} is not a run directory: {CONFIG} is missing") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"cannot read {path}: {exc}") from None
+    for key in ("architecture", "config"):
+        if key not in record:
+            raise UserError(f"{path}: missing key {key!r}")
+    return record
+
+
+@dataclass
+class Run:
+    path: Path
+    arch: object
+    resolved: Resolved
+    record: dict
+
+
+def open_run(run_dir: Path) -> Run:
+    """The architecture and resolved config of a run, rebuilt through the registry."""
+    record = read_config(run_dir)
+    arch = registry.get(record["architecture"])
+    try:
+        resolved = from_dict(arch, record)
+    except UserError as exc:
+        raise UserError(f"{Path(run_dir) / CONFIG}: {exc}") from None
+    return Run(Path(run_dir), arch, resolved, record)
+
+
+def load_sampling_nets(run: Run, device):
+    """Networks of the latest checkpoint in eval mode, EMA weights in place of live ones."""
+    from .train import checkpoint as ckpt
+
+    source = ckpt.latest_checkpoint(run.path)
+    if source is None:
+        raise UserError(f"{run.path}: no checkpoint yet (nothing in {run.path / 'checkpoints'})")
+    nets = run.arch.build(run.resolved.config)
+    weights = ckpt.load_networks(source)
+    chosen = {role: weights.get(f"{role}_ema", weights.get(role)) for role in nets}
+    ckpt.load_into(nets, {k: v for k, v in chosen.items() if v is not None}, source)
+    step = int(source.name.split("-")[1])
+    return {role: m.to(device).eval() for role, m in nets.items()}, step

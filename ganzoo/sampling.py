@@ -1,0 +1,40 @@
+"""Images from generators: latents by seed, outputs to uint8, grids to PNG.
+
+Latents come from the generator's own `latents(n, seed)` (numpy PCG64), so a
+seed names the same image in training grids, `ganzoo sample` and ONNX exports.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] floats -> uint8, the mapping every Generator declares by default."""
+    return ((images.float() + 1.0) * 127.5).round_().clamp_(0, 255).to(torch.uint8)
+
+
+@torch.no_grad()
+def generate(net: torch.nn.Module, spec, n: int, seed: int, device: torch.device, chunk: int = 256) -> torch.Tensor:
+    """n images (uint8, N x C x H x W, on the CPU) from generator `net` described by `spec`."""
+    inputs = spec.latents(n, seed)
+    out = []
+    for start in range(0, n, chunk):
+        args = [torch.from_numpy(np.ascontiguousarray(inputs[name][start:start + chunk])).to(device)
+                for name in spec.inputs]
+        out.append(to_uint8(net(*args)).cpu())
+    return torch.cat(out)
+
+
+def grid(images: torch.Tensor, nrow: int | None = None):
+    """A PIL image of a grid of uint8 images (N, C, H, W), white gutters (torchvision's make_grid)."""
+    from PIL import Image
+    from torchvision.utils import make_grid
+
+    nrow = nrow or max(1, int(math.ceil(math.sqrt(len(images)))))
+    tiled = make_grid(images, nrow=nrow, padding=2, pad_value=255)
+    array = tiled.permute(1, 2, 0).numpy()
+    return Image.fromarray(array[:, :, 0] if images.shape[1] == 1 else array)

@@ -1,0 +1,167 @@
+"""The conformance kit: checks every architecture must pass, ours and third parties'.
+
+Use it from pytest in a plugin's own tests:
+
+    import pytest
+    from ganzoo.testing import CHECKS
+
+    @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
+    def test_conformance(check, tmp_path):
+        check("my-arch", tmp_path)
+
+Each check builds the architecture's `smoke` config on the CPU and drives the
+real trainer, checkpoint and sampling code on synthetic images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import config, registry
+from .api import API_VERSION, DATA_KINDS, Architecture, Generator, Phase
+
+
+@dataclass
+class SyntheticImages:
+    """Random images shaped as the architecture's DataSpec asks (stands in for a dataset)."""
+
+    images: torch.Tensor
+    name: str = "synthetic"
+    source: str = "synthetic"
+    labels: torch.Tensor | None = None
+
+
+def _arch(arch: str | Architecture) -> Architecture:
+    return registry.get(arch) if isinstance(arch, str) else arch
+
+
+def smoke_resolved(arch: Architecture, steps: int = 2, **train):
+    flags = {"steps": steps, "device": "cpu", "log_every": 1, "sample_every": 10**6,
+             "checkpoint_every": 10**6, "sample_n": 4, **train}
+    return config.resolve(arch, sets=dict(arch.smoke), flags=flags)
+
+
+def synthetic_data(arch: Architecture, cfg, n: int = 32, seed: int = 0) -> SyntheticImages:
+    spec = arch.data_spec(cfg)
+    generator = torch.Generator().manual_seed(seed)
+    shape = (max(n, cfg.batch_size), spec.channels, spec.resolution, spec.resolution)
+    return SyntheticImages(torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator))
+
+
+def check_declaration(arch, tmp_path: Path | None = None) -> None:
+    """Name, summary, API version, Config, presets, smoke config, data spec, phases, generators."""
+    arch = _arch(arch)
+    assert isinstance(arch.name, str) and arch.name, "name must be a non-empty string"
+    assert isinstance(arch.summary, str) and "\n" not in arch.summary, "summary must be one line"
+    assert arch.api_version == API_VERSION
+    assert dataclasses.is_dataclass(arch.Config), "Config must be a dataclass"
+    fields = config.field_types(arch.Config)
+    assert "batch_size" in fields, "Config needs a batch_size field"
+    assert not set(fields) & set(config.field_types(config.TrainOptions)), "Config shadows trainer options"
+    for name, overrides in {**arch.presets, "smoke": arch.smoke}.items():
+        unknown = set(overrides) - set(fields) - set(config.field_types(config.TrainOptions))
+        assert not unknown, f"preset {name!r} sets unknown keys {sorted(unknown)}"
+    cfg = smoke_resolved(arch).config
+    spec = arch.data_spec(cfg)
+    assert spec.kind in DATA_KINDS and spec.resolution > 0 and spec.channels in (1, 3)
+    phases = arch.phases(cfg)
+    assert phases and all(isinstance(p, Phase) for p in phases)
+    assert len({p.name for p in phases}) == len(phases), "phase names must be unique"
+    gens = arch.generators(cfg)
+    assert gens and all(isinstance(g, Generator) for g in gens.values())
+    nets = arch.build(cfg)
+    for phase in phases:
+        assert set(phase.trains) <= set(nets), f"phase {phase.name} trains unknown networks"
+    for g in gens.values():
+        assert g.role in nets, f"generator role {g.role!r} is not built"
+
+
+def check_generators(arch, tmp_path: Path | None = None) -> None:
+    """Latents are a pure function of (n, seed); outputs match the data spec and lie in [-1, 1]."""
+    arch = _arch(arch)
+    cfg = smoke_resolved(arch).config
+    spec = arch.data_spec(cfg)
+    torch.manual_seed(0)
+    nets = arch.build(cfg)
+    for name, gen in arch.generators(cfg).items():
+        a, b, c = gen.latents(3, 7), gen.latents(3, 7), gen.latents(3, 8)
+        assert set(a) == set(gen.inputs), f"{name}: latents give {sorted(a)}, inputs are {gen.inputs}"
+        for key in gen.inputs:
+            assert np.array_equal(a[key], b[key]), f"{name}: latents for one seed differ"
+            assert not np.array_equal(a[key], c[key]), f"{name}: latents ignore the seed"
+            assert len(a[key]) == 3
+        net = nets[gen.role].eval()
+        with torch.no_grad():
+            out = net(*[torch.from_numpy(a[k]) for k in gen.inputs])
+        assert out.shape == (3, spec.channels, spec.resolution, spec.resolution), f"{name}: output {tuple(out.shape)}"
+        assert torch.isfinite(out).all() and out.abs().max() <= 1.0 + 1e-5, f"{name}: outputs outside [-1, 1]"
+
+
+def check_training_step(arch, tmp_path: Path) -> None:
+    """Two CPU steps through the real trainer: losses finite, every trained network moves."""
+    from .train.trainer import Trainer
+
+    arch = _arch(arch)
+    resolved = smoke_resolved(arch, steps=2)
+    trainer = Trainer(arch, resolved, synthetic_data(arch, resolved.config), tmp_path / "run")
+    before = {role: [p.detach().clone() for p in m.parameters()] for role, m in trainer.nets.items()}
+    trainer.run()
+    trained = {role for phase in trainer.phases for role in phase.trains}
+    for role in trained:
+        moved = any(not torch.equal(a, b) for a, b in zip(before[role], trainer.nets[role].parameters()))
+        assert moved, f"network {role!r} is trained by a phase but its parameters did not change"
+    import json
+
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    losses = {k: v for r in records for k, v in r.items() if k.startswith("loss/")}
+    assert {f"loss/{p.name}" for p in trainer.phases if p.interval == 1} <= set(losses), f"losses logged: {sorted(losses)}"
+    assert all(math.isfinite(v) for v in losses.values()), f"non-finite losses: {losses}"
+
+
+def check_save_reload(arch, tmp_path: Path) -> None:
+    """A checkpoint rebuilt through the registry and config.json gives identical outputs."""
+    from . import rundir
+    from .sampling import generate
+    from .train.trainer import Trainer
+
+    arch = _arch(arch)
+    resolved = smoke_resolved(arch, steps=2)
+    run_dir = tmp_path / "run"
+    trainer = Trainer(arch, resolved, synthetic_data(arch, resolved.config), run_dir)
+    entry = next(e for e in registry.discover() if e.name == arch.name) if _registered(arch) else None
+    if entry is not None:
+        rundir.write_config(run_dir, resolved, entry)
+    trainer.run()
+    live = {role: m.eval() for role, m in trainer.sampling_nets().items()}
+    if entry is not None:
+        run = rundir.open_run(run_dir)
+        reloaded, step = rundir.load_sampling_nets(run, torch.device("cpu"))
+        assert step == 2
+    else:
+        reloaded = _reload_without_registry(arch, resolved, run_dir)
+    for name, gen in arch.generators(resolved.config).items():
+        a = generate(live[gen.role], gen, 4, 3, torch.device("cpu"))
+        b = generate(reloaded[gen.role], gen, 4, 3, torch.device("cpu"))
+        assert torch.equal(a, b), f"{name}: outputs differ after save and reload"
+
+
+def _registered(arch: Architecture) -> bool:
+    return any(e.name == arch.name for e in registry.discover())
+
+
+def _reload_without_registry(arch, resolved, run_dir):
+    from .train import checkpoint as ckpt
+
+    nets = arch.build(resolved.config)
+    weights = ckpt.load_networks(ckpt.latest_checkpoint(run_dir))
+    ckpt.load_into(nets, {r: weights.get(f"{r}_ema", weights[r]) for r in nets}, run_dir)
+    return {r: m.eval() for r, m in nets.items()}
+
+
+CHECKS = [check_declaration, check_generators, check_training_step, check_save_reload]

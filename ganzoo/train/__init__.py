@@ -1,0 +1,1 @@
+"""The architecture-agnostic trainer: engine, data feed, EMA, checkpoints, logging, loop."""

@@ -1,0 +1,43 @@
+"""Exponential moving average of generator weights, with StyleGAN2-ADA's schedule.
+
+The half-life is given in images (ema_kimg), ramped up early in training
+(half-life at most ema_rampup x images seen). Floating buffers (batch-norm
+running statistics) are averaged with the weights so that they match them.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+
+def make_ema(module: nn.Module) -> nn.Module:
+    ema = copy.deepcopy(module).eval()
+    ema.requires_grad_(False)
+    return ema
+
+
+def ema_beta(batch_size: int, images_seen: int, ema_kimg: float, ema_rampup: float) -> float:
+    ema_nimg = ema_kimg * 1000
+    if ema_rampup > 0:
+        ema_nimg = min(ema_nimg, images_seen * ema_rampup)
+    return 0.5 ** (batch_size / max(ema_nimg, 1e-8))
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, live: nn.Module, beta: float) -> None:
+    ema_floats, live_floats, ema_other, live_other = [], [], [], []
+    for (_, e), (_, x) in zip(_tensors(ema), _tensors(live)):
+        (ema_floats if e.is_floating_point() else ema_other).append(e)
+        (live_floats if e.is_floating_point() else live_other).append(x)
+    if ema_floats:
+        torch._foreach_lerp_(ema_floats, live_floats, 1.0 - beta)
+    for e, x in zip(ema_other, live_other):
+        e.copy_(x)
+
+
+def _tensors(module: nn.Module):
+    yield from module.named_parameters()
+    yield from module.named_buffers()

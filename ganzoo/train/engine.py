@@ -1,0 +1,94 @@
+"""Device, precision, memory format, compilation and optimizers: how the work runs.
+
+Everything that depends on the hardware lives here so that the loop stays plain.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from ..errors import UserError
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """'auto' prefers CUDA, then Apple's MPS, then the CPU; an explicit name must exist."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {name!r} asked for, but CUDA is not available here")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UserError(f"device {name!r} asked for, but only {torch.cuda.device_count()} CUDA device(s) exist")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UserError(f"device {name!r} asked for, but MPS is not available here")
+    return device
+
+
+class Engine:
+    """Runs phases on one device at one precision, optionally compiled and channels_last."""
+
+    def __init__(self, device: torch.device, precision: str = "fp32", channels_last: str = "auto",
+                 compile: bool = False):
+        self.device = device
+        self.precision = precision
+        self.channels_last = channels_last == "on" or (channels_last == "auto" and device.type == "cuda")
+        self.compile = compile
+        if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise UserError("precision bf16 asked for, but this GPU does not support bfloat16")
+        self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+        if device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+            torch.backends.cudnn.benchmark = True
+
+    def autocast(self, eager: bool = False):
+        """bf16/fp16 autocast for main phases; eager (double-backward) phases stay fp32."""
+        if self.precision == "fp32" or eager:
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def place(self, module: torch.nn.Module) -> torch.nn.Module:
+        module = module.to(self.device)
+        if self.channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        return module
+
+    def place_images(self, images: torch.Tensor) -> torch.Tensor:
+        if self.channels_last and images.dim() == 4:
+            return images.contiguous(memory_format=torch.channels_last)
+        return images
+
+    def compiled(self, module: torch.nn.Module) -> torch.nn.Module:
+        """A compiled view sharing the module's parameters (or the module itself)."""
+        return torch.compile(module) if self.compile else module
+
+    def adam(self, params, lr: float, betas, eps: float, weight_decay: float) -> torch.optim.Adam:
+        """Fused Adam where the device has a fused kernel, else the multi-tensor (foreach) one."""
+        params = list(params)
+        kwargs = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+        if self.device.type in ("cuda", "cpu", "mps"):
+            try:
+                return torch.optim.Adam(params, fused=True, **kwargs)
+            except (RuntimeError, TypeError):
+                pass
+        return torch.optim.Adam(params, foreach=True, **kwargs)
+
+    def backward_and_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, eager: bool) -> None:
+        """Backward pass and optimizer step; the fp16 scaler only wraps autocast phases."""
+        if self.scaler.is_enabled() and not eager:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()

@@ -1,0 +1,266 @@
+"""The training loop: phases in order, EMA, logging, previews, checkpoints, resume.
+
+It knows an architecture only through the plugin contract (ganzoo.api): which
+networks to build, which phases train which networks with which optimizer, and
+a loss per phase. Backward passes, precision, compilation and optimizer steps
+happen here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .. import __version__
+from ..api import LossContext, Phase
+from ..errors import UserError
+from ..fileio import write_png
+from ..sampling import grid
+from . import checkpoint as ckpt
+from .ema import ema_beta, make_ema, update_ema
+from .engine import Engine, pick_device
+from .feed import make_feed
+from .loggers import MetricsLog, Progress, drop_records_after
+
+
+class TrainingDiverged(UserError):
+    """Losses stayed non-finite for max_nonfinite consecutive steps."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    checkpoint: Path | None
+    sample: Path | None
+    stopped_by: str | None = None  # the signal's name when interrupted
+
+
+def check_phases(phases: list[Phase], nets: dict) -> None:
+    """Every phase trains known networks; a phase without optimizer shares one with a main phase."""
+    owners = {p.trains: p for p in phases if p.optimizer is not None}
+    for phase in phases:
+        unknown = [role for role in phase.trains if role not in nets]
+        if unknown:
+            raise ValueError(f"phase {phase.name!r} trains unknown networks {unknown}; built: {sorted(nets)}")
+        if phase.optimizer is None and phase.trains not in owners:
+            raise ValueError(f"phase {phase.name!r} has no optimizer and no main phase trains {phase.trains}")
+        if phase.optimizer is not None and owners[phase.trains].optimizer != phase.optimizer:
+            raise ValueError(f"phases training {phase.trains} declare different optimizers")
+
+
+class _StopSignals:
+    """Turns SIGINT/SIGTERM into a flag: the loop finishes its step, checkpoints and returns."""
+
+    def __init__(self):
+        self.received: str | None = None
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        self.received = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class Trainer:
+    """One run: build everything from (architecture, resolved config, dataset), then `run()`."""
+
+    def __init__(self, arch, resolved, dataset, run_dir: Path, resume: bool = False):
+        self.arch, self.cfg, self.opts = arch, resolved.config, resolved.train
+        self.run_dir = Path(run_dir)
+        self.device = pick_device(self.opts.device)
+        self.engine = Engine(self.device, self.opts.precision, self.opts.channels_last, self.opts.compile)
+        torch.manual_seed(self.opts.seed)
+        self.nets = {role: self.engine.place(module) for role, module in arch.build(self.cfg).items()}
+        self.phases = arch.phases(self.cfg)
+        check_phases(self.phases, self.nets)
+        self.generators = arch.generators(self.cfg)
+        ema_roles = sorted({g.role for g in self.generators.values()}) if self.opts.ema_kimg > 0 else []
+        self.ema = {role: make_ema(self.nets[role]) for role in ema_roles}
+        self.optimizers = self._make_optimizers()
+        self.runnable = {role: self.engine.compiled(m) for role, m in self.nets.items()}
+        self.feed = make_feed(dataset, self.cfg.batch_size, self.opts.seed, self.device)
+        self.rng = torch.Generator(self.device).manual_seed(self.opts.seed)
+        self.step = 0
+        self.nonfinite = 0
+        if resume:
+            self._restore()
+            drop_records_after(self.run_dir, self.step)
+        self._sums: dict[str, torch.Tensor] = {}
+        self._counts: dict[str, int] = {}
+
+    # -- setup ---------------------------------------------------------------------------
+
+    def _make_optimizers(self) -> dict[tuple[str, ...], tuple[torch.optim.Optimizer, object]]:
+        out = {}
+        for phase in self.phases:
+            if phase.optimizer is None or phase.trains in out:
+                continue
+            spec = phase.optimizer
+            params = [p for role in phase.trains for p in self.nets[role].parameters()]
+            out[phase.trains] = (self.engine.adam(params, spec.lr, spec.betas, spec.eps, spec.weight_decay), spec)
+        return out
+
+    def _state(self) -> dict:
+        rng = {"loss": self.rng.get_state(), "torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "step": self.step,
+            "optimizers": {"+".join(k): opt.state_dict() for k, (opt, _) in self.optimizers.items()},
+            "scaler": self.engine.scaler.state_dict(),
+            "rng": rng,
+            "data": self.feed.state_dict(),
+            "nonfinite": self.nonfinite,
+        }
+
+    def _restore(self) -> None:
+        source = ckpt.latest_checkpoint(self.run_dir)
+        if source is None:
+            raise UserError(f"{self.run_dir}: no checkpoint to resume from (looked in {self.run_dir / 'checkpoints'})")
+        weights = ckpt.load_networks(source)
+        ckpt.load_into(self.nets, weights, source)
+        ckpt.load_into(self.ema, {f"{role}": weights.get(f"{role}_ema", {}) for role in self.ema}, source)
+        state = ckpt.load_trainer_state(source)
+        for key, (opt, _) in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"]["+".join(key)])
+        if state["scaler"]:
+            self.engine.scaler.load_state_dict(state["scaler"])
+        self.rng.set_state(state["rng"]["loss"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        self.feed.load_state_dict(state["data"])
+        self.step, self.nonfinite = int(state["step"]), int(state["nonfinite"])
+
+    # -- one step ------------------------------------------------------------------------
+
+    def _log(self, name: str, value) -> None:
+        value = value.detach().float() if torch.is_tensor(value) else torch.tensor(float(value))
+        self._sums[name] = self._sums[name] + value if name in self._sums else value.clone()
+        self._counts[name] = self._counts.get(name, 0) + 1
+
+    def _run_phase(self, phase: Phase, batch: dict, ctx: LossContext) -> None:
+        opt, spec = self.optimizers[phase.trains] if phase.optimizer is None else self.optimizers[phase.trains]
+        for role, module in self.nets.items():
+            module.requires_grad_(role in phase.trains)
+        opt.zero_grad(set_to_none=True)
+        nets = self.nets if phase.eager else self.runnable
+        with self.engine.autocast(eager=phase.eager):
+            loss = self.arch.loss(phase, nets, batch, ctx)
+        if not bool(torch.isfinite(loss.detach())):
+            self.nonfinite += 1
+            ctx.log(f"nonfinite/{phase.name}", 1.0)
+            if self.nonfinite >= self.opts.max_nonfinite:
+                raise TrainingDiverged(
+                    f"training diverged: loss of phase {phase.name!r} was not finite for "
+                    f"{self.nonfinite} consecutive phases at step {self.step}; the last good checkpoint "
+                    f"is in {self.run_dir / 'checkpoints'} (try a lower lr or fp32)")
+            return
+        self.nonfinite = 0
+        if spec.schedule is not None:
+            for group in opt.param_groups:
+                group["lr"] = spec.lr * spec.schedule(self.step, self.opts.steps)
+        self.engine.backward_and_step(loss, opt, phase.eager)
+        ctx.log(f"loss/{phase.name}", loss)
+
+    def train_step(self) -> None:
+        batch = {k: self.engine.place_images(v) for k, v in self.feed.next().items()}
+        ctx = LossContext(device=self.device, generator=self.rng, step=self.step,
+                          total_steps=self.opts.steps, log=self._log)
+        for phase in self.phases:
+            if self.step % phase.interval == 0:
+                self._run_phase(phase, batch, ctx)
+        for module in self.nets.values():
+            module.requires_grad_(True)
+        self.step += 1
+        if self.ema:
+            images_seen = self.step * self.cfg.batch_size
+            beta = ema_beta(self.cfg.batch_size, images_seen, self.opts.ema_kimg, self.opts.ema_rampup)
+            for role, ema in self.ema.items():
+                update_ema(ema, self.nets[role], beta)
+
+    # -- outputs -------------------------------------------------------------------------
+
+    def sampling_nets(self) -> dict:
+        return {**self.nets, **self.ema}
+
+    def save_preview(self) -> Path:
+        """A grid from a fixed latent (the run's seed), drawn by the EMA generator when there is one."""
+        nets = self.sampling_nets()
+        modes = {role: m.training for role, m in nets.items()}
+        for m in nets.values():
+            m.eval()
+        try:
+            images, nrow = self.arch.preview(nets, self.cfg, self.opts.sample_n, self.opts.seed, self.device)
+        finally:
+            for role, m in nets.items():
+                m.train(modes[role])
+        path = self.run_dir / "samples" / f"step-{self.step:07d}.png"
+        write_png(path, grid(images, nrow))
+        return path
+
+    def save_checkpoint(self) -> Path:
+        nets = {**self.nets, **{f"{role}_ema": m for role, m in self.ema.items()}}
+        meta = {"ganzoo_version": __version__, "architecture": self.arch.name, "step": str(self.step)}
+        return ckpt.save_checkpoint(self.run_dir, self.step, nets, self._state(), meta, self.opts.keep_checkpoints)
+
+    def _flush_metrics(self, started: float, first_step: int) -> dict[str, float]:
+        values = {k: (v / self._counts[k]).item() for k, v in self._sums.items()}
+        elapsed = max(time.perf_counter() - started, 1e-9)
+        steps = self.step - first_step
+        record = {"step": self.step, "kimg": self.step * self.cfg.batch_size / 1000,
+                  "sec_per_step": elapsed / max(steps, 1), "images_per_sec": steps * self.cfg.batch_size / elapsed,
+                  **values}
+        self.metrics.write(record)
+        self._sums, self._counts = {}, {}
+        return {k: v for k, v in values.items() if k.startswith("loss/")}
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def run(self, until: int | None = None) -> TrainResult:
+        """Train until step `until` (default opts.steps) or a signal; leaves a checkpoint and a preview."""
+        opts = self.opts
+        until = opts.steps if until is None else min(until, opts.steps)
+        self.metrics = MetricsLog(self.run_dir)
+        progress = Progress(until, self.step)
+        checkpoint = sample = None
+        with _StopSignals() as stop:
+            try:
+                if self.step == 0:
+                    sample = self.save_preview()
+                interval_start, interval_step = time.perf_counter(), self.step
+                while self.step < until and not stop.received:
+                    self.train_step()
+                    scalars = None
+                    if self.step % opts.log_every == 0 or self.step == until:
+                        scalars = self._flush_metrics(interval_start, interval_step)
+                        interval_start, interval_step = time.perf_counter(), self.step
+                    progress.update(self.step, scalars)
+                    if self.step % opts.sample_every == 0:
+                        sample = self.save_preview()
+                    if self.step % opts.checkpoint_every == 0:
+                        checkpoint = self.save_checkpoint()
+            finally:
+                progress.close()
+                self.metrics.close()
+            if checkpoint is None or ckpt.latest_checkpoint(self.run_dir) != checkpoint or \
+                    int(checkpoint.name.split("-")[1]) != self.step:
+                checkpoint = self.save_checkpoint()
+            if sample is None or not sample.name.endswith(f"{self.step:07d}.png"):
+                sample = self.save_preview()
+        return TrainResult(self.run_dir, self.step, checkpoint, sample, stop.received)

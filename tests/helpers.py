@@ -1,0 +1,65 @@
+"""Small shared helpers for tests: CLI invocation, tiny datasets, checkpoint contents."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from click.testing import CliRunner
+from PIL import Image
+
+from ganzoo.cli import cli
+
+# The dcgan smoke config as CLI arguments: tiny networks that still exercise every layer type.
+SMOKE = ["--set", "nz=16", "--set", "ngf=8", "--set", "ndf=8", "--device", "cpu"]
+
+
+def invoke(*args: str):
+    """Run the CLI in-process; returns click's Result (exit_code, output)."""
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def ganzoo(*args: str, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
+    """Run the real `ganzoo` console script in a subprocess."""
+    exe = Path(sys.executable).with_name("ganzoo")
+    return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, **kwargs)
+
+
+def image_folder(root: Path, n: int = 20, size: int = 40, seed: int = 0) -> Path:
+    """n random RGB PNGs (non-square sizes included) in nested folders."""
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        folder = root / ("a" if i % 2 else "b")
+        folder.mkdir(parents=True, exist_ok=True)
+        pixels = rng.integers(0, 256, (size, size + (i % 3) * 4, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"img{i:03d}.png")
+    return root
+
+
+def checkpoint_tensors(run_dir: Path) -> dict:
+    """Every tensor of the latest checkpoint: networks (safetensors) and trainer state, flattened."""
+    import torch
+    from safetensors.torch import load_file
+
+    from ganzoo.train.checkpoint import latest_checkpoint
+
+    latest = latest_checkpoint(run_dir)
+    out = {f"net/{k}": v for k, v in load_file(latest / "networks.safetensors").items()}
+    state = torch.load(latest / "trainer.pt", weights_only=True)
+
+    def walk(prefix, value):
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}/{k}", v)
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                walk(f"{prefix}/{i}", v)
+        else:
+            out[prefix] = value
+
+    walk("state", state)
+    return out
