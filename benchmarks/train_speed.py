@@ -23,12 +23,13 @@ from ganzoo import __version__, config, registry
 from ganzoo.testing import synthetic_data
 from ganzoo.train.trainer import Trainer
 
-VARIANTS = {
-    "reference (fp32, NCHW, eager)": {"precision": "fp32", "channels_last": "off", "compile": False},
+VARIANTS = {  # "reference" is fp32, NCHW, eager: what the original implementations run
+    "reference": {"precision": "fp32", "channels_last": "off", "compile": False},
     "channels_last": {"precision": "fp32", "channels_last": "on", "compile": False},
+    "compile": {"precision": "fp32", "channels_last": "off", "compile": True},
     "bf16": {"precision": "bf16", "channels_last": "off", "compile": False},
-    "bf16 + channels_last": {"precision": "bf16", "channels_last": "on", "compile": False},
-    "bf16 + channels_last + compile": {"precision": "bf16", "channels_last": "on", "compile": True},
+    "bf16+channels_last": {"precision": "bf16", "channels_last": "on", "compile": False},
+    "bf16+channels_last+compile": {"precision": "bf16", "channels_last": "on", "compile": True},
 }
 
 

@@ -14,9 +14,9 @@ pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
 
-def make_trainer(run_dir, resume=False, **flags):
+def make_trainer(run_dir, resume=False, channels=3, **flags):
     arch = registry.get("dcgan")
-    sets = {"resolution": 64, "channels": 3, "ngf": 32, "ndf": 32, "log_every": 1}
+    sets = {"resolution": 64, "channels": channels, "ngf": 32, "ndf": 32, "log_every": 1}
     resolved = config.resolve(arch, sets=sets, flags={"device": "cuda", "batch_size": 32, "steps": 6, **flags})
     return Trainer(arch, resolved, synthetic_data(arch, resolved.config, n=64), run_dir, resume=resume)
 
@@ -50,3 +50,11 @@ def test_resume_on_cuda_continues_from_the_checkpoint(tmp_path):
     for a, b in zip(first.nets["G"].parameters(), second.nets["G"].parameters()):
         assert torch.equal(a, b)
     assert second.run().step == 6
+
+
+@pytest.mark.parametrize("channels_last", ["on", "off"])
+def test_compile_on_grey_images(tmp_path, channels_last):
+    """1-channel images make convolution strides ambiguous; compiled training must still run."""
+    trainer = make_trainer(tmp_path / "run", channels=1, compile=True, channels_last=channels_last, steps=3)
+    assert trainer.run().step == 3
+    assert all(torch.isfinite(p).all() for net in trainer.nets.values() for p in net.parameters())

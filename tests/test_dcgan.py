@@ -43,24 +43,35 @@ def test_shapes_and_layers(dcgan, resolution, channels):
     assert images.abs().max() <= 1
     assert D(images).shape == (2,)
     convs_t = [m for m in G.modules() if isinstance(m, nn.ConvTranspose2d)]
-    assert all(m.stride == (2, 2) for m in convs_t[1:]) and isinstance(list(G.modules())[-1], nn.Tanh)
+    assert all(m.stride == (2, 2) for m in convs_t) and isinstance(list(G.modules())[-1], nn.Tanh)
     d_layers = list(D.main)
     assert isinstance(d_layers[0], nn.Conv2d) and isinstance(d_layers[1], nn.LeakyReLU)  # no BN on D's input layer
     assert all(m.negative_slope == 0.2 for m in D.modules() if isinstance(m, nn.LeakyReLU))
-    assert sum(isinstance(m, nn.BatchNorm2d) for m in G.modules()) == len(convs_t) - 1
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in G.modules()) == len(convs_t)  # all but the output layer
 
 
 def test_widths_at_32_follow_the_examples_pattern(dcgan):
     G = dcgan.build(dcgan.make_config({"resolution": 32, "channels": 1}))["G"]
-    widths = [m.out_channels for m in G.modules() if isinstance(m, nn.ConvTranspose2d)]
+    widths = [G.main[0].channels] + [m.out_channels for m in G.modules() if isinstance(m, nn.ConvTranspose2d)]
     assert widths == [256, 128, 64, 1]
+
+
+def test_projection_equals_the_examples_transposed_convolution(dcgan):
+    """The first layer is pytorch/examples' ConvTranspose2d(nz, C, 4, 1, 0) on a 1x1 input."""
+    G = dcgan.build(dcgan.make_config({"resolution": 64, "channels": 3}))["G"]
+    project = G.main[0]
+    conv = nn.ConvTranspose2d(100, 512, 4, 1, 0, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(project.linear.weight.T.reshape(100, 512, 4, 4))
+    z = torch.randn(5, 100)
+    torch.testing.assert_close(project(z), conv(z[:, :, None, None]))
 
 
 def test_weights_drawn_from_normal_0_002(dcgan):
     torch.manual_seed(0)
     nets = dcgan.build(dcgan.make_config({"resolution": 64, "channels": 3}))
     weights = torch.cat([m.weight.flatten() for net in nets.values() for m in net.modules()
-                         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))])
+                         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))])
     assert abs(weights.mean().item()) < 1e-3 and abs(weights.std().item() - 0.02) < 5e-4
     bn_scales = torch.cat([m.weight for net in nets.values() for m in net.modules() if isinstance(m, nn.BatchNorm2d)])
     assert abs(bn_scales.mean().item() - 1.0) < 5e-3 and abs(bn_scales.std().item() - 0.02) < 5e-3

@@ -69,8 +69,18 @@ class Engine:
         return images
 
     def compiled(self, module: torch.nn.Module) -> torch.nn.Module:
-        """A compiled view sharing the module's parameters (or the module itself)."""
-        return torch.compile(module) if self.compile else module
+        """A compiled view sharing the module's parameters (or the module itself).
+
+        The engine chooses the memory format itself (channels_last), so inductor's
+        own layout optimisation is turned off: with it, torch 2.11 on an H100 broke
+        in convolution_backward on 1-channel images in NCHW (a stride assertion).
+        """
+        if not self.compile:
+            return module
+        import torch._inductor.config as inductor_config
+
+        inductor_config.layout_optimization = False
+        return torch.compile(module)
 
     def adam(self, params, lr: float, betas, eps: float, weight_decay: float) -> torch.optim.Adam:
         """Fused Adam where the device has a fused kernel, else the multi-tensor (foreach) one."""

@@ -23,12 +23,27 @@ def _width(base: int, resolution: int, r: int, cap: int) -> int:
 
 
 def init_weights(module: nn.Module) -> None:
-    """N(0, 0.02) for convolutions, N(1, 0.02) for batch-norm scales (the paper's init)."""
-    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+    """N(0, 0.02) for convolutions (and the projection), N(1, 0.02) for batch-norm scales (the paper's init)."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
         nn.init.normal_(module.weight, 0.0, 0.02)
     elif isinstance(module, nn.BatchNorm2d):
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
+
+
+class Project(nn.Module):
+    """z (B, nz) -> (B, C, 4, 4): the paper's first layer, "just a matrix multiplication"
+    reshaped to 4x4xC. It equals pytorch/examples' 4x4 transposed convolution of a
+    1x1 input (same parameters, same function) and compiles and exports more simply.
+    """
+
+    def __init__(self, nz: int, channels: int):
+        super().__init__()
+        self.channels = channels
+        self.linear = nn.Linear(nz, channels * 16, bias=False)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.linear(z).view(-1, self.channels, 4, 4)
 
 
 class Generator(nn.Module):
@@ -40,7 +55,7 @@ class Generator(nn.Module):
         self.nz = cfg.nz
         R, cap = cfg.resolution, cfg.max_channels
         width = _width(cfg.ngf, R, 4, cap)
-        layers = [nn.ConvTranspose2d(cfg.nz, width, 4, 1, 0, bias=False), nn.BatchNorm2d(width), nn.ReLU(True)]
+        layers = [Project(cfg.nz, width), nn.BatchNorm2d(width), nn.ReLU(True)]
         for r in (2**k for k in range(3, int(math.log2(R)))):
             out = _width(cfg.ngf, R, r, cap)
             layers += [nn.ConvTranspose2d(width, out, 4, 2, 1, bias=False), nn.BatchNorm2d(out), nn.ReLU(True)]
@@ -50,7 +65,7 @@ class Generator(nn.Module):
         self.apply(init_weights)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.main(z[:, :, None, None])
+        return self.main(z)
 
 
 class Discriminator(nn.Module):
