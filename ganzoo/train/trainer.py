@@ -96,7 +96,7 @@ class Trainer:
         self.feed = make_feed(dataset, self.cfg.batch_size, self.opts.seed, self.device)
         self.rng = torch.Generator(self.device).manual_seed(self.opts.seed)
         self.step = 0
-        self.nonfinite = 0
+        self.nonfinite = {phase.name: 0 for phase in self.phases}  # consecutive skips per phase
         if resume:
             self._restore()
             drop_records_after(self.run_dir, self.step)
@@ -145,7 +145,8 @@ class Trainer:
         if "cuda" in state["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
         self.feed.load_state_dict(state["data"])
-        self.step, self.nonfinite = int(state["step"]), int(state["nonfinite"])
+        self.step = int(state["step"])
+        self.nonfinite.update({name: int(count) for name, count in state["nonfinite"].items()})
 
     # -- one step ------------------------------------------------------------------------
 
@@ -155,7 +156,7 @@ class Trainer:
         self._counts[name] = self._counts.get(name, 0) + 1
 
     def _run_phase(self, phase: Phase, batch: dict, ctx: LossContext) -> None:
-        opt, spec = self.optimizers[phase.trains] if phase.optimizer is None else self.optimizers[phase.trains]
+        opt, spec = self.optimizers[phase.trains]
         for role, module in self.nets.items():
             module.requires_grad_(role in phase.trains)
         opt.zero_grad(set_to_none=True)
@@ -163,15 +164,15 @@ class Trainer:
         with self.engine.autocast(eager=phase.eager):
             loss = self.arch.loss(phase, nets, batch, ctx)
         if not bool(torch.isfinite(loss.detach())):
-            self.nonfinite += 1
+            self.nonfinite[phase.name] += 1
             ctx.log(f"nonfinite/{phase.name}", 1.0)
-            if self.nonfinite >= self.opts.max_nonfinite:
+            if self.nonfinite[phase.name] >= self.opts.max_nonfinite:
                 raise TrainingDiverged(
                     f"training diverged: loss of phase {phase.name!r} was not finite for "
-                    f"{self.nonfinite} consecutive phases at step {self.step}; the last good checkpoint "
-                    f"is in {self.run_dir / 'checkpoints'} (try a lower lr or fp32)")
+                    f"{self.nonfinite[phase.name]} consecutive runs of it, at step {self.step}; the last good "
+                    f"checkpoint is in {self.run_dir / 'checkpoints'} (try a lower lr or fp32)")
             return
-        self.nonfinite = 0
+        self.nonfinite[phase.name] = 0
         if spec.schedule is not None:
             for group in opt.param_groups:
                 group["lr"] = spec.lr * spec.schedule(self.step, self.opts.steps)
