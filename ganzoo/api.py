@@ -88,12 +88,14 @@ class Generator:
 class LossContext:
     """What the trainer hands to ``Architecture.loss`` besides networks and batch.
 
-    ``randn``/``rand`` draw from the trainer's seeded generator (its state is
-    checkpointed, so resume is exact); ``log`` reports a scalar; ``stash`` is a
-    dict that lives for one training step, shared by its phases.
+    ``cfg`` is the run's Config; ``randn``/``rand`` draw from the trainer's
+    seeded generator (its state is checkpointed, so resume is exact); ``log``
+    reports a scalar; ``stash`` is a dict that lives for one training step,
+    shared by its phases.
     """
 
-    def __init__(self, *, device, generator, step: int, total_steps: int, log: Callable[[str, Any], None]):
+    def __init__(self, *, cfg, device, generator, step: int, total_steps: int, log: Callable[[str, Any], None]):
+        self.cfg = cfg
         self.device = device
         self.generator = generator
         self.step = step

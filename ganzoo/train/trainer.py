@@ -181,7 +181,7 @@ class Trainer:
 
     def train_step(self) -> None:
         batch = {k: self.engine.place_images(v) for k, v in self.feed.next().items()}
-        ctx = LossContext(device=self.device, generator=self.rng, step=self.step,
+        ctx = LossContext(cfg=self.cfg, device=self.device, generator=self.rng, step=self.step,
                           total_steps=self.opts.steps, log=self._log)
         for phase in self.phases:
             if self.step % phase.interval == 0:
