@@ -85,6 +85,17 @@ class Generator:
     pixels: str = "uint8 = round((x + 1) * 127.5), clamped to [0, 255]"
 
 
+def gaussian_latents(size: int, name: str = "z") -> Callable[[int, int], dict[str, "np.ndarray"]]:
+    """``latents`` for a generator fed by N(0, I) vectors of ``size``: numpy PCG64 by seed."""
+
+    def latents(n: int, seed: int) -> dict[str, "np.ndarray"]:
+        import numpy as np
+
+        return {name: np.random.default_rng(seed).standard_normal((n, size), dtype=np.float32)}
+
+    return latents
+
+
 class LossContext:
     """What the trainer hands to ``Architecture.loss`` besides networks and batch.
 
@@ -182,6 +193,7 @@ __all__ = [
     "Adam",
     "Phase",
     "Generator",
+    "gaussian_latents",
     "LossContext",
     "Architecture",
     "field",

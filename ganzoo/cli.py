@@ -87,6 +87,7 @@ def train(arch, data, preset, sets, steps, batch_size, out, device, precision, c
         if run.arch.name != arch:
             raise UserError(f"{resume} is a {run.arch.name} run, not {arch}")
         resolved = _resumed_config(run, data, preset, set_values, flags)
+        rundir.record_train_options(run, resolved)
         run_dir, instance, entry = run.path, run.arch, None
     else:
         instance, entry = registry.get_with_entry(arch)

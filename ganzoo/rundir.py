@@ -25,6 +25,11 @@ def write_config(run_dir: Path, resolved: Resolved, entry) -> None:
     write_json(Path(run_dir) / CONFIG, record)
 
 
+def record_train_options(run: "Run", resolved: Resolved) -> None:
+    """On resume, config.json keeps its plugin record and takes the new trainer options."""
+    write_json(run.path / CONFIG, {**run.record, "train": resolved.to_dict()["train"]})
+
+
 def read_config(run_dir: Path) -> dict:
     path = Path(run_dir) / CONFIG
     if not Path(run_dir).is_dir():

@@ -34,6 +34,7 @@ def test_resume_is_bitwise_identical_across_epochs(tmp_path):
     assert first.exit_code == 0, first.output
     second = invoke("train", "dcgan", "--resume", tmp_path / "split", "--steps", 7)
     assert second.exit_code == 0, second.output
+    assert json.loads((tmp_path / "split" / "config.json").read_text())["train"]["steps"] == 7
     a, b = checkpoint_tensors(tmp_path / "one"), checkpoint_tensors(tmp_path / "split")
     assert a["state/step"] == 7 and any(k.startswith("net/G_ema/") for k in a)
     assert_identical(a, b)
@@ -87,3 +88,14 @@ def test_resume_refuses_config_changes_and_keeps_the_run(tmp_path):
     assert result.exit_code == 1 and "already holds a run" in result.output
     assert (run / "config.json").read_text() == before
     assert os.path.exists(run / "checkpoints" / "step-0000002")
+
+
+def test_resuming_a_finished_run_keeps_its_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    assert invoke("train", "dcgan", *SMOKE, "--steps", 2, "--out", run).exit_code == 0
+    before = checkpoint_tensors(run)
+    mtime = (run / "checkpoints" / "step-0000002" / "trainer.pt").stat().st_mtime_ns
+    again = invoke("train", "dcgan", "--resume", run)
+    assert again.exit_code == 0 and "step 2" in again.output
+    assert (run / "checkpoints" / "step-0000002" / "trainer.pt").stat().st_mtime_ns == mtime
+    assert_identical(before, checkpoint_tensors(run))

@@ -65,9 +65,13 @@ def save_checkpoint(run_dir: Path, step: int, nets: dict[str, torch.nn.Module], 
     save_file(flatten_networks(nets), tmp / NETWORKS, metadata=metadata or {})
     torch.save(state, tmp / TRAINER_STATE)
     _fsync_dir_files(tmp)
-    if final.exists():  # the same step saved twice (e.g. a signal right after a checkpoint)
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    if final.exists():  # the same step saved again: move the old one aside, never delete it first
+        old = root / f".step-{step:07d}.old-{os.getpid()}"
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
     for old in checkpoint_dirs(run_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final

@@ -54,7 +54,10 @@ def check_phases(phases: list[Phase], nets: dict) -> None:
 
 
 class _StopSignals:
-    """Turns SIGINT/SIGTERM into a flag: the loop finishes its step, checkpoints and returns."""
+    """Turns SIGINT/SIGTERM into a flag: the loop finishes its step, checkpoints and returns.
+
+    A second signal interrupts at once, for a step that hangs.
+    """
 
     def __init__(self):
         self.received: str | None = None
@@ -69,6 +72,8 @@ class _StopSignals:
         return self
 
     def _handle(self, signum, frame):
+        if self.received:  # a second signal: stop now, without the checkpoint
+            raise KeyboardInterrupt
         self.received = signal.Signals(signum).name
 
     def __exit__(self, *exc):
@@ -259,9 +264,8 @@ class Trainer:
             finally:
                 progress.close()
                 self.metrics.close()
-            if checkpoint is None or ckpt.latest_checkpoint(self.run_dir) != checkpoint or \
-                    int(checkpoint.name.split("-")[1]) != self.step:
-                checkpoint = self.save_checkpoint()
-            if sample is None or not sample.name.endswith(f"{self.step:07d}.png"):
+            latest = ckpt.latest_checkpoint(self.run_dir)
+            checkpoint = latest if latest is not None and latest.name == f"step-{self.step:07d}" else self.save_checkpoint()
+            if sample is None or sample.name != f"step-{self.step:07d}.png":
                 sample = self.save_preview()
         return TrainResult(self.run_dir, self.step, checkpoint, sample, stop.received)

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
-from ganzoo.api import IMAGES, Adam, Architecture, DataSpec, Generator, Phase
+from ganzoo.api import IMAGES, Adam, Architecture, DataSpec, Generator, Phase, gaussian_latents
 
 __version__ = "0.1.0"
 
@@ -76,12 +74,7 @@ class DCGAN(Architecture):
         return nonsaturating_g_loss(D(G(z)))
 
     def generators(self, cfg):
-        nz = cfg.nz
-
-        def latents(n: int, seed: int):
-            return {"z": np.random.default_rng(seed).standard_normal((n, nz), dtype=np.float32)}
-
-        return {"G": Generator(role="G", inputs=("z",), latents=latents)}
+        return {"G": Generator(role="G", inputs=("z",), latents=gaussian_latents(cfg.nz))}
 
 
 def _no_grad():
