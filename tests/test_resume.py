@@ -70,6 +70,8 @@ def test_sigint_checkpoints_and_resume_continues_exactly(tmp_path):
     assert "stopped by SIGINT" in out and "--resume" in out and "Traceback" not in err
     stopped_at = checkpoint_tensors(run)["state/step"]
     assert 0 < stopped_at < 100000
+    last_logged = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last_logged["step"] == stopped_at  # the partial interval before the signal is logged too
     total = stopped_at + 3
     resumed = invoke("train", "dcgan", "--resume", run, "--steps", total)
     assert resumed.exit_code == 0, resumed.output

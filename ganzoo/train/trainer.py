@@ -261,6 +261,8 @@ class Trainer:
                         sample = self.save_preview()
                     if self.step % opts.checkpoint_every == 0:
                         checkpoint = self.save_checkpoint()
+                if self._counts:  # stopped between log points: keep what was measured
+                    self._flush_metrics(interval_start, interval_step)
             finally:
                 progress.close()
                 self.metrics.close()
