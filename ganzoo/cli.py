@@ -68,8 +68,9 @@ def _summary(entry) -> str:
 @click.option("--seed", type=int)
 @click.option("--sample-every", type=int)
 @click.option("--checkpoint-every", type=int)
+@click.option("--skip-bad-files", is_flag=True, help="Skip unreadable images (each is reported) instead of stopping.")
 def train(arch, data, preset, sets, steps, batch_size, out, device, precision, compile_, resume, seed,
-          sample_every, checkpoint_every):
+          sample_every, checkpoint_every, skip_bad_files):
     """Train ARCH; everything the run makes goes into one run directory."""
     from . import config as config_mod
     from . import registry, rundir
@@ -95,7 +96,7 @@ def train(arch, data, preset, sets, steps, batch_size, out, device, precision, c
         run_dir = out or Path("runs") / f"{arch}-{time.strftime('%Y%m%d-%H%M%S')}"
         if (run_dir / rundir.CONFIG).exists():
             raise UserError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --out")
-    _train(instance, resolved, run_dir, entry, resume=bool(resume))
+    _train(instance, resolved, run_dir, entry, resume=bool(resume), skip_bad_files=skip_bad_files)
 
 
 def _resumed_config(run, data, preset, set_values, flags):
@@ -118,13 +119,21 @@ def _resumed_config(run, data, preset, set_values, flags):
     return replace(run.resolved, train=opts)
 
 
-def _train(arch, resolved, run_dir: Path, entry, resume: bool):
+def _train(arch, resolved, run_dir: Path, entry, resume: bool, skip_bad_files: bool = False):
     from . import rundir
     from .data import load_images
     from .train.trainer import Trainer
 
     spec = arch.data_spec(resolved.config)
-    dataset = load_images(resolved.data, spec)
+    skipped = []
+
+    def report(error: UserError) -> None:
+        skipped.append(error)
+        click.echo(f"skipped: {error}", err=True)
+
+    dataset = load_images(resolved.data, spec, on_bad=report if skip_bad_files else None)
+    if skipped:
+        click.echo(f"{len(skipped)} unreadable file(s) skipped", err=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     if entry is not None:
         rundir.write_config(run_dir, resolved, entry)

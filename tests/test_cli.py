@@ -89,6 +89,12 @@ def test_empty_and_unreadable_data_name_the_path(tmp_path):
     (bad / "a" / "broken.png").write_bytes(b"not a png at all")
     result = invoke("train", "dcgan", *SMOKE, "--data", bad, "--out", tmp_path / "r2")
     assert result.exit_code == 1 and "broken.png" in result.output
+    assert not (tmp_path / "r2").exists()  # nothing is written before the data is known to be good
+    skipping = invoke("train", "dcgan", *SMOKE, "--data", bad, "--skip-bad-files", "--batch-size", 2,
+                      "--steps", 1, "--out", tmp_path / "r3")
+    assert skipping.exit_code == 0, skipping.output
+    assert "skipped:" in skipping.output and "broken.png" in skipping.output
+    assert "1 unreadable file(s) skipped" in skipping.output and "3 images from bad" in skipping.output
 
 
 def test_corrupt_checkpoint_is_reported_by_path(trained_run, tmp_path):
