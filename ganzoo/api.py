@@ -10,7 +10,7 @@ methods (or in submodules those methods import).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -180,10 +180,6 @@ class Architecture:
         return dataclasses.replace(self.Config(), **dict(overrides or {}))
 
 
-def config_fields(config_cls: type) -> dict[str, dataclasses.Field]:
-    return {f.name: f for f in dataclasses.fields(config_cls)}
-
-
 __all__ = [
     "API_VERSION",
     "ENTRY_POINT_GROUP",
@@ -196,5 +192,4 @@ __all__ = [
     "gaussian_latents",
     "LossContext",
     "Architecture",
-    "field",
 ]

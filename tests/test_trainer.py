@@ -54,19 +54,16 @@ class ToyGAN(Architecture):
         fake = G(ctx.randn(real.shape[0], 4))
         if phase.name == "D":
             loss = nn.functional.softplus(D(fake.detach())).mean() + nn.functional.softplus(-D(real)).mean()
-            return loss * float("nan") if self.poison else loss
+            return loss * float("nan") if ctx.cfg.poison else loss
         return nn.functional.softplus(-D(fake)).mean()
 
     def generators(self, cfg):
         return {"G": Generator("G", ("z",), lambda n, seed: {
             "z": np.random.default_rng(seed).standard_normal((n, 4), dtype=np.float32)})}
 
-    poison = False
-
 
 def toy_trainer(tmp_path, steps=4, **values):
     arch = ToyGAN()
-    arch.poison = values.pop("poison", False)
     resolved = config.resolve(arch, sets=values, flags={"steps": steps, "device": "cpu", "log_every": 1,
                                                         "sample_n": 4})
     return Trainer(arch, resolved, synthetic_data(arch, resolved.config, n=16), tmp_path / "run")

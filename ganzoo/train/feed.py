@@ -10,7 +10,8 @@ import torch
 
 from ..errors import UserError
 
-# Datasets up to this size live on the accelerator; larger ones stay in (pinned) host memory.
+# Datasets up to this size live on the accelerator; larger ones stay in host memory
+# and each batch is copied over.
 DEVICE_RESIDENT_BYTES = 4 << 30
 
 
@@ -28,12 +29,7 @@ class ImageFeed:
         self.batch_size = batch_size
         self.seed = seed
         resident = device.type != "cpu" and images.numel() <= DEVICE_RESIDENT_BYTES
-        if resident:
-            self.images = images.to(device)
-        elif device.type == "cuda":
-            self.images = images.pin_memory()
-        else:
-            self.images = images
+        self.images = images.to(device) if resident else images
         self.epoch = 0
         self.index = 0
         self._order: torch.Tensor | None = None
@@ -55,7 +51,7 @@ class ImageFeed:
         return indices
 
     def next(self) -> dict[str, torch.Tensor]:
-        raw = self.images[self.next_indices()].to(self.device, non_blocking=True)
+        raw = self.images[self.next_indices()].to(self.device)
         return {"image": raw.float().div_(127.5).sub_(1.0)}
 
     def state_dict(self) -> dict[str, int]:
