@@ -28,15 +28,29 @@ DATA_KINDS = (IMAGES, UNPAIRED)
 
 @dataclass(frozen=True)
 class DataSpec:
-    """What images the architecture consumes; the data pipeline delivers exactly this."""
+    """What images the architecture consumes; the data pipeline delivers exactly this.
+
+    Augmentation, as pix2pix/CycleGAN do it: images are decoded once at
+    ``load_resolution`` (default: ``resolution``) and each training batch takes a
+    random ``resolution`` crop of them, flipped left-right at random when ``flip``.
+    The feed draws these from its own seeded generator, so resume stays exact.
+    """
 
     kind: str  # IMAGES or UNPAIRED
     resolution: int
     channels: int
+    load_resolution: int | None = None
+    flip: bool = False
 
     def __post_init__(self):
         if self.kind not in DATA_KINDS:
             raise ValueError(f"DataSpec.kind must be one of {DATA_KINDS}, got {self.kind!r}")
+        if self.load_resolution is not None and self.load_resolution < self.resolution:
+            raise ValueError(f"DataSpec.load_resolution {self.load_resolution} is below resolution {self.resolution}")
+
+    @property
+    def decode_resolution(self) -> int:
+        return self.load_resolution or self.resolution
 
 
 @dataclass(frozen=True)
@@ -76,6 +90,10 @@ class Generator:
     ``latents(n, seed)`` returns numpy inputs drawn with numpy's PCG64 so that
     the same seed names the same image in PyTorch and in the ONNX runtime.
     Outputs are images in [-1, 1]; ``pixels`` says how they map to uint8.
+
+    A generator that translates images between domains (CycleGAN's) sets
+    ``translates = ("A", "B")``: its one input is an image in [-1, 1] (mapped
+    from pixels the same way), and ``latents`` gives example input images.
     """
 
     role: str
@@ -83,6 +101,7 @@ class Generator:
     latents: Callable[[int, int], dict[str, "np.ndarray"]]
     output: str = "image"
     pixels: str = "uint8 = round((x + 1) * 127.5), clamped to [0, 255]"
+    translates: tuple[str, str] | None = None
 
 
 def gaussian_latents(size: int, name: str = "z") -> Callable[[int, int], dict[str, "np.ndarray"]]:
@@ -96,16 +115,31 @@ def gaussian_latents(size: int, name: str = "z") -> Callable[[int, int], dict[st
     return latents
 
 
+def image_latents(channels: int, resolution: int, name: str = "image") -> Callable[[int, int], dict[str, "np.ndarray"]]:
+    """Example inputs for an image-to-image generator: uniform images in [-1, 1], numpy PCG64 by seed."""
+
+    def latents(n: int, seed: int) -> dict[str, "np.ndarray"]:
+        import numpy as np
+
+        rng = np.random.default_rng(seed)
+        return {name: rng.uniform(-1.0, 1.0, (n, channels, resolution, resolution)).astype(np.float32)}
+
+    return latents
+
+
 class LossContext:
     """What the trainer hands to ``Architecture.loss`` besides networks and batch.
 
     ``cfg`` is the run's Config; ``randn``/``rand`` draw from the trainer's
     seeded generator (its state is checkpointed, so resume is exact); ``log``
     reports a scalar; ``stash`` is a dict that lives for one training step,
-    shared by its phases.
+    shared by its phases. ``state`` is a dict of tensors that lives for the
+    whole run (CycleGAN's image pools): the trainer checkpoints it with its own
+    state and restores it on resume, on the run's device.
     """
 
-    def __init__(self, *, cfg, device, generator, step: int, total_steps: int, log: Callable[[str, Any], None]):
+    def __init__(self, *, cfg, device, generator, step: int, total_steps: int, log: Callable[[str, Any], None],
+                 state: dict[str, Any] | None = None):
         self.cfg = cfg
         self.device = device
         self.generator = generator
@@ -113,6 +147,7 @@ class LossContext:
         self.total_steps = total_steps
         self.log = log
         self.stash: dict[str, Any] = {}
+        self.state: dict[str, Any] = {} if state is None else state
 
     def randn(self, *shape: int) -> "torch.Tensor":
         import torch
@@ -162,12 +197,15 @@ class Architecture:
 
     # Helpers the core uses; plugins rarely override them.
 
-    def preview(self, nets, cfg, n: int, seed: int, device) -> tuple["torch.Tensor", int]:
+    def preview(self, nets, cfg, n: int, seed: int, device, real: Mapping[str, "torch.Tensor"] | None = None
+                ) -> tuple["torch.Tensor", int]:
         """Images for the training grid (uint8, N x C x H x W) and the grid's row length.
 
         By default: n samples of the first generator from a fixed seed. An
         architecture whose grid should show more (inputs beside translations)
-        overrides this.
+        overrides this; ``real`` is a fixed batch of training data shaped like a
+        training batch (up to n images per key, uncropped and unflipped), the same
+        at every preview of a run.
         """
         import math
 
@@ -190,6 +228,7 @@ __all__ = [
     "Phase",
     "Generator",
     "gaussian_latents",
+    "image_latents",
     "LossContext",
     "Architecture",
 ]

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .cli_data import data
 from .errors import UserError
 
 
@@ -55,10 +56,11 @@ def _summary(entry) -> str:
 
 @cli.command()
 @click.argument("arch")
-@click.option("--data", help="fashion-mnist (embedded, the default) or a folder of images.")
+@click.option("--data", help="fashion-mnist (embedded, the default), a catalog name (ganzoo data list) or a folder.")
 @click.option("--preset", help="Named overrides from the architecture (default: one named like the data).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any config key (repeatable).")
 @click.option("--steps", type=int, help="Total training steps of the run.")
+@click.option("--epochs", type=float, help="Run length in passes over the data instead of --steps.")
 @click.option("--batch-size", type=int)
 @click.option("--out", type=click.Path(path_type=Path), help="Run directory (default runs/ARCH-TIME).")
 @click.option("--device", help="auto, cpu, cuda, cuda:N or mps.")
@@ -69,14 +71,18 @@ def _summary(entry) -> str:
 @click.option("--sample-every", type=int)
 @click.option("--checkpoint-every", type=int)
 @click.option("--skip-bad-files", is_flag=True, help="Skip unreadable images (each is reported) instead of stopping.")
-def train(arch, data, preset, sets, steps, batch_size, out, device, precision, compile_, resume, seed,
+def train(arch, data, preset, sets, steps, epochs, batch_size, out, device, precision, compile_, resume, seed,
           sample_every, checkpoint_every, skip_bad_files):
     """Train ARCH; everything the run makes goes into one run directory."""
     from . import config as config_mod
     from . import registry, rundir
     from .train.checkpoint import latest_checkpoint
 
-    flags = {"steps": steps, "batch_size": batch_size, "device": device, "precision": precision,
+    if steps is not None and epochs is not None:
+        raise UserError("give --steps or --epochs, not both")
+    if steps is not None:
+        epochs = 0.0  # an explicit step count wins over epochs from a preset or an earlier run
+    flags = {"steps": steps, "epochs": epochs, "batch_size": batch_size, "device": device, "precision": precision,
              "compile": compile_, "seed": seed, "sample_every": sample_every, "checkpoint_every": checkpoint_every}
     set_values = config_mod.split_assignments(list(sets))
     if resume == "auto":
@@ -88,15 +94,14 @@ def train(arch, data, preset, sets, steps, batch_size, out, device, precision, c
         if run.arch.name != arch:
             raise UserError(f"{resume} is a {run.arch.name} run, not {arch}")
         resolved = _resumed_config(run, data, preset, set_values, flags)
-        rundir.record_train_options(run, resolved)
-        run_dir, instance, entry = run.path, run.arch, None
+        run_dir, instance, entry = run.path, run.arch, run
     else:
         instance, entry = registry.get_with_entry(arch)
         resolved = config_mod.resolve(instance, preset=preset, data=data, sets=set_values, flags=flags)
         run_dir = out or Path("runs") / f"{arch}-{time.strftime('%Y%m%d-%H%M%S')}"
         if (run_dir / rundir.CONFIG).exists():
             raise UserError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --out")
-    _train(instance, resolved, run_dir, entry, resume=bool(resume), skip_bad_files=skip_bad_files)
+    _train(instance, resolved, run_dir, entry, skip_bad_files=skip_bad_files)
 
 
 def _resumed_config(run, data, preset, set_values, flags):
@@ -119,9 +124,12 @@ def _resumed_config(run, data, preset, set_values, flags):
     return replace(run.resolved, train=opts)
 
 
-def _train(arch, resolved, run_dir: Path, entry, resume: bool, skip_bad_files: bool = False):
+def _train(arch, resolved, run_dir: Path, entry, skip_bad_files: bool = False):
+    """Load the data, build the trainer, record config.json and run; ``entry`` is a Run when resuming."""
+    from dataclasses import replace
+
     from . import rundir
-    from .data import load_images
+    from .data import load_data
     from .train.trainer import Trainer
 
     spec = arch.data_spec(resolved.config)
@@ -131,18 +139,27 @@ def _train(arch, resolved, run_dir: Path, entry, resume: bool, skip_bad_files: b
         skipped.append(error)
         click.echo(f"skipped: {error}", err=True)
 
-    dataset = load_images(resolved.data, spec, on_bad=report if skip_bad_files else None)
+    dataset = load_data(resolved.data, spec, on_bad=report if skip_bad_files else None)
     if skipped:
         click.echo(f"{len(skipped)} unreadable file(s) skipped", err=True)
+    resuming = isinstance(entry, rundir.Run)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if entry is not None:
+    trainer = Trainer(arch, resolved, dataset, run_dir, resume=resuming)
+    resolved = replace(resolved, train=trainer.opts)  # --epochs has become a step count
+    if resuming:
+        rundir.record_train_options(entry, resolved)
+    else:
         rundir.write_config(run_dir, resolved, entry)
-    trainer = Trainer(arch, resolved, dataset, run_dir, resume=resume)
     opts = resolved.train
-    click.echo(f"{arch.name}: {len(dataset.images)} images from {dataset.name} at "
+    unpaired = hasattr(dataset, "describe")
+    counts = f"{len(dataset.A)} + {len(dataset.B)}" if unpaired else f"{len(dataset.images)}"
+    length = f"{opts.epochs:g} epochs = {opts.steps}" if opts.epochs else f"{opts.steps}"
+    click.echo(f"{arch.name}: {counts} images from {dataset.name} at "
                f"{spec.resolution}x{spec.resolution}x{spec.channels}; preset {resolved.preset or 'none'}; "
                f"{trainer.device} {opts.precision}{' compiled' if opts.compile else ''}; "
-               f"steps {trainer.step} -> {opts.steps}, batch {resolved.config.batch_size}")
+               f"steps {trainer.step} -> {length}, batch {resolved.config.batch_size}")
+    if unpaired:
+        click.echo(f"domains: {dataset.describe()}")
     click.echo(f"run directory: {run_dir}")
     result = trainer.run()
     click.echo(f"sample grid:   {result.sample}")
@@ -179,6 +196,9 @@ def sample(run_dir, n, seed, out, generator_name, device):
     name = generator_name or next(iter(generators))
     if name not in generators:
         raise UserError(f"unknown generator {name!r}; {run.arch.name} has: {', '.join(generators)}")
+    if generators[name].translates:
+        raise UserError(f"{run.arch.name}'s generator {name!r} translates images rather than sampling them; "
+                        f"use: ganzoo translate {run_dir} IMAGE_OR_FOLDER...")
     torch_device = pick_device(device)
     nets, step = rundir.load_sampling_nets(run, torch_device)
     images = generate(nets[generators[name].role], generators[name], n, seed, torch_device)
@@ -188,6 +208,47 @@ def sample(run_dir, n, seed, out, generator_name, device):
     else:
         write_png(out, grid(images))
     click.echo(f"{n} images from {run_dir} (step {step}, seed {seed}) -> {out}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--direction", default="a2b", show_default=True, help="a2b or b2a.")
+@click.option("--out", type=click.Path(path_type=Path), help="Output folder (default RUN_DIR/translations/DIRECTION).")
+@click.option("--size", type=int, help="Shorter side in pixels (default: the training resolution; 0 keeps each image's size).")
+@click.option("--device", default="auto", show_default=True)
+def translate(run_dir, inputs, direction, out, size, device):
+    """Translate images and folders of images with a run's generator, keeping file names."""
+    import torch
+
+    from . import rundir
+    from .sampling import to_uint8
+    from .train.engine import pick_device
+    from .translation import collect_inputs, load_for_translation, save_translation
+
+    run = rundir.open_run(run_dir)
+    translators = {g.translates: g for g in run.arch.generators(run.resolved.config).values() if g.translates}
+    if not translators:
+        raise UserError(f"{run.arch.name} has no image-to-image generator; use ganzoo sample {run_dir}")
+    source, sep, target = direction.upper().partition("2")
+    if not sep or (source, target) not in translators:
+        known = ", ".join(f"{a.lower()}2{b.lower()}" for a, b in translators)
+        raise UserError(f"unknown --direction {direction!r}; {run.arch.name} translates: {known}")
+    spec = translators[(source, target)]
+    data_spec = run.arch.data_spec(run.resolved.config)
+    size = data_spec.resolution if size is None else (size or None)
+    if size is not None and size < 1:
+        raise UserError(f"--size must be positive (or 0 to keep each image's size), got {size}")
+    files = collect_inputs(list(inputs))
+    out = out or run_dir / "translations" / direction.lower()
+    torch_device = pick_device(device)
+    nets, step = rundir.load_sampling_nets(run, torch_device)
+    net = nets[spec.role]
+    with torch.no_grad():
+        for path, name in files:
+            image = torch.from_numpy(load_for_translation(path, data_spec.channels, size)).to(torch_device)
+            save_translation(to_uint8(net(image))[0].cpu().numpy(), out / name)
+    click.echo(f"{len(files)} image(s) translated {source} -> {target} by {run_dir} (step {step}) -> {out}")
 
 
 @cli.command()
@@ -239,6 +300,9 @@ def _parameter_counts(path: Path) -> dict[str, int]:
             size *= dim
         counts[role] = counts.get(role, 0) + size
     return counts
+
+
+cli.add_command(data)
 
 
 def main():

@@ -22,6 +22,7 @@ class TrainOptions:
     """Everything the trainer decides; the architecture never sees these."""
 
     steps: int = 5000
+    epochs: float = 0.0  # when > 0, the run's length in passes over the data; it sets steps
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: str = "fp32"  # fp32 | bf16 | fp16
@@ -45,6 +46,8 @@ def _check_train_options(opts: TrainOptions) -> None:
         raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {opts.precision!r}")
     if opts.channels_last not in ("auto", "on", "off"):
         raise UserError(f"channels_last must be auto, on or off, got {opts.channels_last!r}")
+    if opts.epochs < 0:
+        raise UserError(f"epochs must not be negative, got {opts.epochs}")
     for key in ("steps", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "sample_n"):
         if getattr(opts, key) < (0 if key == "steps" else 1):
             raise UserError(f"{key} must be positive, got {getattr(opts, key)}")

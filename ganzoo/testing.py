@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from . import config, registry
-from .api import API_VERSION, DATA_KINDS, Architecture, Generator, Phase
+from .api import API_VERSION, DATA_KINDS, UNPAIRED, Architecture, Generator, Phase
 
 
 @dataclass
@@ -47,11 +47,32 @@ def smoke_resolved(arch: Architecture, steps: int = 2, **train):
     return config.resolve(arch, sets=dict(arch.smoke), flags=flags)
 
 
-def synthetic_data(arch: Architecture, cfg, n: int = 32, seed: int = 0) -> SyntheticImages:
+@dataclass
+class SyntheticPair:
+    """Random images for two unpaired domains of different sizes (stands in for trainA/trainB)."""
+
+    A: torch.Tensor
+    B: torch.Tensor
+    name: str = "synthetic"
+    source: str = "synthetic"
+
+    def __len__(self) -> int:
+        return max(len(self.A), len(self.B))
+
+
+def synthetic_data(arch: Architecture, cfg, n: int = 32, seed: int = 0):
+    """Random uint8 images at the spec's decode resolution: one set, or two domains for UNPAIRED."""
     spec = arch.data_spec(cfg)
     generator = torch.Generator().manual_seed(seed)
-    shape = (max(n, cfg.batch_size), spec.channels, spec.resolution, spec.resolution)
-    return SyntheticImages(torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator))
+    size = spec.decode_resolution
+
+    def images(count: int) -> torch.Tensor:
+        shape = (max(count, cfg.batch_size), spec.channels, size, size)
+        return torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator)
+
+    if spec.kind == UNPAIRED:
+        return SyntheticPair(images(n), images(n + n // 2))
+    return SyntheticImages(images(n))
 
 
 def check_declaration(arch, tmp_path: Path | None = None) -> None:

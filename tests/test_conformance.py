@@ -9,7 +9,7 @@ ARCHITECTURES = sorted(e.name for e in registry.discover() if e.usable)
 
 
 def test_builtin_architectures_are_registered():
-    assert "dcgan" in ARCHITECTURES
+    assert {"dcgan", "cyclegan"} <= set(ARCHITECTURES)
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)

@@ -1,9 +1,11 @@
-"""Datasets: what ``--data`` names, decoded once into a uint8 tensor the trainer feeds from.
+"""Datasets: what ``--data`` names, decoded once into uint8 tensors the trainer feeds from.
 
-``load_images(source, spec)`` is the one entry point. ``source`` is ``None`` or
-a known dataset name (today only the embedded ``fashion-mnist``) or a folder of
-images. torch is imported inside functions so that ``import ganzoo.data`` stays
-cheap for commands that never touch data.
+``load_data(source, spec)`` is the one entry point: it gives an ImageSet for
+single-domain architectures and an UnpairedSet (ganzoo.data.unpaired) for
+two-domain ones. ``source`` is ``None`` (the embedded Fashion-MNIST data), a
+catalog name (downloaded into the cache on first use), or a folder. torch is
+imported inside functions so that ``import ganzoo.data`` stays cheap for
+commands that never touch data.
 """
 
 from __future__ import annotations
@@ -48,37 +50,73 @@ class ImageSet:
         return len(self.images)
 
 
+def load_data(
+    source: str | os.PathLike | None,
+    spec: DataSpec,
+    *,
+    on_bad: Callable[[UserError], None] | None = None,
+):
+    """The dataset ``source`` names, shaped as ``spec`` asks: an ImageSet or an UnpairedSet.
+
+    A known dataset name (embedded or in the catalog) wins over a folder of the
+    same name (write ./name for the folder). ``on_bad`` is passed to
+    load_folder: None stops at the first unreadable file; a callable is told
+    about each one and the file is skipped.
+    """
+    if spec.kind == UNPAIRED:
+        from .unpaired import load_unpaired
+
+        return load_unpaired(source, spec, on_bad=on_bad)
+    return load_images(source, spec, on_bad=on_bad)
+
+
 def load_images(
     source: str | os.PathLike | None,
     spec: DataSpec,
     *,
     on_bad: Callable[[UserError], None] | None = None,
 ) -> ImageSet:
-    """The images ``source`` names, shaped as ``spec`` asks.
-
-    A known dataset name wins over a folder of the same name (write ./name for
-    the folder). ``on_bad`` is passed to load_folder: None stops at the first
-    unreadable file; a callable is told about each one and the file is skipped.
-    """
-    if spec.kind == UNPAIRED:
-        raise UserError(
-            "unpaired data (trainA/trainB folders) is not available yet; "
-            "this architecture needs it, so it cannot be trained in this version"
-        )
+    """Single-domain images from ``source`` (see load_data)."""
     if spec.kind != IMAGES:
-        raise UserError(f"data kind {spec.kind!r} is not supported")
+        raise UserError(f"data kind {spec.kind!r} is not single-domain images; use load_data")
     if source is None or str(source) == DEFAULT_DATASET:
         return _embedded(spec)
+    named = catalog_folder(source)
+    if named is not None:
+        entry, folder = named
+        raise UserError(f"'{source}' is a two-domain ({entry.kind}) dataset; this architecture trains on "
+                        f"one domain of images: pass one of its folders instead, e.g. --data {folder / 'trainA'}")
     if Path(source).expanduser().is_dir():
         return _folder(Path(source).expanduser(), spec, on_bad)
-    raise UserError(
-        f"unknown dataset '{source}': not an existing folder and not a known dataset name "
-        f"(known: {', '.join(KNOWN_DATASETS)})"
-    )
+    raise unknown_dataset(source)
 
 
-def _embedded(spec: DataSpec) -> ImageSet:
-    """Fashion-MNIST test split: padded to 32x32, resized to the spec, channels replicated."""
+def catalog_folder(source, download: bool = False):
+    """(catalog entry, its cache folder) when ``source`` is a catalog name, else None.
+
+    With ``download``, the folder is fetched into the cache first when it is missing.
+    """
+    from .catalog import catalog, dataset_dir, ensure_dataset
+
+    entry = catalog().get(str(source))
+    if entry is None:
+        return None
+    return entry, (ensure_dataset(entry.name) if download else dataset_dir(entry.name))
+
+
+def unknown_dataset(source) -> UserError:
+    from .catalog import catalog
+
+    names = [DEFAULT_DATASET, *sorted(catalog())]
+    return UserError(f"unknown dataset '{source}': not an existing folder and not a known dataset name "
+                     f"(known: {', '.join(names)}; see `ganzoo data list`)")
+
+
+def embedded_images(spec: DataSpec) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """Fashion-MNIST test split as uint8 (N, C, R, R) at the spec's decode resolution, and labels.
+
+    Padded to 32x32, resized, channels replicated to the spec's.
+    """
     import torch
     import torch.nn.functional as F
 
@@ -86,17 +124,17 @@ def _embedded(spec: DataSpec) -> ImageSet:
 
     images, labels = load_fashion_mnist()
     padded = F.pad(torch.from_numpy(images).unsqueeze(1), (_PAD,) * 4)
-    resized = _resize_uint8(padded, spec.resolution)
+    resized = _resize_uint8(padded, spec.decode_resolution)
     if spec.channels == 3:
         resized = resized.repeat(1, 3, 1, 1)
     elif spec.channels != 1:
         raise ValueError(f"DataSpec.channels must be 1 or 3, got {spec.channels}")
-    return ImageSet(
-        images=resized.contiguous(),
-        labels=torch.from_numpy(labels).long(),
-        name=DEFAULT_DATASET,
-        source="embedded:fashion-mnist-test",
-    )
+    return resized.contiguous(), torch.from_numpy(labels).long()
+
+
+def _embedded(spec: DataSpec) -> ImageSet:
+    images, labels = embedded_images(spec)
+    return ImageSet(images=images, labels=labels, name=DEFAULT_DATASET, source="embedded:fashion-mnist-test")
 
 
 def _resize_uint8(images: "torch.Tensor", resolution: int) -> "torch.Tensor":
@@ -124,10 +162,10 @@ def _folder(path: Path, spec: DataSpec, on_bad) -> ImageSet:
 
     from .folder import load_folder
 
-    array = load_folder(path, spec.resolution, spec.channels, on_bad=on_bad)
+    array = load_folder(path, spec.decode_resolution, spec.channels, on_bad=on_bad)
     resolved = path.resolve()
     name = resolved.name or str(resolved)
     return ImageSet(images=torch.from_numpy(array), labels=None, name=name, source=str(resolved))
 
 
-__all__ = ["DataSpec", "ImageSet", "load_images", "DEFAULT_DATASET", "KNOWN_DATASETS"]
+__all__ = ["DataSpec", "ImageSet", "load_data", "load_images", "DEFAULT_DATASET", "KNOWN_DATASETS"]

@@ -68,7 +68,7 @@ def decode_image(path: str | os.PathLike, resolution: int, channels: int) -> np.
             image.load()
             # Photos store their rotation in EXIF; apply it so portraits stay upright.
             image = ImageOps.exif_transpose(image)
-            image = _to_channels(image, channels)
+            image = to_channels(image, channels)
             image = _resize_center_crop(image, resolution)
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as error:
         raise UserError(f"cannot read image {path}: {error}") from None
@@ -76,7 +76,7 @@ def decode_image(path: str | os.PathLike, resolution: int, channels: int) -> np.
     return array[None] if channels == 1 else array.transpose(2, 0, 1).copy()
 
 
-def _to_channels(image, channels: int):
+def to_channels(image, channels: int):
     """Convert any PIL mode to 8-bit 'L' (channels=1) or 'RGB' (channels=3), one rule per family."""
     from PIL import Image
 

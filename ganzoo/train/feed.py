@@ -1,7 +1,9 @@
-"""Batches from a dataset decoded once and kept on the device.
+"""Batches from datasets decoded once and kept on the device.
 
-The order is a fresh permutation per epoch drawn from (seed, epoch), so the
-position (epoch, index) is all that resume needs to continue exactly.
+The order is a fresh permutation per epoch drawn from (seed, epoch); random
+crops, flips and CycleGAN's random B images come from the feed's own seeded
+generator. Position (epoch, index) and that generator's state are all resume
+needs to continue exactly.
 """
 
 from __future__ import annotations
@@ -15,52 +17,141 @@ from ..errors import UserError
 DEVICE_RESIDENT_BYTES = 4 << 30
 
 
-class ImageFeed:
-    """Yields {"image": float (B, C, H, W) in [-1, 1]} batches, dropping the ragged last batch."""
+def _resident(images: torch.Tensor, device: torch.device, budget: int = DEVICE_RESIDENT_BYTES) -> torch.Tensor:
+    if images.dtype != torch.uint8 or images.dim() != 4:
+        raise ValueError("images must be a uint8 tensor (N, C, H, W)")
+    return images.to(device) if device.type != "cpu" and images.numel() <= budget else images
 
-    def __init__(self, images: torch.Tensor, batch_size: int, seed: int, device: torch.device, name: str = "data"):
-        if images.dtype != torch.uint8 or images.dim() != 4:
-            raise ValueError("images must be a uint8 tensor (N, C, H, W)")
+
+def _to_unit(images: torch.Tensor) -> torch.Tensor:
+    return images.float().div_(127.5).sub_(1.0)
+
+
+class _Feed:
+    """Epochs of `length` items in a per-epoch order, plus crop/flip augmentation."""
+
+    def __init__(self, length: int, batch_size: int, seed: int, device: torch.device, spec, name: str):
         if batch_size < 1:
             raise UserError(f"batch_size must be positive, got {batch_size}")
-        if batch_size > len(images):
-            raise UserError(f"batch_size {batch_size} is larger than {name} ({len(images)} images)")
-        self.device = device
-        self.batch_size = batch_size
-        self.seed = seed
-        resident = device.type != "cpu" and images.numel() <= DEVICE_RESIDENT_BYTES
-        self.images = images.to(device) if resident else images
+        if batch_size > length:
+            raise UserError(f"batch_size {batch_size} is larger than {name} ({length} images)")
+        self.length, self.batch_size, self.seed, self.device = length, batch_size, seed, device
+        self.resolution = spec.resolution if spec is not None else None
+        self.flip = bool(spec is not None and spec.flip)
+        self.rng = torch.Generator().manual_seed(seed * 1_000_003 + 7)  # augmentation and random draws
         self.epoch = 0
         self.index = 0
         self._order: torch.Tensor | None = None
 
-    def __len__(self) -> int:
-        return len(self.images)
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.length // self.batch_size
 
     def _epoch_order(self) -> torch.Tensor:
         if self._order is None:
             generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            self._order = torch.randperm(len(self.images), generator=generator).to(self.images.device)
+            self._order = torch.randperm(self.length, generator=generator)
         return self._order
 
     def next_indices(self) -> torch.Tensor:
-        if self.index + self.batch_size > len(self.images):
+        if self.index + self.batch_size > self.length:
             self.epoch, self.index, self._order = self.epoch + 1, 0, None
         indices = self._epoch_order()[self.index:self.index + self.batch_size]
         self.index += self.batch_size
         return indices
 
-    def next(self) -> dict[str, torch.Tensor]:
-        raw = self.images[self.next_indices()].to(self.device)
-        return {"image": raw.float().div_(127.5).sub_(1.0)}
+    def augment(self, images: torch.Tensor) -> torch.Tensor:
+        """Random crops to the spec's resolution and random left-right flips, per image, in one gather."""
+        size = images.shape[-1]
+        target = self.resolution or size
+        if target == size and not self.flip:
+            return images
+        n = len(images)
+        ys = torch.randint(0, size - target + 1, (n,), generator=self.rng)
+        xs = torch.randint(0, size - target + 1, (n,), generator=self.rng)
+        flips = torch.rand(n, generator=self.rng) < 0.5 if self.flip else torch.zeros(n, dtype=torch.bool)
+        span = torch.arange(target)
+        rows = ys[:, None] + span
+        cols = torch.where(flips[:, None], xs[:, None] + span.flip(0), xs[:, None] + span)
+        rows, cols = rows.to(images.device), cols.to(images.device)
+        batch = torch.arange(n, device=images.device)
+        picked = images[batch[:, None, None], :, rows[:, :, None], cols[:, None, :]]  # (N, R, R, C)
+        return picked.permute(0, 3, 1, 2).contiguous()
 
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "index": self.index}
+    def center(self, images: torch.Tensor) -> torch.Tensor:
+        size, target = images.shape[-1], self.resolution or images.shape[-1]
+        top = (size - target) // 2
+        return images[..., top:top + target, top:top + target]
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "index": self.index, "rng": self.rng.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
         self.epoch, self.index, self._order = int(state["epoch"]), int(state["index"]), None
+        if "rng" in state:
+            self.rng.set_state(state["rng"])
 
 
-def make_feed(dataset, batch_size: int, seed: int, device: torch.device):
-    """The feed for a dataset object from ganzoo.data (one domain of images for now)."""
-    return ImageFeed(dataset.images, batch_size, seed, device, name=getattr(dataset, "source", "data"))
+def _evenly_spaced(count: int, n: int) -> torch.Tensor:
+    return torch.linspace(0, count - 1, min(n, count)).round().long()
+
+
+class ImageFeed(_Feed):
+    """Yields {"image": float (B, C, H, W) in [-1, 1]} batches, dropping the ragged last batch."""
+
+    def __init__(self, images: torch.Tensor, batch_size: int, seed: int, device: torch.device,
+                 name: str = "data", spec=None):
+        super().__init__(len(images), batch_size, seed, device, spec, name)
+        self.images = _resident(images, device)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def next(self) -> dict[str, torch.Tensor]:
+        raw = self.images[self.next_indices().to(self.images.device)].to(self.device)
+        return {"image": _to_unit(self.augment(raw))}
+
+    def fixed_batch(self, n: int) -> dict[str, torch.Tensor]:
+        """Up to n images spread over the dataset, centre-cropped: the same at every call."""
+        raw = self.images[_evenly_spaced(len(self.images), n).to(self.images.device)]
+        return {"image": _to_unit(self.center(raw).to(self.device))}
+
+
+class UnpairedFeed(_Feed):
+    """Yields {"A": ..., "B": ...} batches as the CycleGAN reference draws them.
+
+    An epoch has max(|A|, |B|) items in a shuffled order; A takes that index
+    modulo |A| and B an index drawn at random per image (the reference's
+    unaligned dataset with shuffling on), so domains of different sizes mix.
+    """
+
+    def __init__(self, a: torch.Tensor, b: torch.Tensor, batch_size: int, seed: int, device: torch.device,
+                 name: str = "data", spec=None):
+        super().__init__(max(len(a), len(b)), batch_size, seed, device, spec, name)
+        budget = DEVICE_RESIDENT_BYTES if a.numel() + b.numel() <= DEVICE_RESIDENT_BYTES else 0
+        self.A, self.B = _resident(a, device, budget), _resident(b, device, budget)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def next(self) -> dict[str, torch.Tensor]:
+        index_a = self.next_indices() % len(self.A)
+        index_b = torch.randint(0, len(self.B), (self.batch_size,), generator=self.rng)
+        a = self.A[index_a.to(self.A.device)].to(self.device)
+        b = self.B[index_b.to(self.B.device)].to(self.device)
+        return {"A": _to_unit(self.augment(a)), "B": _to_unit(self.augment(b))}
+
+    def fixed_batch(self, n: int) -> dict[str, torch.Tensor]:
+        out = {}
+        for key, images in (("A", self.A), ("B", self.B)):
+            raw = images[_evenly_spaced(len(images), n).to(images.device)]
+            out[key] = _to_unit(self.center(raw).to(self.device))
+        return out
+
+
+def make_feed(dataset, batch_size: int, seed: int, device: torch.device, spec=None):
+    """The feed for a dataset object from ganzoo.data: an ImageSet or an UnpairedSet."""
+    name = getattr(dataset, "source", "data")
+    if hasattr(dataset, "A"):
+        return UnpairedFeed(dataset.A, dataset.B, batch_size, seed, device, name=name, spec=spec)
+    return ImageFeed(dataset.images, batch_size, seed, device, name=name, spec=spec)

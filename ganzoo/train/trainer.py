@@ -8,9 +8,10 @@ happen here and nowhere else.
 
 from __future__ import annotations
 
+import math
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -51,6 +52,17 @@ def check_phases(phases: list[Phase], nets: dict) -> None:
             raise ValueError(f"phase {phase.name!r} has no optimizer and no main phase trains {phase.trains}")
         if phase.optimizer is not None and owners[phase.trains].optimizer != phase.optimizer:
             raise ValueError(f"phases training {phase.trains} declare different optimizers")
+
+
+def _to_device(value, device):
+    """Checkpointed plugin state (loaded on the CPU) back onto the run's device, containers included."""
+    if torch.is_tensor(value):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {k: _to_device(v, device) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_device(v, device) for v in value)
+    return value
 
 
 class _StopSignals:
@@ -98,8 +110,11 @@ class Trainer:
         self.ema = {role: make_ema(self.nets[role]) for role in ema_roles}
         self.optimizers = self._make_optimizers()
         self.runnable = {role: self.engine.compiled(m) for role, m in self.nets.items()}
-        self.feed = make_feed(dataset, self.cfg.batch_size, self.opts.seed, self.device)
+        self.feed = make_feed(dataset, self.cfg.batch_size, self.opts.seed, self.device, arch.data_spec(self.cfg))
+        if self.opts.epochs > 0:  # a length in epochs becomes steps once the data's size is known
+            self.opts = replace(self.opts, steps=math.ceil(self.opts.epochs * self.feed.steps_per_epoch))
         self.rng = torch.Generator(self.device).manual_seed(self.opts.seed)
+        self.plugin_state: dict = {}  # LossContext.state: the architecture's tensors that outlive a step
         self.step = 0
         self.nonfinite = {phase.name: 0 for phase in self.phases}  # consecutive skips per phase
         if resume:
@@ -131,6 +146,7 @@ class Trainer:
             "rng": rng,
             "data": self.feed.state_dict(),
             "nonfinite": self.nonfinite,
+            "plugin": self.plugin_state,
         }
 
     def _restore(self) -> None:
@@ -152,6 +168,7 @@ class Trainer:
         self.feed.load_state_dict(state["data"])
         self.step = int(state["step"])
         self.nonfinite.update({name: int(count) for name, count in state["nonfinite"].items()})
+        self.plugin_state.update(_to_device(state.get("plugin", {}), self.device))
 
     # -- one step ------------------------------------------------------------------------
 
@@ -187,7 +204,7 @@ class Trainer:
     def train_step(self) -> None:
         batch = {k: self.engine.place_images(v) for k, v in self.feed.next().items()}
         ctx = LossContext(cfg=self.cfg, device=self.device, generator=self.rng, step=self.step,
-                          total_steps=self.opts.steps, log=self._log)
+                          total_steps=self.opts.steps, log=self._log, state=self.plugin_state)
         for phase in self.phases:
             if self.step % phase.interval == 0:
                 self._run_phase(phase, batch, ctx)
@@ -206,13 +223,15 @@ class Trainer:
         return {**self.nets, **self.ema}
 
     def save_preview(self) -> Path:
-        """A grid from a fixed latent (the run's seed), drawn by the EMA generator when there is one."""
+        """A grid from a fixed latent (the run's seed) and a fixed batch of real images, by the EMA generators."""
         nets = self.sampling_nets()
         modes = {role: m.training for role, m in nets.items()}
         for m in nets.values():
             m.eval()
+        real = {k: self.engine.place_images(v) for k, v in self.feed.fixed_batch(self.opts.sample_n).items()}
         try:
-            images, nrow = self.arch.preview(nets, self.cfg, self.opts.sample_n, self.opts.seed, self.device)
+            images, nrow = self.arch.preview(nets, self.cfg, self.opts.sample_n, self.opts.seed, self.device,
+                                             real=real)
         finally:
             for role, m in nets.items():
                 m.train(modes[role])

@@ -1,0 +1,93 @@
+"""Two unpaired image domains, A and B, as CycleGAN trains on them.
+
+A folder holds ``trainA/`` and ``trainB/`` (and usually ``testA/``, ``testB/``,
+which training ignores), the layout of the official CycleGAN datasets. The
+domains may differ in size. Without ``--data``, the embedded Fashion-MNIST test
+split gives a pair: its sneakers as A and its ankle boots as B.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from ..api import DataSpec
+from ..errors import UserError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+DOMAINS = ("A", "B")
+# Fashion-MNIST classes of the embedded pair (see embedded.CLASS_NAMES).
+EMBEDDED_PAIR = {"A": 7, "B": 9}  # Sneaker -> Ankle boot
+EMBEDDED_NAME = "fashion-mnist"
+
+
+@dataclass
+class UnpairedSet:
+    """Decoded domains: uint8 (N_A, C, R, R) and (N_B, C, R, R) at the spec's decode resolution."""
+
+    A: "torch.Tensor"
+    B: "torch.Tensor"
+    name: str
+    source: str  # where the images came from: a folder, or "embedded:..."
+    folders: dict[str, str] | None = None  # domain -> the folder its images came from
+
+    def __len__(self) -> int:
+        """Images per epoch, as the reference counts them: the larger domain's size."""
+        return max(len(self.A), len(self.B))
+
+    def describe(self) -> str:
+        where = self.folders or {d: self.source for d in DOMAINS}
+        return "; ".join(f"{d}: {len(getattr(self, d))} images ({where[d]})" for d in DOMAINS)
+
+
+def load_unpaired(source: str | os.PathLike | None, spec: DataSpec, *,
+                  on_bad: Callable[[UserError], None] | None = None) -> UnpairedSet:
+    """The embedded pair, a catalog dataset (downloaded on first use) or a trainA/trainB folder."""
+    from . import DEFAULT_DATASET, catalog_folder, unknown_dataset
+
+    if source is None or str(source) == DEFAULT_DATASET:
+        return embedded_pair(spec)
+    named = catalog_folder(source, download=True)
+    if named is not None:
+        return load_unpaired_folder(named[1], spec, on_bad=on_bad, name=named[0].name)
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return load_unpaired_folder(path, spec, on_bad=on_bad)
+    raise unknown_dataset(source)
+
+
+def embedded_pair(spec: DataSpec) -> UnpairedSet:
+    """Sneakers (A) and ankle boots (B) of the embedded test split, 1,000 each."""
+    from . import embedded_images
+    from .embedded import CLASS_NAMES
+
+    images, labels = embedded_images(spec)
+    domains = {d: images[labels == cls].contiguous() for d, cls in EMBEDDED_PAIR.items()}
+    names = {d: CLASS_NAMES[cls].lower() for d, cls in EMBEDDED_PAIR.items()}
+    return UnpairedSet(domains["A"], domains["B"], EMBEDDED_NAME, "embedded:fashion-mnist-test",
+                       folders={d: f"embedded {names[d]}s" for d in DOMAINS})
+
+
+def load_unpaired_folder(root: Path, spec: DataSpec, *, on_bad=None, name: str | None = None) -> UnpairedSet:
+    """``root/trainA`` and ``root/trainB`` decoded; a missing or empty domain names its folder."""
+    import torch
+
+    from .folder import find_images, load_folder
+
+    root = Path(root).resolve()
+    domains = {}
+    for domain in DOMAINS:
+        folder = root / f"train{domain}"
+        if not folder.is_dir():
+            raise UserError(f"unpaired dataset {root} has no folder train{domain}/ (expected {folder}); "
+                            "an unpaired dataset holds trainA/ and trainB/ (testA/ and testB/ optional)")
+        if not find_images(folder):
+            raise UserError(f"domain {domain} is empty: no images in {folder}")
+        array = load_folder(folder, spec.decode_resolution, spec.channels, on_bad=on_bad)
+        domains[domain] = torch.from_numpy(array)
+    return UnpairedSet(domains["A"], domains["B"], name or root.name, str(root),
+                       folders={d: str(root / f"train{d}") for d in DOMAINS})
