@@ -81,7 +81,11 @@ def main():
         r["speedup_vs_reference"] = reference / r["median_step_s"]
         print(f"{name:34s} x{r['speedup_vs_reference']:.2f}")
     machine = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
-    record = {"arch": args.arch, "sets": sets, "batch_size": args.batch_size, "device": machine,
+    probe = config.resolve(arch, sets=sets)  # which preset the defaults pick (fashion-mnist without --set)
+    spec = arch.data_spec(probe.config)
+    record = {"arch": args.arch, "preset": probe.preset, "sets": sets,
+              "data": f"{spec.resolution}x{spec.resolution}x{spec.channels}", "batch_size": args.batch_size,
+              "device": machine,
               "torch": torch.__version__, "ganzoo": __version__, "results": results}
     if args.json:
         with open(args.json, "w") as f:

@@ -1,6 +1,6 @@
 """A procedural unpaired dataset with a known translation: discs (A) <-> squares (B).
 
-Each image holds one shape in a saturated colour on black. Domain A draws
+Each image holds one shape in one of six colours on mid-grey. Domain A draws
 discs, domain B squares, with the same colours and position distribution but
 no pairing. The true translation keeps colour and position and changes the
 shape, so a translated image can be scored: its shape's fill of its bounding
@@ -14,8 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-PALETTE = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0], [255, 0, 255], [0, 255, 255]],
-                   dtype=np.uint8)
+# Mid-grey background and colours away from 0 and 255: on grey, every output pixel sits where tanh
+# saturates, and a channel that starts there never gets a gradient again (it stays dead all run).
+BACKGROUND = 16
+LOW, HIGH = 16, 224
+PALETTE = np.array([[HIGH, LOW, LOW], [LOW, HIGH, LOW], [LOW, LOW, HIGH],
+                    [HIGH, HIGH, LOW], [HIGH, LOW, HIGH], [LOW, HIGH, HIGH]], dtype=np.uint8)
 
 
 def draw(kind: str, size: int, cx: float, cy: float, half: float, colour) -> np.ndarray:
@@ -25,7 +29,7 @@ def draw(kind: str, size: int, cx: float, cy: float, half: float, colour) -> np.
         inside = (xs - cx) ** 2 + (ys - cy) ** 2 <= half**2
     else:
         inside = (np.abs(xs - cx) <= half) & (np.abs(ys - cy) <= half)
-    image = np.zeros((3, size, size), dtype=np.uint8)
+    image = np.full((3, size, size), BACKGROUND, dtype=np.uint8)
     image[:, inside] = np.asarray(colour, dtype=np.uint8)[:, None]
     return image
 
@@ -57,9 +61,12 @@ class ShapeScore:
     area: int
 
 
-def score(image: np.ndarray, threshold: int = 128) -> ShapeScore | None:
-    """Measure the one shape in a uint8 (3, S, S) image on black; None when nothing is drawn."""
-    mask = image.max(axis=0) >= threshold
+def score(image: np.ndarray, threshold: int = 48) -> ShapeScore | None:
+    """Measure the one shape in a uint8 (3, S, S) image on grey; None when nothing is drawn.
+
+    The shape is every pixel that differs from the background by ``threshold`` in some channel.
+    """
+    mask = np.abs(image.astype(np.int16) - BACKGROUND).max(axis=0) >= threshold
     area = int(mask.sum())
     if area == 0:
         return None

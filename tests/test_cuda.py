@@ -46,7 +46,9 @@ def test_resume_on_cuda_continues_from_the_checkpoint(tmp_path):
     first = make_trainer(tmp_path / "run", precision="bf16", steps=3)
     first.run()
     second = make_trainer(tmp_path / "run", resume=True, precision="bf16", steps=6)
-    assert second.step == 3 and second.feed.state_dict() == first.feed.state_dict()
+    a, b = second.feed.state_dict(), first.feed.state_dict()
+    assert second.step == 3 and (a["epoch"], a["index"]) == (b["epoch"], b["index"])
+    assert torch.equal(a["rng"], b["rng"])
     for a, b in zip(first.nets["G"].parameters(), second.nets["G"].parameters()):
         assert torch.equal(a, b)
     assert second.run().step == 6
@@ -58,3 +60,34 @@ def test_compile_on_grey_images(tmp_path, channels_last):
     trainer = make_trainer(tmp_path / "run", channels=1, compile=True, channels_last=channels_last, steps=3)
     assert trainer.run().step == 3
     assert all(torch.isfinite(p).all() for net in trainer.nets.values() for p in net.parameters())
+
+
+def make_cyclegan(run_dir, resume=False, **flags):
+    arch = registry.get("cyclegan")
+    sets = {"resolution": 64, "load_resolution": 72, "ngf": 16, "ndf": 16, "n_blocks": 2, "pool_size": 4,
+            "log_every": 1}
+    resolved = config.resolve(arch, sets=sets, flags={"device": "cuda", "batch_size": 2, "steps": 6, **flags})
+    return Trainer(arch, resolved, synthetic_data(arch, resolved.config, n=16), run_dir, resume=resume)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+@pytest.mark.parametrize("compile_", [False, True], ids=["eager", "compiled"])
+def test_cyclegan_on_cuda(tmp_path, precision, compile_):
+    trainer = make_cyclegan(tmp_path / "run", precision=precision, compile=compile_)
+    assert trainer.feed.A.is_cuda  # device-resident domains
+    before = {role: [p.detach().clone() for p in m.parameters()] for role, m in trainer.nets.items()}
+    assert trainer.run().step == 6
+    for role, net in trainer.nets.items():
+        assert any(not torch.equal(a, b) for a, b in zip(before[role], net.parameters())), role
+        assert all(torch.isfinite(p).all() for p in net.parameters()), role
+    pool = trainer.plugin_state["pool_B"]
+    assert pool["images"].is_cuda and pool["count"] == 4
+
+
+def test_cyclegan_resume_on_cuda_restores_pools(tmp_path):
+    first = make_cyclegan(tmp_path / "run", steps=3, precision="bf16")
+    first.run()
+    second = make_cyclegan(tmp_path / "run", resume=True, steps=6, precision="bf16")
+    assert second.step == 3 and second.plugin_state["pool_A"]["images"].is_cuda
+    assert torch.equal(second.plugin_state["pool_A"]["images"], first.plugin_state["pool_A"]["images"])
+    assert second.run().step == 6

@@ -204,7 +204,8 @@ def ensure_dataset(name: str, *, progress: bool = True, force: bool = False) -> 
     except UserError as error:
         if is_cached(entry) and not force:  # another process finished the same dataset first
             return target
-        raise UserError(f"{error}. {manual_hint(entry)}") from None
+        reason = str(error)
+        raise UserError(f"{reason}{'' if reason.endswith(('.', '?', '!')) else '.'} {manual_hint(entry)}") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
         _remove_if_empty(downloads)
