@@ -80,8 +80,8 @@ def train(arch, data, preset, sets, steps, epochs, batch_size, out, device, prec
 
     if steps is not None and epochs is not None:
         raise UserError("give --steps or --epochs, not both")
-    if steps is not None:
-        epochs = 0.0  # an explicit step count wins over epochs from a preset or an earlier run
+    if steps is not None and resume:
+        epochs = 0.0  # an explicit step count wins over --epochs of the run being resumed
     flags = {"steps": steps, "epochs": epochs, "batch_size": batch_size, "device": device, "precision": precision,
              "compile": compile_, "seed": seed, "sample_every": sample_every, "checkpoint_every": checkpoint_every}
     set_values = config_mod.split_assignments(list(sets))

@@ -18,13 +18,11 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import click
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from helpers import invoke
 from PIL import Image
 
-from ganzoo.cli_data import data
 from ganzoo.data import catalog as catalog_mod
 from ganzoo.data import download as download_mod
 from ganzoo.data.catalog import (
@@ -485,26 +483,9 @@ def test_force_replaces_and_a_failed_force_keeps_the_old_copy(home, server, tmp_
 # --- the `ganzoo data` commands -----------------------------------------------
 
 
-class _Group(click.Group):
-    """What the main CLI group does with a UserError."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except UserError as exc:
-            raise click.ClickException(str(exc)) from None
-
-
-@click.group(cls=_Group)
-def root():
-    pass
-
-
-root.add_command(data)
-
-
 def run(*args: str):
-    return CliRunner().invoke(root, ["data", *args], catch_exceptions=False)
+    """`ganzoo data ...` through the real command group (UserError becomes "Error: ..." and exit 1)."""
+    return invoke("data", *args)
 
 
 def test_data_list_shows_sizes_and_what_is_cached(home):

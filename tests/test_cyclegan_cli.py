@@ -70,6 +70,10 @@ def test_epochs_set_the_length_from_the_data(tmp_path):
     assert "2 epochs = 6" in result.output
     train = json.loads((tmp_path / "run" / "config.json").read_text())["train"]
     assert (train["epochs"], train["steps"]) == (2.0, 6)
+    longer = invoke("train", "cyclegan", "--resume", tmp_path / "run", "--steps", 7)  # --steps wins over epochs
+    assert longer.exit_code == 0, longer.output
+    train = json.loads((tmp_path / "run" / "config.json").read_text())["train"]
+    assert (train["epochs"], train["steps"]) == (0.0, 7)
     both = invoke("train", "cyclegan", *CYCLE, "--steps", 2, "--epochs", 1, "--out", tmp_path / "x")
     assert both.exit_code == 1 and "--steps or --epochs" in both.output
 

@@ -22,7 +22,6 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 DEFAULT_DATASET = "fashion-mnist"
-KNOWN_DATASETS = (DEFAULT_DATASET,)
 
 # Fashion-MNIST is 28x28; two black pixels on every side give the 32x32 that
 # DCGAN-style networks (powers of two) expect, as classic MNIST GAN setups do.
@@ -168,4 +167,4 @@ def _folder(path: Path, spec: DataSpec, on_bad) -> ImageSet:
     return ImageSet(images=torch.from_numpy(array), labels=None, name=name, source=str(resolved))
 
 
-__all__ = ["DataSpec", "ImageSet", "load_data", "load_images", "DEFAULT_DATASET", "KNOWN_DATASETS"]
+__all__ = ["DataSpec", "ImageSet", "load_data", "load_images", "DEFAULT_DATASET"]
