@@ -214,6 +214,20 @@ class Architecture:
         spec = next(iter(self.generators(cfg).values()))
         return generate(nets[spec.role], spec, n, seed, device), max(1, math.isqrt(n))
 
+    def fit_to_data(self, cfg, num_images: int):
+        """The config with settings that depend on the training set fixed (e.g. augmentation for small sets).
+
+        The trainer calls this once the data is loaded, before building the
+        networks, and the run's config.json records the result, so a resumed run
+        sees the same values. It must not change the DataSpec. Default: unchanged.
+        """
+        return cfg
+
+    def style_mix(self, nets, cfg, rows: int, cols: int, seed: int, device, truncation: float = 1.0,
+                  coarse: int | None = None) -> tuple["torch.Tensor", int]:
+        """A style-mixing grid (uint8 images and row length), for architectures with per-layer styles."""
+        raise NotImplementedError(f"{self.name} has no per-layer styles to mix")
+
     def make_config(self, overrides: Mapping[str, Any] | None = None):
         return dataclasses.replace(self.Config(), **dict(overrides or {}))
 

@@ -13,6 +13,7 @@ import click
 
 from . import __version__
 from .cli_data import data
+from .cli_stylemix import style_mix
 from .errors import UserError
 
 
@@ -145,7 +146,9 @@ def _train(arch, resolved, run_dir: Path, entry, skip_bad_files: bool = False):
     resuming = isinstance(entry, rundir.Run)
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(arch, resolved, dataset, run_dir, resume=resuming)
-    resolved = replace(resolved, train=trainer.opts)  # --epochs has become a step count
+    fitted = _changed_fields(resolved.config, trainer.cfg)
+    # --epochs has become a step count, and settings that depend on the data are fixed (fit_to_data)
+    resolved = replace(resolved, train=trainer.opts, config=trainer.cfg)
     if resuming:
         rundir.record_train_options(entry, resolved)
     else:
@@ -160,6 +163,8 @@ def _train(arch, resolved, run_dir: Path, entry, skip_bad_files: bool = False):
                f"steps {trainer.step} -> {length}, batch {resolved.config.batch_size}")
     if unpaired:
         click.echo(f"domains: {dataset.describe()}")
+    if fitted:
+        click.echo(f"fitted to the data: {fitted}")
     click.echo(f"run directory: {run_dir}")
     result = trainer.run()
     click.echo(f"sample grid:   {result.sample}")
@@ -170,14 +175,25 @@ def _train(arch, resolved, run_dir: Path, entry, skip_bad_files: bool = False):
         sys.exit(130 if result.stopped_by == "SIGINT" else 143)
 
 
+def _changed_fields(before, after) -> str:
+    """'key=value, ...' for the config fields that differ (what fit_to_data decided)."""
+    import dataclasses
+
+    changed = [f"{f.name}={getattr(after, f.name)}" for f in dataclasses.fields(after)
+               if getattr(before, f.name) != getattr(after, f.name)]
+    return ", ".join(changed)
+
+
 @cli.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--n", "n", type=int, default=64, show_default=True, help="How many images.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), help="grid.png or samples.npz (default RUN_DIR/samples/seed-S.png).")
 @click.option("--generator", "generator_name", help="Which generator, when the architecture has several.")
+@click.option("--truncation", type=float, help="Truncation psi (generators with a truncation input): 1 = none, "
+              "lower trades variety for typical images.")
 @click.option("--device", default="auto", show_default=True)
-def sample(run_dir, n, seed, out, generator_name, device):
+def sample(run_dir, n, seed, out, generator_name, truncation, device):
     """Sample images from a run's latest checkpoint (EMA weights when present)."""
     import numpy as np
 
@@ -199,15 +215,22 @@ def sample(run_dir, n, seed, out, generator_name, device):
     if generators[name].translates:
         raise UserError(f"{run.arch.name}'s generator {name!r} translates images rather than sampling them; "
                         f"use: ganzoo translate {run_dir} IMAGE_OR_FOLDER...")
+    values = {}
+    if truncation is not None:
+        if "truncation" not in generators[name].inputs:
+            raise UserError(f"{run.arch.name}'s generator {name!r} has no truncation input "
+                            f"(its inputs: {', '.join(generators[name].inputs)})")
+        values["truncation"] = truncation
     torch_device = pick_device(device)
     nets, step = rundir.load_sampling_nets(run, torch_device)
-    images = generate(nets[generators[name].role], generators[name], n, seed, torch_device)
+    images = generate(nets[generators[name].role], generators[name], n, seed, torch_device, values=values)
     if out.suffix.lower() == ".npz":
         array = images.permute(0, 2, 3, 1).contiguous().numpy()
         atomic_write(out, lambda f: np.savez(f, images=array))
     else:
         write_png(out, grid(images))
-    click.echo(f"{n} images from {run_dir} (step {step}, seed {seed}) -> {out}")
+    psi = f", truncation {truncation:g}" if truncation is not None else ""
+    click.echo(f"{n} images from {run_dir} (step {step}, seed {seed}{psi}) -> {out}")
 
 
 @cli.command()
@@ -303,6 +326,7 @@ def _parameter_counts(path: Path) -> dict[str, int]:
 
 
 cli.add_command(data)
+cli.add_command(style_mix)
 
 
 def main():

@@ -18,9 +18,15 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def generate(net: torch.nn.Module, spec, n: int, seed: int, device: torch.device, chunk: int = 256) -> torch.Tensor:
-    """n images (uint8, N x C x H x W, on the CPU) from generator `net` described by `spec`."""
+def generate(net: torch.nn.Module, spec, n: int, seed: int, device: torch.device, chunk: int = 256,
+             values=None) -> torch.Tensor:
+    """n images (uint8, N x C x H x W, on the CPU) from generator `net` described by `spec`.
+
+    ``values`` sets per-sample scalar inputs for every image (``{"truncation": 0.7}``).
+    """
     inputs = spec.latents(n, seed)
+    for name, value in (values or {}).items():
+        inputs[name] = np.full_like(inputs[name], value)
     out = []
     for start in range(0, n, chunk):
         args = [torch.from_numpy(np.ascontiguousarray(inputs[name][start:start + chunk])).to(device)

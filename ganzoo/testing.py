@@ -115,8 +115,9 @@ def check_generators(arch, tmp_path: Path | None = None) -> None:
         assert set(a) == set(gen.inputs), f"{name}: latents give {sorted(a)}, inputs are {gen.inputs}"
         for key in gen.inputs:
             assert np.array_equal(a[key], b[key]), f"{name}: latents for one seed differ"
-            assert not np.array_equal(a[key], c[key]), f"{name}: latents ignore the seed"
             assert len(a[key]) == 3
+        # Some inputs are per-sample settings (a truncation psi), but the latents as a whole follow the seed.
+        assert any(not np.array_equal(a[k], c[k]) for k in gen.inputs), f"{name}: latents ignore the seed"
         net = nets[gen.role].eval()
         with torch.no_grad():
             out = net(*[torch.from_numpy(a[k]) for k in gen.inputs])

@@ -1,6 +1,6 @@
 """A procedural unpaired dataset with a known translation: discs (A) <-> squares (B).
 
-Each image holds one shape in one of six colours on mid-grey. Domain A draws
+Each image holds one shape in red, green or blue on black. Domain A draws
 discs, domain B squares, with the same colours and position distribution but
 no pairing. The true translation keeps colour and position and changes the
 shape, so a translated image can be scored: its shape's fill of its bounding
@@ -14,12 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Mid-grey background and colours away from 0 and 255: on grey, every output pixel sits where tanh
-# saturates, and a channel that starts there never gets a gradient again (it stays dead all run).
-BACKGROUND = 16
-LOW, HIGH = 16, 224
-PALETTE = np.array([[HIGH, LOW, LOW], [LOW, HIGH, LOW], [LOW, LOW, HIGH],
-                    [HIGH, HIGH, LOW], [HIGH, LOW, HIGH], [LOW, HIGH, HIGH]], dtype=np.uint8)
+# Colours keep every channel well above the black background (96, not 0): a generator channel that sits at
+# tanh's floor everywhere gets no gradient and stays dead, which a pure-colour palette invites.
+BACKGROUND = 0
+LOW, HIGH = 96, 255
+PALETTE = np.array([[HIGH, LOW, LOW], [LOW, HIGH, LOW], [LOW, LOW, HIGH]], dtype=np.uint8)
 
 
 def draw(kind: str, size: int, cx: float, cy: float, half: float, colour) -> np.ndarray:
@@ -62,7 +61,7 @@ class ShapeScore:
 
 
 def score(image: np.ndarray, threshold: int = 48) -> ShapeScore | None:
-    """Measure the one shape in a uint8 (3, S, S) image on grey; None when nothing is drawn.
+    """Measure the one shape in a uint8 (3, S, S) image on the background; None when nothing is drawn.
 
     The shape is every pixel that differs from the background by ``threshold`` in some channel.
     """

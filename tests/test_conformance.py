@@ -9,7 +9,7 @@ ARCHITECTURES = sorted(e.name for e in registry.discover() if e.usable)
 
 
 def test_builtin_architectures_are_registered():
-    assert {"dcgan", "cyclegan"} <= set(ARCHITECTURES)
+    assert {"dcgan", "cyclegan", "stylegan-lite"} <= set(ARCHITECTURES)
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)

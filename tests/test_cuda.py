@@ -91,3 +91,37 @@ def test_cyclegan_resume_on_cuda_restores_pools(tmp_path):
     assert second.step == 3 and second.plugin_state["pool_A"]["images"].is_cuda
     assert torch.equal(second.plugin_state["pool_A"]["images"], first.plugin_state["pool_A"]["images"])
     assert second.run().step == 6
+
+
+def make_stylegan(run_dir, resume=False, **flags):
+    arch = registry.get("stylegan-lite")
+    sets = {"resolution": 32, "channels": 3, "z_dim": 64, "w_dim": 64, "channel_base": 1024, "channel_max": 64,
+            "pl_interval": 2, "r1_interval": 3, "diffaugment": "on", "log_every": 1}
+    resolved = config.resolve(arch, sets=sets, flags={"device": "cuda", "batch_size": 8, "steps": 6, **flags})
+    return Trainer(arch, resolved, synthetic_data(arch, resolved.config, n=32), run_dir, resume=resume)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+@pytest.mark.parametrize("compile_", [False, True], ids=["eager", "compiled"])
+def test_stylegan_on_cuda(tmp_path, precision, compile_):
+    """Main phases compiled and in reduced precision; R1 and path length eager in fp32, on the same weights."""
+    trainer = make_stylegan(tmp_path / "run", precision=precision, compile=compile_)
+    assert trainer.run().step == 6
+    for role, net in trainer.nets.items():
+        assert all(torch.isfinite(p).all() for p in net.parameters()), role
+    assert trainer.plugin_state["pl_mean"].is_cuda and trainer.plugin_state["pl_mean"] > 0
+    import json
+
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    logged = set().union(*records)
+    assert {"loss/G", "loss/D", "loss/G_pl", "loss/D_r1"} <= logged
+    assert all(abs(r["loss/D"]) < 1e4 for r in records)
+
+
+def test_stylegan_resume_on_cuda_restores_path_length_mean(tmp_path):
+    first = make_stylegan(tmp_path / "run", steps=3, precision="bf16")
+    first.run()
+    second = make_stylegan(tmp_path / "run", resume=True, steps=6, precision="bf16")
+    assert second.plugin_state["pl_mean"].is_cuda
+    assert torch.equal(second.plugin_state["pl_mean"], first.plugin_state["pl_mean"])
+    assert second.run().step == 6

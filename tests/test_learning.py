@@ -15,7 +15,6 @@ from ganzoo.data import load_images
 from ganzoo.sampling import generate
 from ganzoo.train.trainer import Trainer
 
-STEPS = 500
 N_IMAGES = 2000
 
 
@@ -31,22 +30,29 @@ def generated_images(trainer, arch, cfg) -> torch.Tensor:
     return images.float() / 127.5 - 1
 
 
-@pytest.mark.slow
-def test_dcgan_frechet_distance_falls_on_embedded_data(trained_fmnist_classifier, fmnist_data, tmp_path):
-    arch = registry.get("dcgan")
-    resolved = config.resolve(arch, flags={"steps": STEPS, "batch_size": 64, "device": "cpu", "seed": 0,
-                                           "sample_every": STEPS, "log_every": 50})
-    trainer = Trainer(arch, resolved, load_images(None, arch.data_spec(resolved.config)), tmp_path / "run")
+def train_and_measure(name: str, flags: dict, classifier, fmnist_data, run_dir) -> tuple[float, float, list]:
+    """Frechet distance before and after a CPU run of ``name`` on the embedded data, and its metrics."""
+    arch = registry.get(name)
+    resolved = config.resolve(arch, flags={"device": "cpu", "seed": 0, "sample_every": flags["steps"],
+                                           "log_every": 50, **flags})
+    trainer = Trainer(arch, resolved, load_images(None, arch.data_spec(resolved.config)), run_dir)
     real_images = fmnist_data[0]
     real = real_images[torch.randperm(len(real_images), generator=torch.Generator().manual_seed(1))[:N_IMAGES]]
 
-    before = frechet_to_real(trained_fmnist_classifier, generated_images(trainer, arch, resolved.config), real)
+    before = frechet_to_real(classifier, generated_images(trainer, arch, resolved.config), real)
     trainer.run()
-    after = frechet_to_real(trained_fmnist_classifier, generated_images(trainer, arch, resolved.config), real)
+    after = frechet_to_real(classifier, generated_images(trainer, arch, resolved.config), real)
+    print(f"\n{name}: Frechet distance (classifier features): step 0 {before:.1f}, step {flags['steps']} "
+          f"{after:.1f}, ratio {after / before:.3f}")
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return before, after, records
 
-    print(f"\nFrechet distance (classifier features): step 0 {before:.1f}, step {STEPS} {after:.1f}, "
-          f"ratio {after / before:.3f}")
-    (tmp_path / "fd.json").write_text(json.dumps({"before": before, "after": after}))
+
+@pytest.mark.slow
+def test_dcgan_frechet_distance_falls_on_embedded_data(trained_fmnist_classifier, fmnist_data, tmp_path):
+    steps = 500
+    before, after, records = train_and_measure("dcgan", {"steps": steps, "batch_size": 64},
+                                               trained_fmnist_classifier, fmnist_data, tmp_path / "run")
     assert after <= 0.3 * before
-    losses = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert len(losses) == STEPS // 50 and all("loss/D" in r and "loss/G" in r for r in losses)
+    assert len(records) == steps // 50 and all("loss/D" in r and "loss/G" in r for r in records)
+

@@ -7,10 +7,10 @@ from shapes import BACKGROUND, PALETTE, draw, make_shapes, nearest_colour, score
 
 def test_square_fills_its_box_and_a_disc_pi_over_4():
     square = score(draw("square", 32, 16.0, 12.0, 6.0, PALETTE[2]))
-    disc = score(draw("disc", 64, 32.0, 32.0, 20.0, PALETTE[4]))
+    disc = score(draw("disc", 64, 32.0, 32.0, 20.0, PALETTE[1]))
     assert square.fill == 1.0 and square.centroid == (16.0, 12.0)
     assert abs(disc.fill - np.pi / 4) < 0.01 and np.allclose(disc.centroid, (32.0, 32.0), atol=0.01)
-    assert nearest_colour(square.colour) == 2 and nearest_colour(disc.colour) == 4
+    assert nearest_colour(square.colour) == 2 and nearest_colour(disc.colour) == 1
 
 
 def test_blank_image_scores_none_and_datasets_are_seeded():

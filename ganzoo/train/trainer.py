@@ -101,6 +101,11 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.device = pick_device(self.opts.device)
         self.engine = Engine(self.device, self.opts.precision, self.opts.channels_last, self.opts.compile)
+        spec = arch.data_spec(self.cfg)
+        self.feed = make_feed(dataset, self.cfg.batch_size, self.opts.seed, self.device, spec)
+        self.cfg = arch.fit_to_data(self.cfg, len(self.feed))
+        if arch.data_spec(self.cfg) != spec:
+            raise ValueError(f"{arch.name}.fit_to_data changed the data spec; it may only fix data-dependent settings")
         torch.manual_seed(self.opts.seed)
         self.nets = {role: self.engine.place(module) for role, module in arch.build(self.cfg).items()}
         self.phases = arch.phases(self.cfg)
@@ -110,7 +115,6 @@ class Trainer:
         self.ema = {role: make_ema(self.nets[role]) for role in ema_roles}
         self.optimizers = self._make_optimizers()
         self.runnable = {role: self.engine.compiled(m) for role, m in self.nets.items()}
-        self.feed = make_feed(dataset, self.cfg.batch_size, self.opts.seed, self.device, arch.data_spec(self.cfg))
         if self.opts.epochs > 0:  # a length in epochs becomes steps once the data's size is known
             self.opts = replace(self.opts, steps=math.ceil(self.opts.epochs * self.feed.steps_per_epoch))
         self.rng = torch.Generator(self.device).manual_seed(self.opts.seed)

@@ -1,0 +1,92 @@
+"""StyleGAN2's losses as four phases (NVlabs/stylegan2-ada-pytorch `training/loss.py`).
+
+G: non-saturating logistic loss on style-mixed samples. G_pl: path-length
+regularisation, every ``pl_interval`` G steps. D: logistic loss on reals and
+fakes. D_r1: the R1 gradient penalty on reals, every ``r1_interval`` D steps.
+Regularisers are scaled by their interval (lazy regularisation), and their
+phases run eagerly in fp32 because they differentiate twice.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from .diffaugment import diff_augment
+
+
+def mixing_mask(num_ws: int, probability: float, ctx) -> torch.Tensor:
+    """Style mixing: with ``probability``, styles from a random layer on come from a second z.
+
+    Returns a (num_ws,) bool mask of the layers that take the second z's styles,
+    drawn on the device from the trainer's generator (no host sync).
+    """
+    cutoff = 1 + (ctx.rand(1) * (num_ws - 1)).floor().clamp(max=num_ws - 2)
+    mix = ctx.rand(1) < probability
+    return (torch.arange(num_ws, device=ctx.device) >= cutoff) & mix
+
+
+def generator_inputs(G, n: int, ctx, mixing: float) -> dict:
+    z = ctx.randn(n, G.z_dim)
+    if mixing <= 0:
+        return {"z": z}
+    return {"z": z, "mix_z": ctx.randn(n, G.z_dim), "mix_mask": mixing_mask(G.num_ws, mixing, ctx)}
+
+
+def run_D(D, images: torch.Tensor, policy: tuple[str, ...], ctx) -> torch.Tensor:
+    """D's logits on images augmented by DiffAugment (when ``policy`` is not empty)."""
+    if policy:
+        images = diff_augment(images, policy, ctx.generator)
+    return D(images)
+
+
+def generator_loss(nets, n: int, ctx, mixing: float, policy) -> torch.Tensor:
+    fake = nets["G"](**generator_inputs(nets["G"], n, ctx, mixing))
+    logits = run_D(nets["D"], fake, policy, ctx)
+    ctx.log("scores/fake", logits.detach().float().mean())
+    return F.softplus(-logits).mean()
+
+
+def discriminator_loss(nets, real: torch.Tensor, ctx, mixing: float, policy) -> torch.Tensor:
+    with torch.no_grad():
+        fake = nets["G"](**generator_inputs(nets["G"], real.shape[0], ctx, mixing))
+    fake_logits = run_D(nets["D"], fake, policy, ctx)
+    real_logits = run_D(nets["D"], real, policy, ctx)
+    ctx.log("scores/real", real_logits.detach().float().mean())
+    return F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
+
+
+def r1_penalty(D, real: torch.Tensor, ctx, policy) -> torch.Tensor:
+    """Per-sample squared norm of dD(x)/dx on reals (x before augmentation, as StyleGAN2-ADA)."""
+    real = real.detach().requires_grad_(True)
+    logits = run_D(D, real, policy, ctx)
+    (grads,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
+    return grads.square().sum(dim=(1, 2, 3)), logits
+
+
+def r1_loss(nets, real: torch.Tensor, ctx, gamma: float, interval: int, policy) -> torch.Tensor:
+    penalty, logits = r1_penalty(nets["D"], real, ctx, policy)
+    ctx.log("reg/r1", penalty.detach().mean())
+    # logits * 0 keeps D's output in the graph, as the reference does, so every parameter gets a gradient.
+    return (logits.squeeze(1) * 0 + penalty * (gamma / 2)).mean() * interval
+
+
+def path_length_loss(nets, n: int, ctx, cfg) -> torch.Tensor:
+    """Path-length regularisation: |J_w^T y| pulled towards its running mean, y ~ N(0, I) / sqrt(pixels).
+
+    The running mean lives in ``ctx.state`` (checkpointed, so resume is exact).
+    """
+    G = nets["G"]
+    batch = max(1, n // cfg.pl_batch_shrink)
+    inputs = generator_inputs(G, batch, ctx, cfg.style_mixing)
+    ws = G.styles(**inputs)
+    images = G.synthesis(ws)
+    noise = ctx.randn(*images.shape) / (images.shape[2] * images.shape[3]) ** 0.5
+    (grads,) = torch.autograd.grad((images * noise).sum(), ws, create_graph=True)
+    lengths = grads.square().sum(dim=2).mean(dim=1).sqrt()
+    previous = ctx.state.get("pl_mean", torch.zeros((), device=ctx.device))
+    mean = previous.lerp(lengths.detach().mean(), cfg.pl_decay)
+    ctx.state["pl_mean"] = mean
+    ctx.log("reg/path_length", lengths.detach().mean())
+    penalty = (lengths - mean).square() * cfg.pl_weight
+    return (images[:, 0, 0, 0] * 0 + penalty).mean() * cfg.pl_interval
