@@ -13,6 +13,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
+from .images import PIXELS
+from .latents import Constant, Gaussian, Latents, Uniform
+
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import torch
@@ -91,40 +94,35 @@ class Generator:
     the same seed names the same image in PyTorch and in the ONNX runtime.
     Outputs are images in [-1, 1]; ``pixels`` says how they map to uint8.
 
+    Declare ``latents`` as a :class:`~ganzoo.latents.Latents` (as
+    ``gaussian_latents`` does) so that `ganzoo export` can write it into the
+    model and the torch-free runtime can sample; any other callable works for
+    PyTorch sampling only.
+
     A generator that translates images between domains (CycleGAN's) sets
     ``translates = ("A", "B")``: its one input is an image in [-1, 1] (mapped
     from pixels the same way), and ``latents`` gives example input images.
+    ``size_multiple`` says the network takes any height and width that are
+    multiples of it (exported with a dynamic size); None: only the training size.
     """
 
     role: str
     inputs: tuple[str, ...]
     latents: Callable[[int, int], dict[str, "np.ndarray"]]
     output: str = "image"
-    pixels: str = "uint8 = round((x + 1) * 127.5), clamped to [0, 255]"
+    pixels: str = PIXELS
     translates: tuple[str, str] | None = None
+    size_multiple: int | None = None
 
 
-def gaussian_latents(size: int, name: str = "z") -> Callable[[int, int], dict[str, "np.ndarray"]]:
+def gaussian_latents(size: int, name: str = "z") -> Latents:
     """``latents`` for a generator fed by N(0, I) vectors of ``size``: numpy PCG64 by seed."""
-
-    def latents(n: int, seed: int) -> dict[str, "np.ndarray"]:
-        import numpy as np
-
-        return {name: np.random.default_rng(seed).standard_normal((n, size), dtype=np.float32)}
-
-    return latents
+    return Latents((Gaussian(name, (size,)),))
 
 
-def image_latents(channels: int, resolution: int, name: str = "image") -> Callable[[int, int], dict[str, "np.ndarray"]]:
+def image_latents(channels: int, resolution: int, name: str = "image") -> Latents:
     """Example inputs for an image-to-image generator: uniform images in [-1, 1], numpy PCG64 by seed."""
-
-    def latents(n: int, seed: int) -> dict[str, "np.ndarray"]:
-        import numpy as np
-
-        rng = np.random.default_rng(seed)
-        return {name: rng.uniform(-1.0, 1.0, (n, channels, resolution, resolution)).astype(np.float32)}
-
-    return latents
+    return Latents((Uniform(name, (channels, resolution, resolution)),))
 
 
 class LossContext:
@@ -243,6 +241,10 @@ __all__ = [
     "Generator",
     "gaussian_latents",
     "image_latents",
+    "Latents",
+    "Gaussian",
+    "Uniform",
+    "Constant",
     "LossContext",
     "Architecture",
 ]

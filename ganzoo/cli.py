@@ -13,6 +13,8 @@ import click
 
 from . import __version__
 from .cli_data import data
+from .cli_export import export
+from .cli_generate import sample, translate
 from .cli_stylemix import style_mix
 from .errors import UserError
 
@@ -186,96 +188,6 @@ def _changed_fields(before, after) -> str:
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--n", "n", type=int, default=64, show_default=True, help="How many images.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), help="grid.png or samples.npz (default RUN_DIR/samples/seed-S.png).")
-@click.option("--generator", "generator_name", help="Which generator, when the architecture has several.")
-@click.option("--truncation", type=float, help="Truncation psi (generators with a truncation input): 1 = none, "
-              "lower trades variety for typical images.")
-@click.option("--device", default="auto", show_default=True)
-def sample(run_dir, n, seed, out, generator_name, truncation, device):
-    """Sample images from a run's latest checkpoint (EMA weights when present)."""
-    import numpy as np
-
-    from . import rundir
-    from .fileio import atomic_write, write_png
-    from .sampling import generate, grid
-    from .train.engine import pick_device
-
-    if n < 1:
-        raise UserError(f"--n must be at least 1, got {n}")
-    out = out or run_dir / "samples" / f"seed-{seed}.png"
-    if out.suffix.lower() not in (".png", ".npz"):
-        raise UserError(f"--out must end in .png or .npz, got {out}")
-    run = rundir.open_run(run_dir)
-    generators = run.arch.generators(run.resolved.config)
-    name = generator_name or next(iter(generators))
-    if name not in generators:
-        raise UserError(f"unknown generator {name!r}; {run.arch.name} has: {', '.join(generators)}")
-    if generators[name].translates:
-        raise UserError(f"{run.arch.name}'s generator {name!r} translates images rather than sampling them; "
-                        f"use: ganzoo translate {run_dir} IMAGE_OR_FOLDER...")
-    values = {}
-    if truncation is not None:
-        if "truncation" not in generators[name].inputs:
-            raise UserError(f"{run.arch.name}'s generator {name!r} has no truncation input "
-                            f"(its inputs: {', '.join(generators[name].inputs)})")
-        values["truncation"] = truncation
-    torch_device = pick_device(device)
-    nets, step = rundir.load_sampling_nets(run, torch_device)
-    images = generate(nets[generators[name].role], generators[name], n, seed, torch_device, values=values)
-    if out.suffix.lower() == ".npz":
-        array = images.permute(0, 2, 3, 1).contiguous().numpy()
-        atomic_write(out, lambda f: np.savez(f, images=array))
-    else:
-        write_png(out, grid(images))
-    psi = f", truncation {truncation:g}" if truncation is not None else ""
-    click.echo(f"{n} images from {run_dir} (step {step}, seed {seed}{psi}) -> {out}")
-
-
-@cli.command()
-@click.argument("run_dir", type=click.Path(path_type=Path))
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--direction", default="a2b", show_default=True, help="a2b or b2a.")
-@click.option("--out", type=click.Path(path_type=Path), help="Output folder (default RUN_DIR/translations/DIRECTION).")
-@click.option("--size", type=int, help="Shorter side in pixels (default: the training resolution; 0 keeps each image's size).")
-@click.option("--device", default="auto", show_default=True)
-def translate(run_dir, inputs, direction, out, size, device):
-    """Translate images and folders of images with a run's generator, keeping file names."""
-    import torch
-
-    from . import rundir
-    from .sampling import to_uint8
-    from .train.engine import pick_device
-    from .translation import collect_inputs, load_for_translation, save_translation
-
-    run = rundir.open_run(run_dir)
-    translators = {g.translates: g for g in run.arch.generators(run.resolved.config).values() if g.translates}
-    if not translators:
-        raise UserError(f"{run.arch.name} has no image-to-image generator; use ganzoo sample {run_dir}")
-    source, sep, target = direction.upper().partition("2")
-    if not sep or (source, target) not in translators:
-        known = ", ".join(f"{a.lower()}2{b.lower()}" for a, b in translators)
-        raise UserError(f"unknown --direction {direction!r}; {run.arch.name} translates: {known}")
-    spec = translators[(source, target)]
-    data_spec = run.arch.data_spec(run.resolved.config)
-    size = data_spec.resolution if size is None else (size or None)
-    if size is not None and size < 1:
-        raise UserError(f"--size must be positive (or 0 to keep each image's size), got {size}")
-    files = collect_inputs(list(inputs))
-    out = out or run_dir / "translations" / direction.lower()
-    torch_device = pick_device(device)
-    nets, step = rundir.load_sampling_nets(run, torch_device)
-    net = nets[spec.role]
-    with torch.no_grad():
-        for path, name in files:
-            image = torch.from_numpy(load_for_translation(path, data_spec.channels, size)).to(torch_device)
-            save_translation(to_uint8(net(image))[0].cpu().numpy(), out / name)
-    click.echo(f"{len(files)} image(s) translated {source} -> {target} by {run_dir} (step {step}) -> {out}")
-
-
-@cli.command()
-@click.argument("run_dir", type=click.Path(path_type=Path))
 def info(run_dir):
     """What a run directory holds: architecture, plugin, config, checkpoints, last metrics."""
     import json
@@ -326,6 +238,9 @@ def _parameter_counts(path: Path) -> dict[str, int]:
 
 
 cli.add_command(data)
+cli.add_command(export)
+cli.add_command(sample)
+cli.add_command(translate)
 cli.add_command(style_mix)
 
 

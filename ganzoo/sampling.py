@@ -6,14 +6,12 @@ seed names the same image in training grids, `ganzoo sample` and ONNX exports.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] floats -> uint8, the mapping every Generator declares by default."""
+    """[-1, 1] floats -> uint8, the mapping every Generator declares (``ganzoo.images.PIXELS``)."""
     return ((images.float() + 1.0) * 127.5).round_().clamp_(0, 255).to(torch.uint8)
 
 
@@ -36,11 +34,7 @@ def generate(net: torch.nn.Module, spec, n: int, seed: int, device: torch.device
 
 
 def grid(images: torch.Tensor, nrow: int | None = None):
-    """A PIL image of a grid of uint8 images (N, C, H, W), white gutters (torchvision's make_grid)."""
-    from PIL import Image
-    from torchvision.utils import make_grid
+    """A PIL image of a grid of uint8 images (N, C, H, W), white gutters (``ganzoo.images.grid``)."""
+    from .images import grid as numpy_grid
 
-    nrow = nrow or max(1, int(math.ceil(math.sqrt(len(images)))))
-    tiled = make_grid(images, nrow=nrow, padding=2, pad_value=255)
-    array = tiled.permute(1, 2, 0).numpy()
-    return Image.fromarray(array[:, :, 0] if images.shape[1] == 1 else array)
+    return numpy_grid(images.numpy(), nrow)

@@ -3,8 +3,9 @@
 `ganzoo translate` uses these for PyTorch generators, and the torch-free
 runtime can use them for exported ones: inputs are gathered from files and
 folders (keeping their names), scaled so the shorter side is ``size`` with both
-sides a multiple of 4 (what two stride-2 downsamplings need), and mapped to
-[-1, 1] exactly as training data is.
+sides a multiple of the generator's ``size_multiple`` (what its stride-2
+downsamplings need; a generator without one gets its training size), and mapped
+to [-1, 1] exactly as training data is.
 """
 
 from __future__ import annotations
@@ -15,9 +16,6 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
-
-MULTIPLE = 4
-
 
 def collect_inputs(inputs: list[str | os.PathLike]) -> list[tuple[Path, Path]]:
     """(image file, output name relative to the output folder) for files and folders (recursively).
@@ -49,17 +47,21 @@ def collect_inputs(inputs: list[str | os.PathLike]) -> list[tuple[Path, Path]]:
     return found
 
 
-def target_size(width: int, height: int, size: int | None) -> tuple[int, int]:
-    """(width, height) with the shorter side scaled to ``size`` (None: unchanged), both rounded to multiples of 4."""
+def target_size(width: int, height: int, size: int | None, multiple: int) -> tuple[int, int]:
+    """(width, height) with the shorter side scaled to ``size`` (None: unchanged), both rounded to ``multiple``."""
     if size is not None:
         scale = size / min(width, height)
         width, height = width * scale, height * scale
-    return (max(MULTIPLE, int(round(width / MULTIPLE)) * MULTIPLE),
-            max(MULTIPLE, int(round(height / MULTIPLE)) * MULTIPLE))
+    return (max(multiple, int(round(width / multiple)) * multiple),
+            max(multiple, int(round(height / multiple)) * multiple))
 
 
-def load_for_translation(path: Path, channels: int, size: int | None) -> np.ndarray:
-    """One image as float32 (1, C, H, W) in [-1, 1]; a file PIL cannot read is named in the error."""
+def load_for_translation(path: Path, channels: int, size: int | None, multiple: int | None = 1,
+                         fixed: int | None = None) -> np.ndarray:
+    """One image as float32 (1, C, H, W) in [-1, 1]; a file PIL cannot read is named in the error.
+
+    ``multiple`` None means the network takes only ``fixed`` x ``fixed`` images.
+    """
     from PIL import Image, ImageOps
 
     from .data.folder import to_channels
@@ -68,7 +70,10 @@ def load_for_translation(path: Path, channels: int, size: int | None) -> np.ndar
         with Image.open(path) as image:
             image = ImageOps.exif_transpose(image)
             image = to_channels(image, channels)
-            width, height = target_size(image.width, image.height, size)
+            if multiple is None:
+                width = height = fixed
+            else:
+                width, height = target_size(image.width, image.height, size, multiple)
             if (width, height) != image.size:
                 image = image.resize((width, height), Image.Resampling.BICUBIC)
             array = np.asarray(image, dtype=np.uint8)

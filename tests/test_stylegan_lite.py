@@ -14,7 +14,7 @@ from ganzoo import config, registry
 from ganzoo.api import LossContext
 from ganzoo_stylegan_lite import DIFFAUGMENT_BELOW, default_coarse_layers
 from ganzoo_stylegan_lite.diffaugment import color, cutout, diff_augment, parse_policy, translation
-from ganzoo_stylegan_lite.layers import Blur, Conv2d, Upsample2x, modulated_conv2d
+from ganzoo_stylegan_lite.layers import Blur, Conv2d, Upsample2x, bilinear_zero_border, modulated_conv2d
 from ganzoo_stylegan_lite.losses import mixing_mask, path_length_loss, r1_penalty
 from ganzoo_stylegan_lite.networks import Discriminator, MinibatchStd, num_ws
 
@@ -382,3 +382,14 @@ def test_onnx_export_keeps_a_dynamic_batch_and_matches_pytorch(tmp_path):
         assert onnx_images.shape == (n, 1, 32, 32)
         np.testing.assert_allclose(onnx_images, torch_images, atol=1e-4)
     assert np.abs(torch_images[0] - torch_images[3]).max() > 0.05  # psi changes the image
+    import onnx
+
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert "Resize" in ops and "ConvTranspose" not in ops  # upsampling exported by its faster route
+
+
+@pytest.mark.parametrize("size", [(4, 4), (5, 9), (16, 16)])
+def test_the_export_route_of_upsampling_equals_the_transposed_convolution(size):
+    x = torch.randn(2, 6, *size, dtype=torch.float64)
+    expected = Upsample2x(6).double()(x)
+    assert torch.allclose(bilinear_zero_border(x), expected, atol=1e-12)

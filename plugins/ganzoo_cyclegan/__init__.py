@@ -123,8 +123,10 @@ class CycleGAN(Architecture):
     def generators(self, cfg):
         example = image_latents(cfg.channels, cfg.resolution)
         return {
-            "a2b": Generator(role="G_AB", inputs=("image",), latents=example, translates=("A", "B")),
-            "b2a": Generator(role="G_BA", inputs=("image",), latents=example, translates=("B", "A")),
+            "a2b": Generator(role="G_AB", inputs=("image",), latents=example, output="translation",
+                             translates=("A", "B"), size_multiple=4),
+            "b2a": Generator(role="G_BA", inputs=("image",), latents=example, output="translation",
+                             translates=("B", "A"), size_multiple=4),
         }
 
     def preview(self, nets, cfg, n, seed, device, real=None):

@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from ganzoo.api import IMAGES, Adam, Architecture, DataSpec, Generator, Phase
+from ganzoo.api import IMAGES, Adam, Architecture, Constant, DataSpec, Gaussian, Generator, Latents, Phase
 
 __version__ = "0.1.0"
 
@@ -79,16 +79,9 @@ class StyleGANLiteConfig:
         return parse_policy(self.diffaugment_policy) if self.diffaugment == "on" else ()
 
 
-def style_latents(z_dim: int):
+def style_latents(z_dim: int) -> Latents:
     """z ~ N(0, I) by seed (numpy PCG64) and a truncation psi of 1 per sample (no truncation)."""
-
-    def latents(n: int, seed: int):
-        import numpy as np
-
-        z = np.random.default_rng(seed).standard_normal((n, z_dim), dtype=np.float32)
-        return {"z": z, "truncation": np.ones((n, 1), dtype=np.float32)}
-
-    return latents
+    return Latents((Gaussian("z", (z_dim,)), Constant("truncation", (1,), 1.0)))
 
 
 def lazy_adam(cfg, interval: int) -> Adam:

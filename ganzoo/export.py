@@ -1,0 +1,216 @@
+"""Generators to self-contained ONNX files, verified against PyTorch before anything is written.
+
+Each generator an architecture declares is exported from its EMA weights in
+eval mode, with batch norms folded into the convolutions before them (ONNX
+Runtime fuses Conv + BatchNormalization itself but not ConvTranspose +
+BatchNormalization, DCGAN's pair), a dynamic batch (and a dynamic height and
+width for generators with a ``size_multiple``) and metadata that lets the
+torch-free runtime sample and translate. The file is checked with
+``onnx.checker`` and run by ONNX Runtime against eager PyTorch on fresh random
+inputs at two batch sizes; above the tolerance nothing is written.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import __version__
+from .api import Generator
+from .errors import UserError
+from .latents import Constant, Latents
+from .runtime import ExportedGenerator
+
+DEFAULT_OPSET = 17
+MIN_OPSET, MAX_OPSET = 13, 20  # 20: the newest the TorchScript exporter writes
+TOLERANCE = {"fp32": 1e-3, "fp16": 5e-2}  # max |onnx - torch| in [-1, 1] image units (1 uint8 level = 0.0078)
+CHECK_BATCHES = (1, 4)
+
+
+@dataclass
+class Exported:
+    name: str
+    path: Path
+    errors: dict[str, float]  # check label -> max |onnx - torch|
+    tolerance: float
+    size_bytes: int
+
+
+def fold_batch_norms(net: nn.Module) -> nn.Module:
+    """A copy of ``net`` (eval) with every (Conv|ConvTranspose)2d -> BatchNorm2d pair of a Sequential fused."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    net = copy.deepcopy(net).eval()
+    for module in net.modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        names = list(module._modules)
+        for first, second in zip(names, names[1:]):
+            conv, bn = module._modules[first], module._modules[second]
+            if isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d)) and isinstance(bn, nn.BatchNorm2d) \
+                    and bn.track_running_stats and bn.running_mean is not None:
+                module._modules[first] = fuse_conv_bn_eval(conv, bn, transpose=isinstance(conv, nn.ConvTranspose2d))
+                module._modules[second] = nn.Identity()
+    return net
+
+
+def check_inputs(spec: Generator, n: int, seed: int, resolution: int, wide: bool = False) -> dict[str, np.ndarray]:
+    """Fresh inputs for a parity check: the generator's latents, settings drawn in [0, default], and
+    for a generator with a ``size_multiple`` (``wide``) images wider than the training size."""
+    inputs = spec.latents(n, seed)
+    rng = np.random.default_rng(seed + 1)
+    if isinstance(spec.latents, Latents):
+        for part in spec.latents.parts:
+            if isinstance(part, Constant):
+                inputs[part.name] = (rng.uniform(0, 1, inputs[part.name].shape) * part.value).astype(np.float32)
+    if wide and spec.size_multiple and spec.translates:
+        name = spec.inputs[0]
+        shape = inputs[name].shape[:2] + (resolution, resolution + 2 * spec.size_multiple)
+        inputs[name] = rng.uniform(-1, 1, shape).astype(np.float32)
+    return inputs
+
+
+def to_onnx(net: nn.Module, spec: Generator, example: dict[str, np.ndarray], opset: int, dynamic_batch: bool) -> bytes:
+    """The traced graph of ``net`` (TorchScript exporter: no onnxscript needed, and it folds constants)."""
+    axes = {0: "batch"} if dynamic_batch else {}
+    size_axes = {2: "height", 3: "width"} if spec.size_multiple else {}
+    dynamic = {name: dict(axes) for name in spec.inputs}
+    dynamic[spec.output] = {**axes, **size_axes}
+    if spec.size_multiple:
+        dynamic[spec.inputs[0]].update(size_axes)
+    args = tuple(torch.from_numpy(example[name]) for name in spec.inputs)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(net, args, buffer, dynamo=False, opset_version=opset, do_constant_folding=True,
+                          input_names=list(spec.inputs), output_names=[spec.output],
+                          dynamic_axes={k: v for k, v in dynamic.items() if v} or None)
+    return buffer.getvalue()
+
+
+def metadata(arch, cfg, name: str, spec: Generator, plugin: dict, batch: int | None, precision: str,
+             example: dict[str, np.ndarray]) -> dict[str, str]:
+    data = arch.data_spec(cfg)
+    inputs = []
+    for key in spec.inputs:
+        shape: list = [batch] + list(example[key].shape[1:])
+        if spec.size_multiple and spec.translates and key == spec.inputs[0]:
+            shape[2:] = [None, None]
+        inputs.append({"name": key, "shape": shape, "dtype": "float32"})
+    props = {
+        "ganzoo_version": __version__, "architecture": arch.name, "generator": name,
+        "plugin": json.dumps(plugin), "config": json.dumps(asdict(cfg), default=str),
+        "inputs": json.dumps(inputs), "output": spec.output, "pixels": spec.pixels,
+        "channels": str(data.channels), "resolution": str(data.resolution),
+        "batch": json.dumps(batch), "precision": precision,
+        "size_multiple": json.dumps(spec.size_multiple),
+    }
+    if isinstance(spec.latents, Latents):
+        props["latents"] = spec.latents.to_json()
+    if spec.translates:
+        props["translates"] = json.dumps(list(spec.translates))
+    return props
+
+
+def build_model(onnx_bytes: bytes, props: dict[str, str], fp16: bool) -> bytes:
+    """Metadata attached, fp16 weights if asked (inputs and outputs stay float32), checked by onnx.checker."""
+    import onnx
+
+    model = onnx.load_from_string(onnx_bytes)
+    if fp16:
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+        from onnxruntime.transformers.onnx_model import OnnxModel
+
+        model = convert_float_to_float16(model, keep_io_types=True)
+        OnnxModel(model).topological_sort()  # the converter appends its input casts at the end
+    model.producer_name, model.producer_version = "ganzoo", __version__
+    del model.metadata_props[:]
+    for key, value in props.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise UserError(f"the exported graph fails onnx.checker: {str(exc).splitlines()[0]}") from None
+    return model.SerializeToString()
+
+
+def verify(model_path: Path, net: nn.Module, spec: Generator, resolution: int, batch: int | None,
+           seed: int) -> dict[str, float]:
+    """max |ONNX Runtime - eager PyTorch| per check, on fresh inputs at two batch sizes (or the fixed one)."""
+    session = ExportedGenerator(model_path, device="cpu")
+    checks = [(f"batch {n}", n, n == CHECK_BATCHES[-1]) for n in CHECK_BATCHES] if batch is None \
+        else [(f"batch {batch}", batch, False), (f"batch {batch}, second draw", batch, True)]
+    errors = {}
+    for index, (label, n, wide) in enumerate(checks):
+        inputs = check_inputs(spec, n, seed + 2 * index, resolution, wide=wide and batch is None)
+        if wide and batch is None and spec.size_multiple and spec.translates:
+            label += f" at {inputs[spec.inputs[0]].shape[2]}x{inputs[spec.inputs[0]].shape[3]}"
+        with torch.no_grad():
+            expected = net(*[torch.from_numpy(inputs[k]) for k in spec.inputs]).float().numpy()
+        got = session.run(inputs)
+        if got.shape != expected.shape:
+            raise UserError(f"ONNX Runtime gave shape {got.shape} where PyTorch gives {expected.shape} ({label})")
+        errors[label] = float(np.abs(got - expected).max())
+    return errors
+
+
+def export_generator(arch, cfg, name: str, spec: Generator, net: nn.Module, out: Path, *, plugin: dict,
+                     opset: int = DEFAULT_OPSET, batch: int | None = None, fp16: bool = False,
+                     tolerance: float | None = None, seed: int | None = None, fold_norms: bool = True) -> Exported:
+    """Export, check and verify one generator; ``out`` is written (atomically) only if it passes.
+
+    ``fold_norms=False`` keeps batch norms as graph nodes (the benchmark's plain export).
+    """
+    from .fileio import atomic_write
+
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise UserError(f"--opset must be between {MIN_OPSET} and {MAX_OPSET}, got {opset}")
+    if batch is not None and batch < 1:
+        raise UserError(f"--batch must be 'dynamic' or a positive integer, got {batch}")
+    precision = "fp16" if fp16 else "fp32"
+    tolerance = TOLERANCE[precision] if tolerance is None else tolerance
+    seed = int(np.random.SeedSequence().entropy % 2**31) if seed is None else seed
+    net = net.float().cpu().eval()
+    example = spec.latents(batch or 2, 0)
+    props = metadata(arch, cfg, name, spec, plugin, batch, precision, example)
+    traced = fold_batch_norms(net) if fold_norms else net
+    model = build_model(to_onnx(traced, spec, example, opset, batch is None), props, fp16)
+    resolution = arch.data_spec(cfg).resolution
+    scratch = out.with_name(f".{out.name}.verify")
+    try:
+        scratch.parent.mkdir(parents=True, exist_ok=True)
+        scratch.write_bytes(model)
+        errors = verify(scratch, net, spec, resolution, batch, seed)
+    finally:
+        scratch.unlink(missing_ok=True)
+    worst = max(errors.values())
+    if not worst <= tolerance:
+        detail = ", ".join(f"{k}: {v:.2e}" for k, v in errors.items())
+        raise UserError(f"{name}: ONNX Runtime differs from PyTorch by {worst:.2e} > tolerance {tolerance:g} "
+                        f"({detail}; seed {seed}); nothing written")
+    atomic_write(out, lambda f: f.write(model))
+    return Exported(name, out, errors, tolerance, len(model))
+
+
+def export_run(run, out_dir: Path | None = None, *, generator: str | None = None, **options) -> list[Exported]:
+    """Every generator of a run directory's latest checkpoint (EMA weights) to ``out_dir``/ARCH-NAME.onnx."""
+    from .rundir import load_sampling_nets
+
+    generators = run.arch.generators(run.resolved.config)
+    if generator is not None and generator not in generators:
+        raise UserError(f"unknown generator {generator!r}; {run.arch.name} has: {', '.join(generators)}")
+    out_dir = Path(out_dir) if out_dir is not None else run.path / "export"
+    nets, step = load_sampling_nets(run, torch.device("cpu"))
+    plugin = {**run.record.get("plugin", {}), "step": step}
+    return [export_generator(run.arch, run.resolved.config, name, spec, nets[spec.role],
+                             out_dir / f"{run.arch.name}-{name}.onnx", plugin=plugin, **options)
+            for name, spec in generators.items() if generator in (None, name)]

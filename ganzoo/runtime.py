@@ -1,0 +1,166 @@
+"""Exported ganzoo generators with numpy, pillow and onnxruntime only: importing this never imports torch.
+
+    from ganzoo.runtime import load
+    model = load("stylegan-lite-G.onnx")
+    images = model.sample(16, seed=0, truncation=0.7)   # uint8, N x C x H x W
+
+A model written by `ganzoo export` carries what sampling needs in its metadata:
+how its inputs are drawn from a seed (the same numpy draws as PyTorch
+sampling, so a seed names the same image), how outputs map to pixels, and for
+translators the channels and size rule of their input images.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UserError
+from .images import PIXELS, to_uint8
+from .latents import Latents
+from .onnx_files import check_external_data
+
+REQUIRED_KEYS = ("ganzoo_version", "architecture", "generator", "inputs", "output", "pixels", "channels", "resolution")
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """The metadata props `ganzoo export` writes, parsed."""
+
+    ganzoo_version: str
+    architecture: str
+    generator: str
+    inputs: list[dict]  # [{"name", "shape" (None for a dynamic axis)}]
+    output: str
+    pixels: str
+    channels: int
+    resolution: int
+    batch: int | None  # None: dynamic
+    latents: Latents | None
+    translates: tuple[str, str] | None
+    size_multiple: int | None
+    precision: str
+    raw: dict[str, str]
+
+    @classmethod
+    def parse(cls, props: dict[str, str], path: Path) -> "Metadata":
+        missing = [key for key in REQUIRED_KEYS if key not in props]
+        if missing:
+            raise UserError(f"{path} was not written by ganzoo export: metadata {', '.join(missing)} missing")
+        try:
+            batch = json.loads(props.get("batch", "null"))
+            return cls(
+                ganzoo_version=props["ganzoo_version"], architecture=props["architecture"],
+                generator=props["generator"], inputs=json.loads(props["inputs"]), output=props["output"],
+                pixels=props["pixels"], channels=int(props["channels"]), resolution=int(props["resolution"]),
+                batch=batch if isinstance(batch, int) else None,
+                latents=Latents.from_json(props["latents"]) if props.get("latents") else None,
+                translates=tuple(json.loads(props["translates"])) if props.get("translates") else None,
+                size_multiple=json.loads(props.get("size_multiple", "null")),
+                precision=props.get("precision", "fp32"), raw=dict(props))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UserError(f"{path}: unreadable ganzoo metadata ({exc})") from None
+
+
+def providers_for(device: str = "auto") -> list[str]:
+    """ONNX Runtime providers for a ganzoo --device value."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device.startswith("cuda"):
+        if "CUDAExecutionProvider" not in available:
+            raise UserError(f"--device {device}: this onnxruntime has no CUDA provider (it has: {', '.join(available)}); "
+                            "install onnxruntime-gpu")
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device != "auto":
+        raise UserError(f"unknown --device {device!r} for an ONNX model; use auto, cpu or cuda")
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+
+
+class ExportedGenerator:
+    """One exported generator: an ONNX Runtime session and its ganzoo metadata."""
+
+    def __init__(self, path: str | Path, device: str = "auto", threads: int | None = None):
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise UserError(f"no such model file: {self.path}")
+        check_external_data(self.path)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3  # fp16 models on the CPU warn about every unfolded constant
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers_for(device))
+        except UserError:
+            raise
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
+            raise UserError(f"cannot load {self.path}: {str(exc).strip().splitlines()[0]}") from None
+        self.metadata = Metadata.parse(self.session.get_modelmeta().custom_metadata_map, self.path)
+        if self.metadata.pixels != PIXELS:
+            raise UserError(f"{self.path}: unknown pixel mapping {self.metadata.pixels!r}")
+        self.input_names = [i["name"] for i in self.metadata.inputs]
+
+    def __repr__(self) -> str:
+        m = self.metadata
+        return f"ExportedGenerator({str(self.path)!r}, {m.architecture}/{m.generator}, inputs={self.input_names})"
+
+    def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """Raw outputs (float32, N x C x H x W in [-1, 1]) for named float32 inputs; pads a fixed batch."""
+        arrays = {name: np.ascontiguousarray(inputs[name], dtype=np.float32) for name in self.input_names}
+        n = len(next(iter(arrays.values())))
+        batch = self.metadata.batch
+        if batch is None:
+            return self.session.run([self.metadata.output], arrays)[0]
+        out = []
+        for start in range(0, n, batch):
+            chunk = {k: v[start:start + batch] for k, v in arrays.items()}
+            short = batch - len(next(iter(chunk.values())))
+            if short:  # the model's batch is fixed: repeat the last row and drop it again
+                chunk = {k: np.concatenate([v, np.repeat(v[-1:], short, axis=0)]) for k, v in chunk.items()}
+            out.append(self.session.run([self.metadata.output], chunk)[0][:batch - short])
+        return np.concatenate(out)
+
+    def latents(self, n: int, seed: int) -> dict[str, np.ndarray]:
+        if self.metadata.latents is None:
+            raise UserError(f"{self.path} does not declare how its inputs are drawn; call run() with your own inputs")
+        return self.metadata.latents(n, seed)
+
+    def sample(self, n: int, seed: int = 0, truncation: float | None = None, chunk: int = 64) -> np.ndarray:
+        """n images (uint8, N x C x H x W) for ``seed``: the images `ganzoo sample RUN_DIR` makes."""
+        if self.metadata.translates:
+            raise UserError(f"{self.path} translates images ({'->'.join(self.metadata.translates)}) rather than "
+                            f"sampling them; use: ganzoo translate {self.path} IMAGE_OR_FOLDER...")
+        inputs = self.latents(n, seed)
+        if truncation is not None:
+            if "truncation" not in inputs:
+                raise UserError(f"{self.path} has no truncation input (its inputs: {', '.join(self.input_names)})")
+            inputs["truncation"] = np.full_like(inputs["truncation"], truncation)
+        size = self.metadata.batch or chunk
+        return np.concatenate([to_uint8(self.run({k: v[start:start + size] for k, v in inputs.items()}))
+                               for start in range(0, n, size)])
+
+    def translate(self, image: np.ndarray) -> np.ndarray:
+        """One image (float32, 1 x C x H x W in [-1, 1]) translated to uint8 (C x H x W)."""
+        if not self.metadata.translates:
+            raise UserError(f"{self.path} samples images rather than translating them; use: ganzoo sample {self.path}")
+        return to_uint8(self.run({self.input_names[0]: image}))[0]
+
+    def load_image(self, path: Path, size: int | None) -> np.ndarray:
+        """An image file prepared as this model's input: its channels, ``size`` on the shorter side."""
+        from .translation import load_for_translation
+
+        m = self.metadata
+        return load_for_translation(path, m.channels, size, m.size_multiple, fixed=m.resolution)
+
+
+def load(path: str | Path, device: str = "auto", threads: int | None = None) -> ExportedGenerator:
+    """An exported generator, after checking that its external data stays in its folder."""
+    return ExportedGenerator(path, device, threads)
