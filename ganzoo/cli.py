@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .cli_bench import bench
 from .cli_data import data
 from .cli_export import export
 from .cli_generate import sample, translate
@@ -237,6 +238,7 @@ def _parameter_counts(path: Path) -> dict[str, int]:
     return counts
 
 
+cli.add_command(bench)
 cli.add_command(data)
 cli.add_command(export)
 cli.add_command(sample)

@@ -28,6 +28,8 @@ class TrainOptions:
     precision: str = "fp32"  # fp32 | bf16 | fp16
     compile: bool = False
     channels_last: str = "auto"  # auto (on for CUDA) | on | off
+    optimizer: str = "fused"  # fused (where the device has it, else foreach) | foreach | plain (a Python loop)
+    data_on_device: str = "auto"  # auto (resident on the accelerator when it fits) | off (copied every step)
     ema_kimg: float = 10.0  # EMA half-life in thousands of images; 0 turns EMA off
     ema_rampup: float = 0.05  # half-life at most this fraction of images seen; 0 = none
     log_every: int = 50
@@ -39,6 +41,7 @@ class TrainOptions:
 
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+OPTIMIZERS = ("fused", "foreach", "plain")
 
 
 def _check_train_options(opts: TrainOptions) -> None:
@@ -46,6 +49,10 @@ def _check_train_options(opts: TrainOptions) -> None:
         raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {opts.precision!r}")
     if opts.channels_last not in ("auto", "on", "off"):
         raise UserError(f"channels_last must be auto, on or off, got {opts.channels_last!r}")
+    if opts.optimizer not in OPTIMIZERS:
+        raise UserError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {opts.optimizer!r}")
+    if opts.data_on_device not in ("auto", "off"):
+        raise UserError(f"data_on_device must be auto or off, got {opts.data_on_device!r}")
     if opts.epochs < 0:
         raise UserError(f"epochs must not be negative, got {opts.epochs}")
     for key in ("steps", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "sample_n"):

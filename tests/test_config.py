@@ -67,3 +67,24 @@ def test_json_round_trip(dcgan):
     record = json.loads(json.dumps(resolved.to_dict()))
     again = config.from_dict(dcgan, record)
     assert again == resolved
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("optimizer", "sgd", "optimizer must be one of fused, foreach, plain, got 'sgd'"),
+    ("data_on_device", "always", "data_on_device must be auto or off, got 'always'"),
+])
+def test_bad_trainer_choices_name_the_key_and_the_choices(dcgan, key, value, message):
+    with pytest.raises(UserError, match=message):
+        config.resolve(dcgan, sets={key: value})
+
+
+@pytest.mark.parametrize("choice,foreach,fused", [("plain", False, False), ("foreach", True, None),
+                                                  ("fused", None, True)])
+def test_the_optimizer_option_picks_the_adam_implementation(dcgan, tmp_path, choice, foreach, fused):
+    from ganzoo.testing import synthetic_data
+    from ganzoo.train.trainer import Trainer
+
+    resolved = config.resolve(dcgan, sets=dict(dcgan.smoke), flags={"device": "cpu", "optimizer": choice})
+    trainer = Trainer(dcgan, resolved, synthetic_data(dcgan, resolved.config), tmp_path)
+    for optimizer, _ in trainer.optimizers.values():
+        assert optimizer.defaults["foreach"] == foreach and optimizer.defaults["fused"] == fused

@@ -37,8 +37,9 @@ class Engine:
     """Runs phases on one device at one precision, optionally compiled and channels_last."""
 
     def __init__(self, device: torch.device, precision: str = "fp32", channels_last: str = "auto",
-                 compile: bool = False):
+                 compile: bool = False, optimizer: str = "fused"):
         self.device = device
+        self.optimizer = optimizer
         self.precision = precision
         self.channels_last = channels_last == "on" or (channels_last == "auto" and device.type == "cuda")
         self.compile = compile
@@ -83,10 +84,16 @@ class Engine:
         return torch.compile(module)
 
     def adam(self, params, lr: float, betas, eps: float, weight_decay: float) -> torch.optim.Adam:
-        """Fused Adam where the device has a fused kernel, else the multi-tensor (foreach) one."""
+        """Fused Adam where the device has a fused kernel, else the multi-tensor (foreach) one.
+
+        ``optimizer="plain"`` is the per-parameter Python loop the reference codebases run;
+        ``"foreach"`` skips the fused kernel. The benchmark compares them.
+        """
         params = list(params)
         kwargs = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
-        if self.device.type in ("cuda", "cpu", "mps"):
+        if self.optimizer == "plain":
+            return torch.optim.Adam(params, foreach=False, fused=False, **kwargs)
+        if self.optimizer == "fused" and self.device.type in ("cuda", "cpu", "mps"):
             try:
                 return torch.optim.Adam(params, fused=True, **kwargs)
             except (RuntimeError, TypeError):

@@ -100,9 +100,9 @@ class ImageFeed(_Feed):
     """Yields {"image": float (B, C, H, W) in [-1, 1]} batches, dropping the ragged last batch."""
 
     def __init__(self, images: torch.Tensor, batch_size: int, seed: int, device: torch.device,
-                 name: str = "data", spec=None):
+                 name: str = "data", spec=None, resident: bool = True):
         super().__init__(len(images), batch_size, seed, device, spec, name)
-        self.images = _resident(images, device)
+        self.images = _resident(images, device, DEVICE_RESIDENT_BYTES if resident else 0)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -126,9 +126,10 @@ class UnpairedFeed(_Feed):
     """
 
     def __init__(self, a: torch.Tensor, b: torch.Tensor, batch_size: int, seed: int, device: torch.device,
-                 name: str = "data", spec=None):
+                 name: str = "data", spec=None, resident: bool = True):
         super().__init__(max(len(a), len(b)), batch_size, seed, device, spec, name)
-        budget = DEVICE_RESIDENT_BYTES if a.numel() + b.numel() <= DEVICE_RESIDENT_BYTES else 0
+        fits = resident and a.numel() + b.numel() <= DEVICE_RESIDENT_BYTES
+        budget = DEVICE_RESIDENT_BYTES if fits else 0
         self.A, self.B = _resident(a, device, budget), _resident(b, device, budget)
 
     def __len__(self) -> int:
@@ -149,9 +150,12 @@ class UnpairedFeed(_Feed):
         return out
 
 
-def make_feed(dataset, batch_size: int, seed: int, device: torch.device, spec=None):
-    """The feed for a dataset object from ganzoo.data: an ImageSet or an UnpairedSet."""
+def make_feed(dataset, batch_size: int, seed: int, device: torch.device, spec=None, resident: bool = True):
+    """The feed for a dataset object from ganzoo.data: an ImageSet or an UnpairedSet.
+
+    ``resident=False`` keeps the images in host memory and copies each batch over.
+    """
     name = getattr(dataset, "source", "data")
     if hasattr(dataset, "A"):
-        return UnpairedFeed(dataset.A, dataset.B, batch_size, seed, device, name=name, spec=spec)
-    return ImageFeed(dataset.images, batch_size, seed, device, name=name, spec=spec)
+        return UnpairedFeed(dataset.A, dataset.B, batch_size, seed, device, name=name, spec=spec, resident=resident)
+    return ImageFeed(dataset.images, batch_size, seed, device, name=name, spec=spec, resident=resident)

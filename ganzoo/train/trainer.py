@@ -8,11 +8,13 @@ happen here and nowhere else.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable, ContextManager
 
 import torch
 
@@ -100,9 +102,11 @@ class Trainer:
         self.arch, self.cfg, self.opts = arch, resolved.config, resolved.train
         self.run_dir = Path(run_dir)
         self.device = pick_device(self.opts.device)
-        self.engine = Engine(self.device, self.opts.precision, self.opts.channels_last, self.opts.compile)
+        self.engine = Engine(self.device, self.opts.precision, self.opts.channels_last, self.opts.compile,
+                             self.opts.optimizer)
         spec = arch.data_spec(self.cfg)
-        self.feed = make_feed(dataset, self.cfg.batch_size, self.opts.seed, self.device, spec)
+        self.feed = make_feed(dataset, self.cfg.batch_size, self.opts.seed, self.device, spec,
+                              resident=self.opts.data_on_device == "auto")
         self.cfg = arch.fit_to_data(self.cfg, len(self.feed))
         if arch.data_spec(self.cfg) != spec:
             raise ValueError(f"{arch.name}.fit_to_data changed the data spec; it may only fix data-dependent settings")
@@ -126,6 +130,9 @@ class Trainer:
             drop_records_after(self.run_dir, self.step)
         self._sums: dict[str, torch.Tensor] = {}
         self._counts: dict[str, int] = {}
+        # Each part of a step ("data", a phase's name, "ema") runs inside timing(part): a no-op
+        # unless the benchmark installs a timer that synchronises and clocks it.
+        self.timing: Callable[[str], ContextManager] = lambda part: contextlib.nullcontext()
 
     # -- setup ---------------------------------------------------------------------------
 
@@ -206,20 +213,23 @@ class Trainer:
         ctx.log(f"loss/{phase.name}", loss)
 
     def train_step(self) -> None:
-        batch = {k: self.engine.place_images(v) for k, v in self.feed.next().items()}
+        with self.timing("data"):
+            batch = {k: self.engine.place_images(v) for k, v in self.feed.next().items()}
         ctx = LossContext(cfg=self.cfg, device=self.device, generator=self.rng, step=self.step,
                           total_steps=self.opts.steps, log=self._log, state=self.plugin_state)
         for phase in self.phases:
             if self.step % phase.interval == 0:
-                self._run_phase(phase, batch, ctx)
+                with self.timing(phase.name):
+                    self._run_phase(phase, batch, ctx)
         for module in self.nets.values():
             module.requires_grad_(True)
         self.step += 1
         if self.ema:
             images_seen = self.step * self.cfg.batch_size
             beta = ema_beta(self.cfg.batch_size, images_seen, self.opts.ema_kimg, self.opts.ema_rampup)
-            for role, ema in self.ema.items():
-                update_ema(ema, self.nets[role], beta)
+            with self.timing("ema"):
+                for role, ema in self.ema.items():
+                    update_ema(ema, self.nets[role], beta)
 
     # -- outputs -------------------------------------------------------------------------
 

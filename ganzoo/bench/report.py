@@ -1,0 +1,100 @@
+"""Benchmark results as markdown tables and a speed-up plot (PNG, matplotlib)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _mib(n: float | None) -> str:
+    return "" if n is None else f"{n / 2**20:,.0f} MiB"
+
+
+def _opt(value, fmt: str) -> str:
+    return "" if value is None else format(value, fmt)
+
+
+def training_table(case: dict) -> str:
+    variants = case["training"]["variants"]
+    unit = next(iter(variants.values()))["throughput_unit"]
+    lines = [f"| variant | ms/step (median) | p10–p90 ms | {unit} | s/kimg | vs reference | peak memory | "
+             "TFLOP/s | MFU | warm-up s |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, r in variants.items():
+        mfu = f"{r['mfu'] * 100:.1f}%" if r.get("mfu") else ""
+        lines.append(f"| {name} | {r['median_s'] * 1e3:.2f} | {r['p10_s'] * 1e3:.2f}–{r['p90_s'] * 1e3:.2f} | "
+                     f"{r['throughput']:,.1f} | {r['s_per_kimg']:.3g} | x{r['speedup_vs_reference']:.2f} | "
+                     f"{_mib(r['peak_memory_bytes'])} | {_opt(r.get('tflops_per_s'), '.3g')} | {mfu} | "
+                     f"{r['warmup_s']:.1f} |")
+    parts = sorted({p for r in variants.values() for p in r["parts_ms"]},
+                   key=lambda p: (p != "data", p == "ema", p))
+    lines += ["", "Time per step by part (ms, synchronised around each part):", "",
+              "| variant | " + " | ".join(parts) + " |", "| --- |" + " --- |" * len(parts)]
+    for name, r in variants.items():
+        lines.append(f"| {name} | " + " | ".join(_opt(r["parts_ms"].get(p), ".2f") for p in parts) + " |")
+    return "\n".join(lines)
+
+
+def inference_table(case: dict) -> str:
+    lines = []
+    for generator, backends in case["inference"].items():
+        batches = list(next(iter(backends.values()))["batches"])
+        first = batches[0]
+        lines += [f"Generator `{generator}`:", "",
+                  f"| backend | p50 ms (batch {first}) | p99 ms | vs eager | " +
+                  " | ".join(f"img/s at {b}" for b in batches) + " | max abs diff vs eager | first call s |",
+                  "| --- | --- | --- | --- |" + " --- |" * len(batches) + " --- | --- |"]
+        for backend, r in backends.items():
+            row = r["batches"][first]
+            lines.append(f"| {backend} | {row['median_s'] * 1e3:.2f} | {row['p99_s'] * 1e3:.2f} | "
+                         f"x{row.get('speedup_vs_eager', 1.0):.2f} | " +
+                         " | ".join(f"{r['batches'][b]['images_per_s']:,.0f}" for b in batches) +
+                         f" | {r['max_abs_error_vs_eager']:.1e} | {r['first_call_s']:.2f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def markdown(record: dict) -> str:
+    m = record["machine"]
+    out = [f"## {m['device']}", "",
+           f"torch {m['torch']}, onnxruntime {m['onnxruntime']}, ganzoo {m['ganzoo']}, commit "
+           f"{(m['commit'] or 'unknown')[:10]}, {m['date']}", ""]
+    for case in record["cases"]:
+        out += [f"### {case['arch']}: {case['data']}, batch {case['batch_size']} ({case['label']})", ""]
+        if case.get("training"):
+            flops = case["training"]["flops_per_step"]
+            out += [f"Training, {case['steps']} timed steps after {case['warmup']} warm-up; "
+                    f"{flops / 1e9:,.2f} GFLOP per step (torch.utils.flop_counter)." if flops else "Training.", "",
+                    training_table(case), ""]
+        if case.get("inference"):
+            out += ["Inference:", "", inference_table(case)]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def speedup_plot(records: list[dict], path: Path) -> Path:
+    """Bars of each variant's training speed-up over the reference, grouped by architecture and size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cases = [(f"{c['arch']}\n{c['data']}", c["training"]["variants"]) for r in records for c in r["cases"]
+             if c.get("training")]
+    names = []
+    for _, variants in cases:
+        names += [n for n in variants if n not in names]
+    width = 0.8 / max(1, len(names))
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(cases) + 2), 4))
+    for i, name in enumerate(names):
+        xs = [k + (i - (len(names) - 1) / 2) * width for k in range(len(cases))]
+        ys = [v[name]["speedup_vs_reference"] if name in v else 0 for _, v in cases]
+        ax.bar(xs, ys, width, label=name)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(cases)), [label for label, _ in cases])
+    ax.set_ylabel("training speed-up over the reference")
+    ax.set_title(records[0]["machine"]["device"] if records else "")
+    ax.legend(fontsize=8, bbox_to_anchor=(1.01, 1.0), loc="upper left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,90 @@
+"""`ganzoo bench`: the benchmark suite from the command line.
+
+Registered on the main group in cli.py, which turns a UserError into one
+"Error: ..." line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .errors import UserError
+
+
+def _ints(text: str | None, option: str) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise UserError(f"{option} takes positive integers separated by commas, got {text!r}")
+    return values
+
+
+@click.command("bench")
+@click.argument("archs", nargs=-1)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--size", "sizes", default="embedded", show_default=True,
+              help="embedded (the 32x32 preset), full (Config defaults) or smoke (tiny, for CI); comma-separated.")
+@click.option("--resolution", type=int, help="Override the resolution of every case.")
+@click.option("--batch-size", type=int, help="Training batch size (default: the config's).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any config key (repeatable).")
+@click.option("--warmup", type=int, default=10, show_default=True, help="Untimed training steps (compilation).")
+@click.option("--steps", type=int, default=30, show_default=True, help="Timed training steps.")
+@click.option("--variants", help="Training variants (default: reference, each optimisation alone, fast).")
+@click.option("--inference-batches", help="Batch sizes for inference throughput (default 1,4,16 on the CPU, "
+              "1,8,32,128 on CUDA).")
+@click.option("--repeats", type=int, default=30, show_default=True, help="Timed inference calls at the first batch.")
+@click.option("--backends", help="Inference backends: eager, compiled, onnxruntime-cpu, onnxruntime-cuda.")
+@click.option("--training/--no-training", default=True)
+@click.option("--inference/--no-inference", default=True)
+@click.option("--smoke", is_flag=True, help="Tiny configs, few steps, no compilation: checks the suite end to end.")
+@click.option("--peak-tflops", type=float, help="The device's peak TFLOP/s for model-FLOPs utilisation.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the results as JSON.")
+@click.option("--markdown", "markdown_path", type=click.Path(path_type=Path), help="Write the tables as markdown.")
+@click.option("--plot", "plot_path", type=click.Path(path_type=Path), help="Write the speed-up plot (PNG).")
+def bench(archs, device, sizes, resolution, batch_size, sets, warmup, steps, variants, inference_batches, repeats,
+          backends, training, inference, smoke, peak_tflops, json_path, markdown_path, plot_path):
+    """Training and inference speed of ARCHS (default: every registered architecture) on this machine."""
+    from . import config as config_mod
+    from . import registry
+    from .bench import SIZES, run_suite
+    from .bench.report import markdown, speedup_plot
+    from .fileio import atomic_write, write_json
+    from .train.engine import pick_device
+
+    for name in archs:
+        registry.get(name)  # a UserError naming the unknown architecture
+    size_list = ["smoke"] if smoke else [s.strip() for s in sizes.split(",") if s.strip()]
+    bad = [s for s in size_list if s not in SIZES]
+    if bad:
+        raise UserError(f"unknown --size {', '.join(bad)}; sizes: {', '.join(SIZES)}")
+    if smoke:
+        warmup, steps, repeats = min(warmup, 2), min(steps, 3), min(repeats, 3)
+        variants = variants or "reference,fused-adam,channels_last"
+        backends = backends or "eager,onnxruntime-cpu"
+        inference_batches = inference_batches or "1,2"
+    torch_device = pick_device(device)
+    options = dict(resolution=resolution, batch_size=batch_size, sets=config_mod.split_assignments(list(sets)),
+                   warmup=warmup, steps=steps, training=training, inference=inference,
+                   variants=variants.split(",") if variants else None,
+                   inference_batches=_ints(inference_batches, "--inference-batches"), repeats=repeats,
+                   backends=backends.split(",") if backends else None, peak_tflops=peak_tflops)
+    try:
+        record = run_suite(list(archs) or None, size_list, torch_device, echo=click.echo, **options)
+    except ValueError as exc:  # an unknown variant or backend
+        raise UserError(str(exc)) from None
+    tables = markdown(record)
+    click.echo("\n" + tables)
+    if json_path:
+        write_json(json_path, record)
+        click.echo(f"results: {json_path}")
+    if markdown_path:
+        atomic_write(markdown_path, lambda f: f.write(tables), mode="w")
+        click.echo(f"tables:  {markdown_path}")
+    if plot_path and training:
+        click.echo(f"plot:    {speedup_plot([record], plot_path)}")
