@@ -7,8 +7,9 @@ and timed at each batch size:
 - ``eager``: PyTorch eval mode under no_grad, fp32 (the reference);
 - ``ort``: the exported file in ONNX Runtime with ganzoo's session options
   (ORT_ENABLE_ALL), the way ``ganzoo.runtime`` runs it;
-- ``ort-plain``: the same graph without ganzoo's export choices (batch norms
-  left unfolded) and basic graph optimisation only, to show what those buy.
+- ``ort-plain``: the same graph with batch norms left unfolded and basic
+  graph optimisation only (which folds them again), to show what the
+  optimisation level buys.
 
 Warm-up runs are excluded; the median of repeats is reported, and the ratios
 are eager time over ONNX Runtime time (above 1: ONNX Runtime is faster).

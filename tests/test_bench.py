@@ -116,8 +116,11 @@ def test_peak_table_and_lazy_window():
     (["--size", "huge"], "unknown --size huge; sizes: embedded, full, smoke"),
     (["--inference-batches", "1,x"], "--inference-batches takes positive integers"),
     (["nosuch"], "unknown architecture 'nosuch'"),
+    (["--no-training", "--backends", "eager,tensorrt"], "unknown backends: tensorrt"),
+    (["--no-training", "--backends", "onnxruntime-cuda"], "backend onnxruntime-cuda needs --device cuda"),
 ])
 def test_bad_bench_options_are_named(args, message):
-    result = invoke("bench", "--device", "cpu", "--no-inference", "--steps", "1", "--warmup", "0", "dcgan", *args)
+    inference = [] if "--no-training" in args else ["--no-inference"]
+    result = invoke("bench", "--device", "cpu", *inference, "--steps", "1", "--warmup", "0", "dcgan", *args)
     assert result.exit_code != 0 and message in result.output, result.output
     assert "Traceback" not in result.output

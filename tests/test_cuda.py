@@ -14,11 +14,17 @@ pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
 
+def cuda_trainer(name, sets, batch_size, images, run_dir, resume=False, **flags):
+    """A 6-step CUDA Trainer of ``name`` on ``images`` synthetic images."""
+    arch = registry.get(name)
+    resolved = config.resolve(arch, sets={**sets, "log_every": 1},
+                              flags={"device": "cuda", "batch_size": batch_size, "steps": 6, **flags})
+    return Trainer(arch, resolved, synthetic_data(arch, resolved.config, n=images), run_dir, resume=resume)
+
+
 def make_trainer(run_dir, resume=False, channels=3, **flags):
-    arch = registry.get("dcgan")
-    sets = {"resolution": 64, "channels": channels, "ngf": 32, "ndf": 32, "log_every": 1}
-    resolved = config.resolve(arch, sets=sets, flags={"device": "cuda", "batch_size": 32, "steps": 6, **flags})
-    return Trainer(arch, resolved, synthetic_data(arch, resolved.config, n=64), run_dir, resume=resume)
+    sets = {"resolution": 64, "channels": channels, "ngf": 32, "ndf": 32}
+    return cuda_trainer("dcgan", sets, 32, 64, run_dir, resume, **flags)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
@@ -63,11 +69,8 @@ def test_compile_on_grey_images(tmp_path, channels_last):
 
 
 def make_cyclegan(run_dir, resume=False, **flags):
-    arch = registry.get("cyclegan")
-    sets = {"resolution": 64, "load_resolution": 72, "ngf": 16, "ndf": 16, "n_blocks": 2, "pool_size": 4,
-            "log_every": 1}
-    resolved = config.resolve(arch, sets=sets, flags={"device": "cuda", "batch_size": 2, "steps": 6, **flags})
-    return Trainer(arch, resolved, synthetic_data(arch, resolved.config, n=16), run_dir, resume=resume)
+    sets = {"resolution": 64, "load_resolution": 72, "ngf": 16, "ndf": 16, "n_blocks": 2, "pool_size": 4}
+    return cuda_trainer("cyclegan", sets, 2, 16, run_dir, resume, **flags)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
@@ -94,11 +97,9 @@ def test_cyclegan_resume_on_cuda_restores_pools(tmp_path):
 
 
 def make_stylegan(run_dir, resume=False, **flags):
-    arch = registry.get("stylegan-lite")
     sets = {"resolution": 32, "channels": 3, "z_dim": 64, "w_dim": 64, "channel_base": 1024, "channel_max": 64,
-            "pl_interval": 2, "r1_interval": 3, "diffaugment": "on", "log_every": 1}
-    resolved = config.resolve(arch, sets=sets, flags={"device": "cuda", "batch_size": 8, "steps": 6, **flags})
-    return Trainer(arch, resolved, synthetic_data(arch, resolved.config, n=32), run_dir, resume=resume)
+            "pl_interval": 2, "r1_interval": 3, "diffaugment": "on"}
+    return cuda_trainer("stylegan-lite", sets, 8, 32, run_dir, resume, **flags)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])

@@ -50,7 +50,7 @@ def run_case(name: str, size: str, device: torch.device, *, resolution: int | No
     case = {"arch": name, "label": size, "preset": resolved.preset, "sets": {k: str(v) for k, v in sets.items()},
             "data": label, "batch_size": resolved.config.batch_size, "warmup": warmup, "steps": steps}
     if training:
-        training_case = TrainingCase(arch, sets, None, data, batch_size, device)
+        training_case = TrainingCase(arch, sets, data, batch_size, device)
         case["training"] = bench_training(training_case, variants_for(device, variants), warmup, steps,
                                           peak_tflops, echo)
     if inference:

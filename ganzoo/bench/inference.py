@@ -107,6 +107,17 @@ class _OrtCudaIoBinding(_Backend):
         return self.binding.copy_outputs_to_cpu()[0]
 
 
+BACKENDS = ("eager", "compiled", "onnxruntime-cpu", "onnxruntime-cuda")
+
+
+def check_backends(backends: list[str], device) -> None:
+    unknown = [b for b in backends if b not in BACKENDS]
+    if unknown:
+        raise ValueError(f"unknown backends: {', '.join(unknown)}; backends: {', '.join(BACKENDS)}")
+    if "onnxruntime-cuda" in backends and not (device.type == "cuda" and cuda_provider_available()):
+        raise ValueError("backend onnxruntime-cuda needs --device cuda and onnxruntime-gpu's CUDA provider")
+
+
 def cuda_provider_available() -> bool:
     try:
         import onnxruntime as ort
@@ -118,28 +129,23 @@ def cuda_provider_available() -> bool:
 def bench_generator(arch, cfg, name, spec, net, device: torch.device, batches: list[int], repeats: int,
                     backends: list[str], echo=print) -> dict:
     """Latency (batch 1) and throughput (each batch) of one generator for each backend."""
+    check_backends(backends, device)
     sync = synchronizer(device)
     net = net.to(device).eval()
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as folder:
         runners: list[_Backend] = []
         setup: dict[str, float] = {}
+        path = Path(folder) / f"{name}.onnx"
         for backend in backends:
             start = time.perf_counter()
             if backend in ("eager", "compiled"):
                 runners.append(_Torch(net, spec, device, compiled=backend == "compiled"))
-            elif backend == "onnxruntime-cpu":
-                path = Path(folder) / f"{name}.onnx"
-                if not path.exists():
+            else:
+                if not path.exists():  # one verified export serves both ONNX Runtime backends
                     export_generator(arch, cfg, name, spec, net.cpu(), path, plugin={}, seed=0)
                     net.to(device)
-                runners.append(_OrtCpu(path))
-            elif backend == "onnxruntime-cuda":
-                path = Path(folder) / f"{name}.onnx"
-                if not path.exists():
-                    export_generator(arch, cfg, name, spec, net.cpu(), path, plugin={}, seed=0)
-                    net.to(device)
-                runners.append(_OrtCudaIoBinding(path, device))
+                runners.append(_OrtCpu(path) if backend == "onnxruntime-cpu" else _OrtCudaIoBinding(path, device))
             setup[backend] = time.perf_counter() - start
         for runner in runners:
             rows = {}

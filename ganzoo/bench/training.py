@@ -64,8 +64,7 @@ def variants_for(device: torch.device, names: list[str] | None = None) -> dict[s
 class TrainingCase:
     arch: object
     sets: dict
-    preset: str | None
-    data: str | None
+    data: str | None  # picks the preset, as `--data` does
     batch_size: int | None
     device: torch.device
 
@@ -96,7 +95,7 @@ def run_variant(case: TrainingCase, options: dict, warmup: int, steps: int, coun
              "sample_every": 10**9, "checkpoint_every": 10**9, **options}
     if case.batch_size:
         flags["batch_size"] = case.batch_size
-    resolved = config.resolve(case.arch, preset=case.preset, data=case.data, sets=case.sets, flags=flags)
+    resolved = config.resolve(case.arch, data=case.data, sets=case.sets, flags=flags)
     sync = synchronizer(case.device)
     batch = resolved.config.batch_size
     with tempfile.TemporaryDirectory() as run_dir:
