@@ -22,30 +22,24 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ganzoo import __version__, config, registry
+from ganzoo.bench.timing import time_calls
 from ganzoo.export import check_inputs, export_generator
+
+CPU = torch.device("cpu")
 
 
 def median_seconds(run, min_repeats: int, min_seconds: float) -> tuple[float, float]:
-    """(median, p90) of ``run()`` after two warm-up calls, over at least min_repeats and min_seconds."""
-    run()
-    run()
-    times: list[float] = []
-    started = time.perf_counter()
-    while len(times) < min_repeats or time.perf_counter() - started < min_seconds:
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    times.sort()
-    return statistics.median(times), times[min(len(times) - 1, (9 * len(times)) // 10)]
+    """(median, p90) of ``run()`` after two warm-up calls, over at least min_repeats and min_seconds,
+    timed by the suite's own loop."""
+    timed = time_calls(run, CPU, repeats=min_repeats, min_seconds=min_seconds)
+    return timed["median_s"], timed["p90_s"]
 
 
 def ort_session(path: Path, level: str, threads: int):
@@ -102,7 +96,7 @@ def main():
     for arch_name in names:
         arch = registry.get(arch_name)
         for size in args.sizes.split(","):
-            # the embedded data picks the architecture's fashion-mnist preset; any other data name keeps the defaults
+            # the embedded data picks the architecture's preset for it; any other data name keeps the defaults
             resolved = config.resolve(arch, data=None if size == "embedded" else "any-folder", flags={"device": "cpu"})
             cfg = resolved.config
             spec_data = arch.data_spec(cfg)

@@ -13,8 +13,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
-from .images import PIXELS
-from .latents import Constant, Gaussian, Latents, Uniform
+from .errors import UserError
+from .runtime.images import PIXELS
+from .runtime.latents import Constant, Gaussian, Latents, Uniform
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -27,6 +28,7 @@ ENTRY_POINT_GROUP = "ganzoo.architectures"
 IMAGES = "images"  # one domain of images: batch = {"image": (B, C, H, W) in [-1, 1]}
 UNPAIRED = "unpaired"  # two domains: batch = {"A": ..., "B": ...}
 DATA_KINDS = (IMAGES, UNPAIRED)
+SMOKE_PRESET = "smoke"  # every architecture's ``smoke`` overrides, usable as ``--preset smoke``
 
 
 @dataclass(frozen=True)
@@ -34,26 +36,58 @@ class DataSpec:
     """What images the architecture consumes; the data pipeline delivers exactly this.
 
     Augmentation, as pix2pix/CycleGAN do it: images are decoded once at
-    ``load_resolution`` (default: ``resolution``) and each training batch takes a
-    random ``resolution`` crop of them, flipped left-right at random when ``flip``.
-    The feed draws these from its own seeded generator, so resume stays exact.
+    ``decode_resolution`` (default: ``resolution``) and each training batch takes
+    a random ``resolution`` crop of them, flipped left-right at random when
+    ``flip``. The feed draws these from its own seeded generator, so resume
+    stays exact.
     """
 
     kind: str  # IMAGES or UNPAIRED
     resolution: int
     channels: int
-    load_resolution: int | None = None
+    decode_resolution: int | None = None  # None: resolution (no random crops)
     flip: bool = False
 
     def __post_init__(self):
         if self.kind not in DATA_KINDS:
             raise ValueError(f"DataSpec.kind must be one of {DATA_KINDS}, got {self.kind!r}")
-        if self.load_resolution is not None and self.load_resolution < self.resolution:
-            raise ValueError(f"DataSpec.load_resolution {self.load_resolution} is below resolution {self.resolution}")
+        if self.decode_resolution is None:
+            object.__setattr__(self, "decode_resolution", self.resolution)
+        if self.decode_resolution < self.resolution:
+            raise ValueError(f"DataSpec.decode_resolution {self.decode_resolution} is below resolution {self.resolution}")
 
-    @property
-    def decode_resolution(self) -> int:
-        return self.load_resolution or self.resolution
+
+class ConfigError(UserError):
+    """A Config value the architecture cannot build: raised by ``Architecture.validate``.
+
+    The core adds where the value came from (a preset, ``--set``, config.json)
+    and shows the whole as one ``Error:`` line.
+    """
+
+    def __init__(self, key: str, value: Any, allowed: str):
+        self.key, self.value, self.allowed = key, value, allowed
+        super().__init__(f"{key}={value!r}: {allowed}")
+
+
+def require(condition: bool, key: str, value: Any, allowed: str) -> None:
+    """Raise a ConfigError for ``key`` unless ``condition``; ``allowed`` says what would be accepted."""
+    if not condition:
+        raise ConfigError(key, value, allowed)
+
+
+def require_positive(cfg, *keys: str) -> None:
+    """Each of ``keys`` (counts, widths, rates) is greater than zero."""
+    for key in keys:
+        value = getattr(cfg, key)
+        require(value > 0, key, value, "must be greater than 0")
+
+
+def require_fraction(cfg, *keys: str, below_one: bool = False) -> None:
+    """Each of ``keys`` (probabilities, Adam betas, decays) lies in [0, 1], or [0, 1) with ``below_one``."""
+    for key in keys:
+        value = getattr(cfg, key)
+        ok = 0 <= value < 1 if below_one else 0 <= value <= 1
+        require(ok, key, value, f"must lie in [0, 1{')' if below_one else ']'}")
 
 
 @dataclass(frozen=True)
@@ -94,7 +128,7 @@ class Generator:
     the same seed names the same image in PyTorch and in the ONNX runtime.
     Outputs are images in [-1, 1]; ``pixels`` says how they map to uint8.
 
-    Declare ``latents`` as a :class:`~ganzoo.latents.Latents` (as
+    Declare ``latents`` as a :class:`~ganzoo.runtime.latents.Latents` (as
     ``gaussian_latents`` does) so that `ganzoo export` can write it into the
     model and the torch-free runtime can sample; any other callable works for
     PyTorch sampling only.
@@ -164,8 +198,9 @@ class Architecture:
     Class attributes: ``name``, ``summary`` (one line), ``api_version``,
     ``Config`` (a dataclass of every hyperparameter with its default; it must
     have ``batch_size``), ``presets`` (name -> overrides of Config fields).
-    A preset named like a dataset (``fashion-mnist``) is used by default when
-    that dataset is trained on. ``smoke`` holds the overrides of the smallest
+    A preset named like a dataset (the embedded data's name,
+    ``ganzoo.data.DEFAULT_DATASET``) is used by default when that dataset is
+    trained on. ``smoke`` holds the overrides of the smallest
     meaningful config: the conformance kit and the benchmark smoke mode use it.
     """
 
@@ -221,10 +256,37 @@ class Architecture:
         """
         return cfg
 
-    def style_mix(self, nets, cfg, rows: int, cols: int, seed: int, device, truncation: float = 1.0,
-                  coarse: int | None = None) -> tuple["torch.Tensor", int]:
-        """A style-mixing grid (uint8 images and row length), for architectures with per-layer styles."""
-        raise NotImplementedError(f"{self.name} has no per-layer styles to mix")
+    def validate(self, cfg) -> None:
+        """Raise a :class:`ConfigError` naming the first value of ``cfg`` that cannot be built.
+
+        The one place an architecture checks its Config (resolutions, channels,
+        widths, probabilities, counts): the core calls it for every config it
+        resolves (defaults, preset and ``--set`` values; config.json of a run
+        directory; the result of ``fit_to_data``) before anything is built or
+        written, and shows the error as one line. Use :func:`require`,
+        :func:`require_positive` and :func:`require_fraction`. Default: accepts
+        everything.
+        """
+
+    def with_resolution(self, cfg, resolution: int):
+        """The config rescaled to train at ``resolution`` (what `ganzoo bench --resolution` uses).
+
+        Default: the ``resolution`` field replaced. Override when other settings
+        scale with it (CycleGAN keeps its crop margin in proportion).
+        """
+        if not any(f.name == "resolution" for f in dataclasses.fields(cfg)):
+            raise UserError(f"{self.name} has no resolution setting to scale")
+        return dataclasses.replace(cfg, resolution=resolution)
+
+    def commands(self) -> list:
+        """Click commands this architecture adds to ``ganzoo`` (StyleGAN-lite's ``style-mix``).
+
+        Called when the command list is needed; import click and everything
+        else inside, so that listing stays cheap. A command raises
+        ``ganzoo.errors.UserError`` for bad input, which ``ganzoo`` shows as one
+        ``Error:`` line. Default: none.
+        """
+        return []
 
     def make_config(self, overrides: Mapping[str, Any] | None = None):
         return dataclasses.replace(self.Config(), **dict(overrides or {}))
@@ -232,6 +294,10 @@ class Architecture:
 
 __all__ = [
     "API_VERSION",
+    "ConfigError",
+    "require",
+    "require_positive",
+    "require_fraction",
     "ENTRY_POINT_GROUP",
     "IMAGES",
     "UNPAIRED",

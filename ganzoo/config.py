@@ -3,6 +3,8 @@
 One namespace of keys: a `--set key=value` names a field of the architecture's
 Config or of TrainOptions (the two never share a name). Precedence, lowest first:
 dataclass defaults, preset, --set, the CLI's own flags (--steps, --batch-size...).
+Every resolved Config passes the architecture's ``validate`` before anything is
+built, so a bad value is one error line that says where it came from.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from .api import SMOKE_PRESET, ConfigError
+from .data import DEFAULT_DATASET
 from .errors import UserError
 
 
@@ -30,6 +34,10 @@ class TrainOptions:
     channels_last: str = "auto"  # auto (on for CUDA) | on | off
     optimizer: str = "fused"  # fused (where the device has it, else foreach) | foreach | plain (a Python loop)
     data_on_device: str = "auto"  # auto (resident on the accelerator when it fits) | off (copied every step)
+    # CUDA numerics, applied while the run trains (PyTorch's own defaults: False, True, False).
+    tf32_matmul: bool = True  # TF32 tensor cores for fp32 matmuls
+    tf32_conv: bool = True  # TF32 tensor cores for fp32 cuDNN convolutions
+    cudnn_benchmark: bool = True  # let cuDNN time its algorithms for each new shape
     ema_kimg: float = 10.0  # EMA half-life in thousands of images; 0 turns EMA off
     ema_rampup: float = 0.05  # half-life at most this fraction of images seen; 0 = none
     log_every: int = 50
@@ -150,38 +158,70 @@ def apply_overrides(arch, cfg, opts: TrainOptions, values: Mapping[str, Any]) ->
     return dataclasses.replace(cfg, **arch_values), dataclasses.replace(opts, **train_values)
 
 
+def presets(arch) -> dict[str, Mapping[str, Any]]:
+    """The architecture's presets, and its smoke config as the preset "smoke"."""
+    return {**arch.presets, SMOKE_PRESET: arch.smoke}
+
+
 def choose_preset(arch, preset: str | None, data: str | None) -> str | None:
-    """An explicit preset, else one named like the dataset (fashion-mnist when --data is absent)."""
+    """An explicit preset, else one named like the dataset (the embedded data when --data is absent)."""
+    available = presets(arch)
     if preset is not None:
-        if preset not in arch.presets:
-            names = ", ".join(sorted(arch.presets)) or "none"
-            raise UserError(f"unknown preset {preset!r} for {arch.name}; presets: {names}")
+        if preset not in available:
+            raise UserError(f"unknown preset {preset!r} for {arch.name}; presets: {', '.join(sorted(available))}")
         return preset
-    dataset_name = data or "fashion-mnist"
+    dataset_name = data or DEFAULT_DATASET
     return dataset_name if dataset_name in arch.presets else None
+
+
+def validate(arch, cfg, origin=None) -> None:
+    """The architecture's own checks (``Architecture.validate``) and the contract's: a positive batch size.
+
+    ``origin(key)`` says where a bad value came from ("--set", "preset x", a
+    file); the error names the architecture, the key, the value and what is allowed.
+    """
+    try:
+        if not (isinstance(cfg.batch_size, int) and cfg.batch_size >= 1):
+            raise ConfigError("batch_size", cfg.batch_size, "must be a positive integer")
+        arch.validate(cfg)
+    except ConfigError as exc:
+        where = f" (from {origin(exc.key)})" if origin and origin(exc.key) else ""
+        raise UserError(f"invalid {arch.name} config: {exc}{where}") from None
 
 
 def resolve(arch, *, preset: str | None = None, data: str | None = None,
             sets: Mapping[str, Any] | None = None, flags: Mapping[str, Any] | None = None) -> Resolved:
-    """Defaults, then preset, then --set values, then explicit CLI flags."""
+    """Defaults, then preset, then --set values, then explicit CLI flags; validated."""
     overlap = set(field_types(arch.Config)) & set(field_types(TrainOptions))
     if overlap:
         raise UserError(f"{arch.name}: Config fields clash with trainer options: {', '.join(sorted(overlap))}")
     chosen = choose_preset(arch, preset, data)
     cfg, opts = arch.Config(), TrainOptions()
-    if chosen:
-        cfg, opts = apply_overrides(arch, cfg, opts, arch.presets[chosen])
-    overrides = {**dict(sets or {}), **{k: v for k, v in (flags or {}).items() if v is not None}}
+    preset_values = presets(arch)[chosen] if chosen else {}
+    cfg, opts = apply_overrides(arch, cfg, opts, preset_values)
+    sets, flags = dict(sets or {}), {k: v for k, v in (flags or {}).items() if v is not None}
+    overrides = {**sets, **flags}
     cfg, opts = apply_overrides(arch, cfg, opts, overrides)
+
+    def origin(key: str) -> str:
+        if key in flags:
+            return f"--{key.replace('_', '-')}"
+        if key in sets:
+            return "--set"
+        return f"preset {chosen}" if key in preset_values else "the default"
+
+    validate(arch, cfg, origin)
     _check_train_options(opts)
     recorded = {k: getattr(cfg, k, getattr(opts, k, None)) for k in overrides}
     return Resolved(arch.name, chosen, recorded, cfg, opts, data)
 
 
 def from_dict(arch, record: Mapping[str, Any]) -> Resolved:
-    """Rebuild a Resolved from config.json; unknown keys (from a newer plugin) are an error."""
+    """Rebuild a Resolved from config.json; unknown keys (from a newer plugin) and bad values are errors."""
     cfg_values = {k: _tuples(v) for k, v in record["config"].items()}
     cfg, opts = apply_overrides(arch, arch.Config(), TrainOptions(), {**cfg_values, **record.get("train", {})})
+    validate(arch, cfg)
+    _check_train_options(opts)
     return Resolved(record["architecture"], record.get("preset"), dict(record.get("overrides", {})),
                     cfg, opts, record.get("data"))
 

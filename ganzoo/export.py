@@ -26,7 +26,7 @@ from torch import nn
 from . import __version__
 from .api import Generator
 from .errors import UserError
-from .latents import Constant, Latents
+from .runtime.latents import Constant, Latents
 from .runtime import ExportedGenerator
 
 DEFAULT_OPSET = 17

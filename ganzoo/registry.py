@@ -131,7 +131,7 @@ def discover() -> list[PluginEntry]:
     return entries
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     message = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
@@ -160,7 +160,7 @@ def _import(entry: PluginEntry) -> tuple[str, str, type | None]:
     try:
         obj = ep.load()
     except Exception as exc:  # a plugin may fail in any way; isolate it
-        return IMPORT_ERROR, _one_line(exc), None
+        return IMPORT_ERROR, one_line(exc), None
     status, reason = _check(entry, obj)
     return status, reason, obj if status == OK else None
 

@@ -11,7 +11,7 @@ import torch
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] floats -> uint8, the mapping every Generator declares (``ganzoo.images.PIXELS``)."""
+    """[-1, 1] floats -> uint8, the mapping every Generator declares (``ganzoo.runtime.images.PIXELS``)."""
     return ((images.float() + 1.0) * 127.5).round_().clamp_(0, 255).to(torch.uint8)
 
 
@@ -34,7 +34,7 @@ def generate(net: torch.nn.Module, spec, n: int, seed: int, device: torch.device
 
 
 def grid(images: torch.Tensor, nrow: int | None = None):
-    """A PIL image of a grid of uint8 images (N, C, H, W), white gutters (``ganzoo.images.grid``)."""
-    from .images import grid as numpy_grid
+    """A PIL image of a grid of uint8 images (N, C, H, W), white gutters (``ganzoo.runtime.images.grid``)."""
+    from .runtime.images import grid as numpy_grid
 
     return numpy_grid(images.numpy(), nrow)

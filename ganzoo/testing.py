@@ -17,24 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import config, registry
-from .api import API_VERSION, DATA_KINDS, UNPAIRED, Architecture, Generator, Phase
-
-
-@dataclass
-class SyntheticImages:
-    """Random images shaped as the architecture's DataSpec asks (stands in for a dataset)."""
-
-    images: torch.Tensor
-    name: str = "synthetic"
-    source: str = "synthetic"
-    labels: torch.Tensor | None = None
+from .api import API_VERSION, DATA_KINDS, SMOKE_PRESET, UNPAIRED, Architecture, Generator, LossContext, Phase
 
 
 def _arch(arch: str | Architecture) -> Architecture:
@@ -42,37 +31,28 @@ def _arch(arch: str | Architecture) -> Architecture:
 
 
 def smoke_resolved(arch: Architecture, steps: int = 2, **train):
+    """The architecture's smoke preset on the CPU, with trainer settings for a few quick steps."""
     flags = {"steps": steps, "device": "cpu", "log_every": 1, "sample_every": 10**6,
              "checkpoint_every": 10**6, "sample_n": 4, **train}
-    return config.resolve(arch, sets=dict(arch.smoke), flags=flags)
-
-
-@dataclass
-class SyntheticPair:
-    """Random images for two unpaired domains of different sizes (stands in for trainA/trainB)."""
-
-    A: torch.Tensor
-    B: torch.Tensor
-    name: str = "synthetic"
-    source: str = "synthetic"
-
-    def __len__(self) -> int:
-        return max(len(self.A), len(self.B))
+    return config.resolve(arch, preset=SMOKE_PRESET, flags=flags)
 
 
 def synthetic_data(arch: Architecture, cfg, n: int = 32, seed: int = 0):
-    """Random uint8 images at the spec's decode resolution: one set, or two domains for UNPAIRED."""
+    """Random uint8 images shaped as the DataSpec asks, as the dataset type the trainer gets for its kind:
+    an ImageSet, or an UnpairedSet with domains of different sizes."""
+    from .data import ImageSet
+    from .data.unpaired import UnpairedSet
+
     spec = arch.data_spec(cfg)
     generator = torch.Generator().manual_seed(seed)
-    size = spec.decode_resolution
 
     def images(count: int) -> torch.Tensor:
-        shape = (max(count, cfg.batch_size), spec.channels, size, size)
+        shape = (max(count, cfg.batch_size), spec.channels, spec.decode_resolution, spec.decode_resolution)
         return torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator)
 
     if spec.kind == UNPAIRED:
-        return SyntheticPair(images(n), images(n + n // 2))
-    return SyntheticImages(images(n))
+        return UnpairedSet(images(n), images(n + n // 2), "synthetic", "synthetic")
+    return ImageSet(images(n), None, "synthetic", "synthetic")
 
 
 def check_declaration(arch, tmp_path: Path | None = None) -> None:
@@ -85,9 +65,11 @@ def check_declaration(arch, tmp_path: Path | None = None) -> None:
     fields = config.field_types(arch.Config)
     assert "batch_size" in fields, "Config needs a batch_size field"
     assert not set(fields) & set(config.field_types(config.TrainOptions)), "Config shadows trainer options"
-    for name, overrides in {**arch.presets, "smoke": arch.smoke}.items():
+    for name, overrides in config.presets(arch).items():
         unknown = set(overrides) - set(fields) - set(config.field_types(config.TrainOptions))
         assert not unknown, f"preset {name!r} sets unknown keys {sorted(unknown)}"
+        config.resolve(arch, preset=name)  # every preset passes the architecture's validate()
+    arch.validate(arch.Config())  # and so do the defaults
     cfg = smoke_resolved(arch).config
     spec = arch.data_spec(cfg)
     assert spec.kind in DATA_KINDS and spec.resolution > 0 and spec.channels in (1, 3)
@@ -190,7 +172,7 @@ def check_export(arch, tmp_path: Path) -> None:
     """Every generator exports to ONNX (dynamic batch, verified) and the torch-free runtime agrees with
     PyTorch at batch 1 and 4; sampling by seed gives the PyTorch images within one uint8 level."""
     from .export import export_generator
-    from .latents import Latents
+    from .runtime.latents import Latents
     from .runtime import load
     from .sampling import generate
 
@@ -199,7 +181,7 @@ def check_export(arch, tmp_path: Path) -> None:
     torch.manual_seed(0)
     nets = arch.build(cfg)
     for name, gen in arch.generators(cfg).items():
-        assert isinstance(gen.latents, Latents), f"{name}: latents must be a ganzoo.latents.Latents to be exported"
+        assert isinstance(gen.latents, Latents), f"{name}: latents must be a ganzoo.api.Latents to be exported"
         assert gen.output not in gen.inputs, f"{name}: output name {gen.output!r} is also an input name"
         net = nets[gen.role].eval()
         exported = export_generator(arch, cfg, name, gen, net, tmp_path / f"{name}.onnx", plugin={}, seed=11)
@@ -218,4 +200,71 @@ def check_export(arch, tmp_path: Path) -> None:
             assert np.abs(ours - theirs).max() <= 1, f"{name}: runtime samples differ from PyTorch's for one seed"
 
 
-CHECKS = [check_declaration, check_generators, check_training_step, check_save_reload, check_export]
+class ForwardOnlyViolation(AssertionError):
+    """A loss used a network as more than a callable."""
+
+
+class ForwardOnly:
+    """A network as a wrapper (DDP, torch.compile, a CUDA graph) presents it to a loss.
+
+    It can be called (or its ``forward``) and gives its ``parameters``; reading
+    or setting anything else raises :class:`ForwardOnlyViolation` naming it.
+    Not an AttributeError, so ``hasattr`` and ``getattr(..., default)`` cannot
+    hide the read.
+    """
+
+    __slots__ = ("_module", "_role", "_phase")
+
+    def __init__(self, module: torch.nn.Module, role: str, phase: str):
+        object.__setattr__(self, "_module", module)
+        object.__setattr__(self, "_role", role)
+        object.__setattr__(self, "_phase", phase)
+
+    def __call__(self, *args, **kwargs):
+        return self._module(*args, **kwargs)
+
+    def forward(self, *args, **kwargs):
+        return self._module(*args, **kwargs)
+
+    def parameters(self, recurse: bool = True):
+        return self._module.parameters(recurse)
+
+    def _violation(self, what: str) -> ForwardOnlyViolation:
+        return ForwardOnlyViolation(
+            f"the loss of phase {self._phase!r} {what} {self._role}; a loss may only call the networks it is "
+            "handed, which DDP, torch.compile or CUDA graphs may wrap: read sizes from ctx.cfg and reach "
+            "sub-networks through forward arguments")
+
+    def __getattr__(self, name: str):
+        raise self._violation(f"read the attribute {name!r} of")
+
+    def __setattr__(self, name: str, value) -> None:
+        raise self._violation(f"set the attribute {name!r} of")
+
+
+def check_forward_only(arch, tmp_path: Path | None = None) -> None:
+    """Every phase's loss, and its backward pass, with each network behind a proxy that can only be called."""
+    from .train.feed import make_feed
+
+    arch = _arch(arch)
+    cfg = smoke_resolved(arch).config
+    spec = arch.data_spec(cfg)
+    device = torch.device("cpu")
+    batch = make_feed(synthetic_data(arch, cfg), cfg.batch_size, 0, device, spec).next()
+    torch.manual_seed(0)
+    nets = arch.build(cfg)
+    ctx = LossContext(cfg=cfg, device=device, generator=torch.Generator().manual_seed(0), step=0, total_steps=2,
+                      log=lambda name, value: None)
+    for phase in arch.phases(cfg):
+        for role, module in nets.items():
+            module.requires_grad_(role in phase.trains)
+        proxies = {role: ForwardOnly(module, role, phase.name) for role, module in nets.items()}
+        loss = arch.loss(phase, proxies, batch, ctx)
+        assert torch.is_tensor(loss) and loss.dim() == 0, f"phase {phase.name!r}: the loss is not a scalar tensor"
+        loss.backward()
+        trained = [p for role in phase.trains for p in nets[role].parameters()]
+        assert any(p.grad is not None for p in trained), f"phase {phase.name!r}: no gradient reached {phase.trains}"
+
+
+CHECKS = [check_declaration, check_generators, check_forward_only, check_training_step, check_save_reload,
+          check_export]

@@ -13,8 +13,8 @@ from PIL import Image
 
 from ganzoo.cli import cli
 
-# The dcgan smoke config as CLI arguments: tiny networks that still exercise every layer type.
-SMOKE = ["--set", "nz=16", "--set", "ngf=8", "--set", "ndf=8", "--device", "cpu"]
+# An architecture's smallest meaningful config (tiny networks that still exercise every layer type), on the CPU.
+SMOKE = ["--preset", "smoke", "--device", "cpu"]
 
 
 def invoke(*args: str):

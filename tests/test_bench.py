@@ -82,13 +82,19 @@ def test_flops_per_step_cover_forward_and_backward_of_both_networks(smoke):
 def test_variants_each_optimisation_alone_and_all_together():
     cpu = variants_for(torch.device("cpu"))
     assert list(cpu) == ["reference", "fused-adam", "channels_last", "compile", "fast"]
+    torch_defaults = {"tf32_matmul": False, "tf32_conv": True, "cudnn_benchmark": False}
     assert cpu["fast"] == {"precision": "fp32", "channels_last": "on", "compile": True, "optimizer": "fused",
-                           "data_on_device": "off"}
+                           "data_on_device": "off", **torch_defaults}
     cuda = variants_for(torch.device("cuda"))
-    assert list(cuda) == ["reference", "device-data", "fused-adam", "channels_last", "bf16", "compile", "fast"]
+    assert list(cuda) == ["reference", "tf32", "cudnn-benchmark", "device-data", "fused-adam", "channels_last", "bf16",
+                          "compile", "fast"]
     assert cuda["fast"]["precision"] == "bf16" and cuda["fast"]["data_on_device"] == "auto"
+    assert cuda["fast"]["tf32_matmul"] and cuda["fast"]["cudnn_benchmark"]
+    # The reference runs PyTorch's own defaults, which are what the reference codebases run.
     assert cuda["reference"] == {"precision": "fp32", "channels_last": "off", "compile": False, "optimizer": "plain",
-                                 "data_on_device": "off"}
+                                 "data_on_device": "off", **torch_defaults}
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+            torch.backends.cudnn.benchmark) == (False, True, False)  # untouched in this process: the defaults
     for name, options in cuda.items():  # each single optimisation changes exactly one option
         if name not in ("reference", "fast"):
             assert sum(options[k] != cuda["reference"][k] for k in options) == 1, name

@@ -525,7 +525,7 @@ def test_data_download_errors_are_one_line(home, tmp_path, monkeypatch):
 
 
 def test_catalog_modules_do_not_import_torch():
-    code = ("import sys; import ganzoo.cli_data, ganzoo.data.catalog; ganzoo.data.catalog.catalog(); "
+    code = ("import sys; import ganzoo.cli.data, ganzoo.data.catalog; ganzoo.data.catalog.catalog(); "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -27,7 +27,7 @@ def test_train_prints_where_everything_is(trained_run):
         assert line in output
     record = json.loads((run / "config.json").read_text())
     assert record["architecture"] == "dcgan" and record["plugin"]["distribution"] == "ganzoo"
-    assert record["preset"] == "fashion-mnist" and record["config"]["ngf"] == 8
+    assert record["preset"] == "smoke" and record["config"]["ngf"] == 8
     assert sorted(p.name for p in (run / "samples").iterdir()) == [
         "step-0000000.png", "step-0000002.png", "step-0000004.png"]
     grid = Image.open(run / "samples" / "step-0000004.png")
@@ -110,7 +110,7 @@ def test_corrupt_checkpoint_is_reported_by_path(trained_run, tmp_path):
 
 def test_folder_data_trains_rgb(tmp_path):
     data = image_folder(tmp_path / "faces", n=12, size=70)
-    result = invoke("train", "dcgan", *SMOKE, "--data", data, "--set", "resolution=32", "--batch-size", 4,
+    result = invoke("train", "dcgan", *SMOKE, "--data", data, "--set", "channels=3", "--batch-size", 4,
                     "--steps", 2, "--out", tmp_path / "run")
     assert result.exit_code == 0, result.output
     assert "12 images from faces at 32x32x3" in result.output
@@ -145,7 +145,8 @@ def test_broken_plugin_is_listed_and_the_rest_keep_working(tmp_path):
     env = {"PYTHONPATH": str(tmp_path)}
     listing = ganzoo("list", env=env)
     assert listing.returncode == 0, listing.stderr
-    rows = {line.split()[0]: line for line in listing.stdout.splitlines()[1:]}
+    table = listing.stdout.split("\n\n")[0]
+    rows = {line.split()[0]: line for line in table.splitlines()[1:]}
     assert "import error" in rows["brokengan"] and "this_module_does_not_exist" in rows["brokengan"]
     assert "ganzoo-broken 1.2" in rows["brokengan"] and " ok " in rows["dcgan"]
     other = ganzoo("train", "brokengan", env=env)

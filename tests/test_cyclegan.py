@@ -8,7 +8,8 @@ import torch
 from ganzoo import registry
 from ganzoo.api import UNPAIRED, LossContext
 from ganzoo.errors import UserError
-from ganzoo.testing import SyntheticPair, smoke_resolved
+from ganzoo.data.unpaired import UnpairedSet
+from ganzoo.testing import smoke_resolved
 from ganzoo.train.trainer import Trainer
 from ganzoo_cyclegan import linear_decay, pool
 from ganzoo_cyclegan.losses import discriminator_loss, generator_loss
@@ -31,7 +32,7 @@ def test_reference_defaults(arch):
     assert (cfg.lambda_a, cfg.lambda_b, cfg.lambda_identity) == (10.0, 10.0, 0.5)
     assert (cfg.lr, cfg.beta1, cfg.beta2, cfg.lr_decay_start) == (2e-4, 0.5, 0.999, 0.5)
     spec = arch.data_spec(cfg)
-    assert (spec.kind, spec.resolution, spec.load_resolution, spec.flip, spec.channels) == (UNPAIRED, 256, 286, True, 3)
+    assert (spec.kind, spec.resolution, spec.decode_resolution, spec.flip, spec.channels) == (UNPAIRED, 256, 286, True, 3)
 
 
 def test_parameter_counts_match_the_reference(arch):
@@ -62,10 +63,11 @@ def test_layer_structure_and_output_shapes():
 
 
 def test_small_resolutions_are_refused_with_the_key(arch):
-    with pytest.raises(UserError, match="resolution 16 is too small for a 3-layer PatchGAN"):
-        arch.data_spec(arch.make_config({"resolution": 16, "load_resolution": 18}))
-    with pytest.raises(UserError, match="multiple of 4"):
-        arch.data_spec(arch.make_config({"resolution": 30}))
+    with pytest.raises(UserError, match="resolution=16: .* at least 24 for a 3-layer PatchGAN"):
+        arch.validate(arch.make_config({"resolution": 16, "load_resolution": 18}))
+    with pytest.raises(UserError, match="resolution=30: must be a multiple of 4"):
+        arch.validate(arch.make_config({"resolution": 30}))
+    arch.validate(arch.make_config({"resolution": 16, "load_resolution": 18, "n_layers_d": 2}))
 
 
 def test_batching_through_instance_norm_equals_separate_calls():
@@ -160,13 +162,16 @@ def test_identity_loss_can_be_turned_off(arch):
 
 def test_trainer_applies_the_decay_and_checkpoints_the_pools(arch, tmp_path):
     resolved = smoke_resolved(arch, steps=4)
-    data = SyntheticPair(torch.randint(0, 256, (6, 1, 28, 28), dtype=torch.uint8),
-                         torch.randint(0, 256, (9, 1, 28, 28), dtype=torch.uint8))
+    data = UnpairedSet(torch.randint(0, 256, (6, 1, 28, 28), dtype=torch.uint8),
+                       torch.randint(0, 256, (9, 1, 28, 28), dtype=torch.uint8), "synthetic", "synthetic")
     trainer = Trainer(arch, resolved, data, tmp_path / "run")
+    lrs = []
+    for _ in range(4):
+        lrs.append([opt.param_groups[0]["lr"] for opt, _ in trainer.optimizers.values()])
+        trainer.train_step()
+    # Constant for the first half, then linearly to zero (decay from step 2 of 4): 2e-4 * (4 - s) / (4 - 2).
+    assert lrs == [[2e-4, 2e-4], [2e-4, 2e-4], [2e-4, 2e-4], [pytest.approx(1e-4)] * 2]
     trainer.run()
-    # lr at the last step (3 of 4, decay from step 2): 2e-4 * (4 - 3) / (4 - 2).
-    for opt, _ in trainer.optimizers.values():
-        assert opt.param_groups[0]["lr"] == pytest.approx(1e-4)
     state = torch.load(tmp_path / "run" / "checkpoints" / "step-0000004" / "trainer.pt", weights_only=True)
     pools = state["plugin"]
     assert pools["pool_A"]["count"] == 3 and pools["pool_A"]["images"].shape == (3, 1, 24, 24)

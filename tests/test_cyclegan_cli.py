@@ -17,9 +17,8 @@ from helpers import SMOKE, checkpoint_tensors, ganzoo, invoke
 from test_resume import assert_identical
 from test_unpaired import unpaired_folder
 
-# The cyclegan smoke config as CLI arguments (tiny networks, every layer type, pools that fill and swap).
-CYCLE = ["--set", "resolution=24", "--set", "load_resolution=28", "--set", "ngf=4", "--set", "ndf=4",
-         "--set", "n_blocks=1", "--set", "pool_size=3", "--device", "cpu", "--set", "log_every=1"]
+# The cyclegan smoke preset (tiny networks, every layer type, pools that fill and swap), logging every step.
+CYCLE = [*SMOKE, "--set", "log_every=1"]
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +36,7 @@ def test_trains_offline_on_the_embedded_pair(cycle_run):
     grid = Image.open(run / "samples" / "step-0000003.png")
     assert grid.size[0] == 6 * 26 + 2  # six columns: real, translated, reconstructed, for A and for B
     record = json.loads((run / "config.json").read_text())
-    assert record["preset"] == "fashion-mnist" and record["config"]["channels"] == 1
+    assert record["preset"] == "smoke" and record["config"]["channels"] == 1
 
 
 def test_resume_is_bitwise_identical_with_pools_and_schedule(tmp_path):
@@ -57,8 +56,10 @@ def test_resume_is_bitwise_identical_with_pools_and_schedule(tmp_path):
     a, b = checkpoint_tensors(tmp_path / "one"), checkpoint_tensors(tmp_path / "split")
     assert a["state/plugin/pool_A/count"] == 3 and any(k.startswith("net/G_AB_ema/") for k in a)
     assert "state/data/rng" in a and a["state/data/epoch"] == 2
-    lrs = [v for k, v in a.items() if k.endswith("/lr")]
-    assert lrs and all(lr == pytest.approx(2e-4 * 1 / 4) for lr in lrs)  # step 7 of 8, decaying from step 4
+    lrs = [v for k, v in a.items() if k.startswith("state/optimizers/") and k.endswith("/lr")]
+    assert len(lrs) == 2 and all(lr == 0.0 for lr in lrs)  # the linear decay reaches zero at the run's end
+    scheduled = {k: v for k, v in a.items() if k.startswith("state/schedulers/") and k.endswith("/last_epoch")}
+    assert sorted(scheduled.values()) == [8, 8], scheduled  # a LambdaLR per optimizer, checkpointed
     assert_identical(a, b)
 
 

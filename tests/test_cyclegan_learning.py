@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from ganzoo import config, registry
-from ganzoo.testing import SyntheticPair
+from ganzoo.data.unpaired import UnpairedSet
 from ganzoo.train.trainer import Trainer
 from shapes import PALETTE, make_shapes, nearest_colour, score
 
@@ -49,7 +49,7 @@ def test_discs_become_squares_in_place_and_in_colour(tmp_path):
     resolved = config.resolve(arch, sets=SETS, flags=flags)
     discs = make_shapes("disc", 2000, SIZE, seed=1, half=HALF)
     squares = make_shapes("square", 2000, SIZE, seed=2, half=HALF)
-    data = SyntheticPair(torch.from_numpy(discs.images), torch.from_numpy(squares.images))
+    data = UnpairedSet(torch.from_numpy(discs.images), torch.from_numpy(squares.images), "shapes", "synthetic")
     held_out = make_shapes("disc", 200, SIZE, seed=3, half=HALF)
     source_fill = float(np.mean([score(image).fill for image in held_out.images]))
 

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganzoo import registry
+from ganzoo.api import ConfigError
 from ganzoo.nn.losses import nonsaturating_d_loss, nonsaturating_g_loss
 
 
@@ -77,10 +78,13 @@ def test_weights_drawn_from_normal_0_002(dcgan):
     assert abs(bn_scales.mean().item() - 1.0) < 5e-3 and abs(bn_scales.std().item() - 0.02) < 5e-3
 
 
-@pytest.mark.parametrize("resolution,channels", [(48, 3), (16, 3), (64, 2)])
-def test_bad_sizes_are_refused(dcgan, resolution, channels):
-    with pytest.raises(ValueError, match="resolution|channels"):
-        dcgan.build(dcgan.make_config({"resolution": resolution, "channels": channels}))
+@pytest.mark.parametrize("resolution,channels,message", [(48, 3, "resolution=48: must be a power of two, 32 or more"),
+                                                         (16, 3, "resolution=16: must be a power of two, 32 or more"),
+                                                         (64, 2, "channels=2: must be 1 (grey) or 3 (RGB)")])
+def test_bad_sizes_are_refused(dcgan, resolution, channels, message):
+    with pytest.raises(ConfigError) as error:
+        dcgan.validate(dcgan.make_config({"resolution": resolution, "channels": channels}))
+    assert str(error.value) == message
 
 
 def test_nonsaturating_losses_equal_bce_on_sigmoid():

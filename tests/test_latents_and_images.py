@@ -8,8 +8,8 @@ import torch
 from torchvision.utils import make_grid
 
 from ganzoo.api import gaussian_latents, image_latents
-from ganzoo.images import grid, to_uint8
-from ganzoo.latents import Constant, Gaussian, Latents, Uniform
+from ganzoo.runtime.images import grid, to_uint8
+from ganzoo.runtime.latents import Constant, Gaussian, Latents, Uniform
 from ganzoo.sampling import to_uint8 as torch_to_uint8
 
 

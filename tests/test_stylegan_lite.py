@@ -66,7 +66,7 @@ def test_styles_and_shapes_per_resolution(resolution):
                             "w_dim": 16})
     nets = ARCH.build(cfg)
     G = nets["G"].eval()
-    assert G.num_ws == num_ws(resolution) == 2 * int(math.log2(resolution)) - 2
+    assert G.synthesis.num_ws == num_ws(resolution) == 2 * int(math.log2(resolution)) - 2
     with torch.no_grad():
         images = G(torch.randn(2, 16))
         assert images.shape == (2, 3, resolution, resolution)
@@ -74,12 +74,12 @@ def test_styles_and_shapes_per_resolution(resolution):
 
 
 def test_resolution_must_be_a_power_of_two():
-    from ganzoo.errors import UserError
+    from ganzoo.api import ConfigError
 
-    with pytest.raises(UserError, match="resolution must be a power of two.*got 48"):
-        ARCH.data_spec(ARCH.make_config({"resolution": 48}))
-    with pytest.raises(UserError, match="diffaugment_policy.*'rotate'"):
-        ARCH.data_spec(ARCH.make_config({"diffaugment_policy": "color,rotate"}))
+    with pytest.raises(ConfigError, match="resolution=48: must be a power of two from 8 to 1024"):
+        ARCH.validate(ARCH.make_config({"resolution": 48}))
+    with pytest.raises(ConfigError, match="diffaugment_policy='color,rotate': must be a comma-separated list of color"):
+        ARCH.validate(ARCH.make_config({"diffaugment_policy": "color,rotate"}))
 
 
 # -- layers ---------------------------------------------------------------------------------------
@@ -204,9 +204,10 @@ def test_mixed_styles_take_the_second_latent_from_the_cutoff():
     G, cfg = small_generator()
     G.eval()
     z, z2 = torch.randn(2, cfg.z_dim), torch.randn(2, cfg.z_dim)
-    mask = torch.arange(G.num_ws) >= 3
+    mask = torch.arange(num_ws(cfg.resolution)) >= 3
     with torch.no_grad():
-        mixed, first, second = G.styles(z, mix_z=z2, mix_mask=mask), G.styles(z), G.styles(z2)
+        mixed = G(z, mix_z=z2, mix_mask=mask, styles_only=True)
+        first, second = G(z, styles_only=True), G(z2, styles_only=True)
     torch.testing.assert_close(mixed[:, :3], first[:, :3])
     torch.testing.assert_close(mixed[:, 3:], second[:, 3:])
 

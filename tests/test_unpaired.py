@@ -13,7 +13,7 @@ from ganzoo.data.embedded import load_fashion_mnist
 from ganzoo.errors import UserError
 from ganzoo.train.feed import ImageFeed, UnpairedFeed
 
-SPEC = DataSpec("unpaired", 32, 3, load_resolution=36, flip=True)
+SPEC = DataSpec("unpaired", 32, 3, decode_resolution=36, flip=True)
 
 
 def unpaired_folder(root, n_a=3, n_b=5, size=40):
@@ -74,7 +74,7 @@ def test_unpaired_feed_walks_a_and_draws_b_at_random():
 def test_random_crop_and_flip_match_a_plain_slice():
     images = torch.randint(0, 256, (64, 3, 9, 9), dtype=torch.uint8)
     feed = ImageFeed(images, batch_size=64, seed=3, device=torch.device("cpu"),
-                     spec=DataSpec("images", 6, 3, load_resolution=9, flip=True))
+                     spec=DataSpec("images", 6, 3, decode_resolution=9, flip=True))
     state = feed.rng.get_state()
     out = feed.augment(images)
     rng = torch.Generator()
@@ -89,7 +89,7 @@ def test_random_crop_and_flip_match_a_plain_slice():
 
 def test_fixed_batch_is_centred_and_stable():
     a = torch.randint(0, 256, (7, 1, 10, 10), dtype=torch.uint8)
-    feed = UnpairedFeed(a, a.flip(0), 1, 0, torch.device("cpu"), spec=DataSpec("unpaired", 8, 1, load_resolution=10))
+    feed = UnpairedFeed(a, a.flip(0), 1, 0, torch.device("cpu"), spec=DataSpec("unpaired", 8, 1, decode_resolution=10))
     first = feed.fixed_batch(3)
     feed.next()
     assert torch.equal(first["A"], feed.fixed_batch(3)["A"])

@@ -9,9 +9,12 @@ or ``smoke`` (its smallest config, for CI).
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from .. import config, registry
+from ..api import SMOKE_PRESET
 from . import machine
 from .inference import bench_generator, cuda_provider_available
 from .training import TrainingCase, bench_training, variants_for
@@ -19,18 +22,23 @@ from .training import TrainingCase, bench_training, variants_for
 SIZES = ("embedded", "full", "smoke")
 
 
-def case_settings(arch, size: str, resolution: int | None, sets: dict) -> tuple[str | None, dict]:
-    """(data name that picks the preset, --set values) for a size and an optional resolution."""
+def case_settings(arch, size: str, resolution: int | None, sets: dict) -> tuple[str | None, str | None, dict]:
+    """(data name that picks the preset, preset, --set values) for a size and an optional resolution.
+
+    A resolution is applied through the architecture's ``with_resolution``,
+    which knows what else scales with it; the fields it changes become --set values.
+    """
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; sizes: {', '.join(SIZES)}")
     data = None if size == "embedded" else "synthetic"  # "synthetic" names no preset: Config defaults
-    sets = {**(dict(arch.smoke) if size == "smoke" else {}), **sets}
+    preset = SMOKE_PRESET if size == "smoke" else None
+    sets = dict(sets)
     if resolution is not None:
-        base = config.resolve(arch, data=data, sets=sets).config
-        sets["resolution"] = resolution
-        if getattr(base, "load_resolution", None):  # keep the crop margin in proportion
-            sets["load_resolution"] = max(resolution, round(resolution * base.load_resolution / base.resolution))
-    return data, sets
+        base = config.resolve(arch, preset=preset, data=data, sets=sets).config
+        scaled = arch.with_resolution(base, resolution)
+        sets.update({f.name: getattr(scaled, f.name) for f in dataclasses.fields(scaled)
+                     if getattr(scaled, f.name) != getattr(base, f.name)})
+    return data, preset, sets
 
 
 def run_case(name: str, size: str, device: torch.device, *, resolution: int | None = None,
@@ -40,9 +48,9 @@ def run_case(name: str, size: str, device: torch.device, *, resolution: int | No
              peak_tflops: float | None = None, echo=print) -> dict:
     """One architecture at one size: the training table and the inference table."""
     arch = registry.get(name)
-    data, sets = case_settings(arch, size, resolution, dict(sets or {}))
+    data, preset, sets = case_settings(arch, size, resolution, dict(sets or {}))
     flags = {"batch_size": batch_size} if batch_size else {}
-    resolved = config.resolve(arch, data=data, sets=sets, flags=flags)
+    resolved = config.resolve(arch, preset=preset, data=data, sets=sets, flags=flags)
     spec = arch.data_spec(resolved.config)
     label = f"{spec.resolution}x{spec.resolution}x{spec.channels}"
     echo(f"{name} ({size}: {label}, preset {resolved.preset or 'none'}, batch {resolved.config.batch_size}) "
@@ -50,7 +58,7 @@ def run_case(name: str, size: str, device: torch.device, *, resolution: int | No
     case = {"arch": name, "label": size, "preset": resolved.preset, "sets": {k: str(v) for k, v in sets.items()},
             "data": label, "batch_size": resolved.config.batch_size, "warmup": warmup, "steps": steps}
     if training:
-        training_case = TrainingCase(arch, sets, data, batch_size, device)
+        training_case = TrainingCase(arch, sets, data, preset, batch_size, device)
         case["training"] = bench_training(training_case, variants_for(device, variants), warmup, steps,
                                           peak_tflops, echo)
     if inference:

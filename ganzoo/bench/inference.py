@@ -17,20 +17,7 @@ import numpy as np
 import torch
 
 from ..export import export_generator
-from .timing import summary, synchronizer
-
-
-def _time(run, repeats: int, sync) -> dict:
-    run()
-    run()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        sync()
-        times.append(time.perf_counter() - start)
-    return summary(times)
+from .timing import synchronizer, time_calls
 
 
 class _Backend:
@@ -158,7 +145,7 @@ def bench_generator(arch, cfg, name, spec, net, device: torch.device, batches: l
                     runner.run()
                     sync()
                     first_call_s = time.perf_counter() - start
-                timed = _time(runner.run, repeats if batch == batches[0] else max(3, repeats // 4), sync)
+                timed = time_calls(runner.run, device, repeats if batch == batches[0] else max(3, repeats // 4))
                 rows[str(batch)] = {**timed, "images_per_s": batch / timed["median_s"]}
             inputs = spec.latents(batches[0], 2)
             eager = _Torch(net, spec, device, compiled=False)

@@ -14,6 +14,7 @@ import statistics
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -23,14 +24,40 @@ def synchronizer(device: torch.device):
 
 
 def summary(times: list[float]) -> dict[str, float]:
-    """Median and spread of a list of seconds."""
+    """Median, mean and spread of a list of seconds."""
     ordered = sorted(times)
 
     def pick(q: float) -> float:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
-    return {"median_s": statistics.median(ordered), "p10_s": pick(0.10), "p90_s": pick(0.90), "p99_s": pick(0.99),
-            "repeats": len(ordered)}
+    return {"median_s": statistics.median(ordered), "mean_s": statistics.fmean(ordered), "p10_s": pick(0.10),
+            "p90_s": pick(0.90), "p99_s": pick(0.99), "repeats": len(ordered)}
+
+
+def time_calls(run: Callable[[], object], device: torch.device, repeats: int, min_seconds: float = 0.0,
+               warmup: int = 2) -> dict[str, float]:
+    """The one timing loop of the suite (training steps, inference calls, benchmarks/onnx_speed.py).
+
+    ``warmup`` untimed calls, then at least ``repeats`` timed calls and at least
+    ``min_seconds`` of them, each closed by a device synchronisation; the summary
+    of the per-call seconds. Per-call times are what the p99 latency and the
+    spread of training steps need, which is why this is not
+    ``torch.utils.benchmark.Timer``: its ``blocked_autorange`` reports means of
+    blocks of calls, and its ``timeit`` runs uncounted warm-up calls before every
+    measurement (a training step would advance the run) on one thread by default.
+    """
+    sync = synchronizer(device)
+    for _ in range(warmup):
+        run()
+    sync()
+    times: list[float] = []
+    started = time.perf_counter()
+    while len(times) < repeats or time.perf_counter() - started < min_seconds:
+        start = time.perf_counter()
+        run()
+        sync()
+        times.append(time.perf_counter() - start)
+    return summary(times)
 
 
 class PartTimer:

@@ -1,6 +1,7 @@
 """Training speed: the reference configuration against ganzoo's fast path, each optimisation alone too.
 
-The reference is what the original implementations run: eager, fp32,
+The reference is what the original implementations run: eager, fp32 with
+PyTorch's default numerics (no TF32 for matmuls, no cuDNN autotuning),
 contiguous NCHW, the plain (per-parameter loop) Adam and data copied to the
 device every step. Each optimisation is then switched on alone, and all of them
 together ("fast"), in one process, so the ratios compare like with like.
@@ -11,7 +12,6 @@ the architecture's DataSpec.
 from __future__ import annotations
 
 import math
-import statistics
 import tempfile
 import time
 from dataclasses import dataclass
@@ -23,11 +23,13 @@ from ..api import UNPAIRED
 from ..testing import synthetic_data
 from ..train.trainer import Trainer
 from . import machine
-from .timing import PartTimer, peak_memory_bytes, reset_peak_memory, summary, synchronizer
+from .timing import PartTimer, peak_memory_bytes, reset_peak_memory, synchronizer, time_calls
 
 REFERENCE = {"precision": "fp32", "channels_last": "off", "compile": False, "optimizer": "plain",
-             "data_on_device": "off"}
+             "data_on_device": "off", "tf32_matmul": False, "tf32_conv": True, "cudnn_benchmark": False}
 OPTIMISATIONS = {  # name -> what it changes over the reference
+    "tf32": {"tf32_matmul": True},
+    "cudnn-benchmark": {"cudnn_benchmark": True},
     "device-data": {"data_on_device": "auto"},
     "fused-adam": {"optimizer": "fused"},
     "channels_last": {"channels_last": "on"},
@@ -35,15 +37,17 @@ OPTIMISATIONS = {  # name -> what it changes over the reference
     "compile": {"compile": True},
 }
 
+CUDA_ONLY = ("tf32", "cudnn-benchmark", "device-data", "bf16")
+
 
 def variants_for(device: torch.device, names: list[str] | None = None) -> dict[str, dict]:
     """reference, each optimisation alone, and "fast" (all of them) for this device.
 
     On the CPU the data already lives where the model runs, so "device-data" is
-    the reference itself, and bf16 autocast has no fast kernels on most CPUs; both
-    are left out there.
+    the reference itself, TF32 and cuDNN do not exist, and bf16 autocast has no
+    fast kernels on most CPUs; these are left out there.
     """
-    available = [n for n in OPTIMISATIONS if device.type == "cuda" or n not in ("device-data", "bf16")]
+    available = [n for n in OPTIMISATIONS if device.type == "cuda" or n not in CUDA_ONLY]
     chosen = available if names is None else [n for n in names if n not in ("reference", "fast")]
     unknown = [n for n in chosen if n not in available]
     if unknown:
@@ -65,6 +69,7 @@ class TrainingCase:
     arch: object
     sets: dict
     data: str | None  # picks the preset, as `--data` does
+    preset: str | None  # or names it
     batch_size: int | None
     device: torch.device
 
@@ -95,35 +100,31 @@ def run_variant(case: TrainingCase, options: dict, warmup: int, steps: int, coun
              "sample_every": 10**9, "checkpoint_every": 10**9, **options}
     if case.batch_size:
         flags["batch_size"] = case.batch_size
-    resolved = config.resolve(case.arch, data=case.data, sets=case.sets, flags=flags)
+    resolved = config.resolve(case.arch, preset=case.preset, data=case.data, sets=case.sets, flags=flags)
     sync = synchronizer(case.device)
     batch = resolved.config.batch_size
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(case.arch, resolved, synthetic_data(case.arch, resolved.config, n=max(256, 2 * batch)),
                           run_dir)
         window = lazy_window(trainer)
-        started = time.perf_counter()
-        for _ in range(warmup):
-            trainer.train_step()
-        sync()
-        warmup_s = time.perf_counter() - started
-        reset_peak_memory(case.device)
-        times = []
-        for _ in range(max(steps, window)):
-            start = time.perf_counter()
-            trainer.train_step()
+        with trainer.engine.numerics():
+            started = time.perf_counter()
+            for _ in range(warmup):
+                trainer.train_step()
             sync()
-            times.append(time.perf_counter() - start)
-        memory = peak_memory_bytes(case.device)
-        timer = PartTimer(case.device)
-        trainer.timing, timer.enabled = timer, True
-        for _ in range(window):
-            trainer.train_step()
-        timer.enabled = False
-        flops = count_flops_per_step(trainer, window) if count_flops else None
-    mean = statistics.fmean(times)
+            warmup_s = time.perf_counter() - started
+            reset_peak_memory(case.device)
+            times = time_calls(trainer.train_step, case.device, repeats=max(steps, window), warmup=0)
+            memory = peak_memory_bytes(case.device)
+            timer = PartTimer(case.device)
+            trainer.timing, timer.enabled = timer, True
+            for _ in range(window):
+                trainer.train_step()
+            timer.enabled = False
+            flops = count_flops_per_step(trainer, window) if count_flops else None
+    mean = times["mean_s"]
     kind = "pairs" if case.arch.data_spec(resolved.config).kind == UNPAIRED else "images"
-    record = {**summary(times), "mean_s": mean, "batch_size": batch, "throughput_unit": f"{kind}/s",
+    record = {**times, "batch_size": batch, "throughput_unit": f"{kind}/s",
               "throughput": batch / mean, "s_per_kimg": mean * 1000 / batch, "warmup_s": warmup_s,
               "parts_ms": {part: total / window * 1e3 for part, total in timer.totals.items()},
               **memory, "options": options,

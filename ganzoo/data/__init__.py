@@ -21,7 +21,8 @@ from ..errors import UserError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-DEFAULT_DATASET = "fashion-mnist"
+DEFAULT_DATASET = "fashion-mnist"  # the embedded data: the one place its name is written
+EMBEDDED_SOURCE = f"embedded:{DEFAULT_DATASET}-test"
 
 # Fashion-MNIST is 28x28; two black pixels on every side give the 32x32 that
 # DCGAN-style networks (powers of two) expect, as classic MNIST GAN setups do.
@@ -36,8 +37,8 @@ class ImageSet:
 
     images: uint8 (N, C, H, W), exactly the DataSpec's channels and resolution.
     labels: int64 (N,) class indices where the source has them, else None.
-    name: short label for logs and run names ("fashion-mnist", a folder's name).
-    source: where the images came from (an absolute folder path, or "embedded:fashion-mnist-test").
+    name: short label for logs and run names (DEFAULT_DATASET, a folder's name).
+    source: where the images came from (an absolute folder path, or EMBEDDED_SOURCE).
     """
 
     images: "torch.Tensor"
@@ -133,7 +134,7 @@ def embedded_images(spec: DataSpec) -> tuple["torch.Tensor", "torch.Tensor"]:
 
 def _embedded(spec: DataSpec) -> ImageSet:
     images, labels = embedded_images(spec)
-    return ImageSet(images=images, labels=labels, name=DEFAULT_DATASET, source="embedded:fashion-mnist-test")
+    return ImageSet(images=images, labels=labels, name=DEFAULT_DATASET, source=EMBEDDED_SOURCE)
 
 
 def _resize_uint8(images: "torch.Tensor", resolution: int) -> "torch.Tensor":

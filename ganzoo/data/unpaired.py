@@ -22,7 +22,6 @@ if TYPE_CHECKING:  # pragma: no cover
 DOMAINS = ("A", "B")
 # Fashion-MNIST classes of the embedded pair (see embedded.CLASS_NAMES).
 EMBEDDED_PAIR = {"A": 7, "B": 9}  # Sneaker -> Ankle boot
-EMBEDDED_NAME = "fashion-mnist"
 
 
 @dataclass
@@ -62,13 +61,13 @@ def load_unpaired(source: str | os.PathLike | None, spec: DataSpec, *,
 
 def embedded_pair(spec: DataSpec) -> UnpairedSet:
     """Sneakers (A) and ankle boots (B) of the embedded test split, 1,000 each."""
-    from . import embedded_images
+    from . import DEFAULT_DATASET, EMBEDDED_SOURCE, embedded_images
     from .embedded import CLASS_NAMES
 
     images, labels = embedded_images(spec)
     domains = {d: images[labels == cls].contiguous() for d, cls in EMBEDDED_PAIR.items()}
     names = {d: CLASS_NAMES[cls].lower() for d, cls in EMBEDDED_PAIR.items()}
-    return UnpairedSet(domains["A"], domains["B"], EMBEDDED_NAME, "embedded:fashion-mnist-test",
+    return UnpairedSet(domains["A"], domains["B"], DEFAULT_DATASET, EMBEDDED_SOURCE,
                        folders={d: f"embedded {names[d]}s" for d in DOMAINS})
 
 

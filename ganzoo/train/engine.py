@@ -34,22 +34,35 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 class Engine:
-    """Runs phases on one device at one precision, optionally compiled and channels_last."""
+    """Runs phases on one device at one precision, optionally compiled and channels_last.
 
-    def __init__(self, device: torch.device, precision: str = "fp32", channels_last: str = "auto",
-                 compile: bool = False, optimizer: str = "fused"):
+    ``opts`` are the run's TrainOptions. The CUDA numerics they choose (TF32,
+    cuDNN autotuning) are process-wide switches, so they are applied only while
+    a run trains, inside :meth:`numerics`, and put back afterwards.
+    """
+
+    def __init__(self, device: torch.device, opts):
         self.device = device
-        self.optimizer = optimizer
-        self.precision = precision
-        self.channels_last = channels_last == "on" or (channels_last == "auto" and device.type == "cuda")
-        self.compile = compile
-        if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        self.optimizer = opts.optimizer
+        self.precision = opts.precision
+        self.channels_last = opts.channels_last == "on" or (opts.channels_last == "auto" and device.type == "cuda")
+        self.compile = opts.compile
+        self.tf32_matmul, self.tf32_conv, self.cudnn_benchmark = opts.tf32_matmul, opts.tf32_conv, opts.cudnn_benchmark
+        if self.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise UserError("precision bf16 asked for, but this GPU does not support bfloat16")
-        self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-        if device.type == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
-            torch.backends.cudnn.benchmark = True
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision == "fp16")
+
+    @contextlib.contextmanager
+    def numerics(self):
+        """TF32 for matmuls and convolutions and cuDNN autotuning as this run's options say, then as before."""
+        matmul = torch.backends.cuda.matmul
+        cudnn = torch.backends.cudnn
+        before = (matmul.allow_tf32, cudnn.allow_tf32, cudnn.benchmark)
+        matmul.allow_tf32, cudnn.allow_tf32, cudnn.benchmark = self.tf32_matmul, self.tf32_conv, self.cudnn_benchmark
+        try:
+            yield
+        finally:
+            matmul.allow_tf32, cudnn.allow_tf32, cudnn.benchmark = before
 
     def autocast(self, eager: bool = False):
         """bf16/fp16 autocast for main phases; eager (double-backward) phases stay fp32."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from ..api import UNPAIRED
 from ..errors import UserError
 
 # Datasets up to this size live on the accelerator; larger ones stay in host memory
@@ -150,12 +151,18 @@ class UnpairedFeed(_Feed):
         return out
 
 
-def make_feed(dataset, batch_size: int, seed: int, device: torch.device, spec=None, resident: bool = True):
-    """The feed for a dataset object from ganzoo.data: an ImageSet or an UnpairedSet.
+def make_feed(dataset, batch_size: int, seed: int, device: torch.device, spec, resident: bool = True):
+    """The feed for ``spec.kind``: an ImageFeed over an ImageSet, an UnpairedFeed over an UnpairedSet.
 
     ``resident=False`` keeps the images in host memory and copies each batch over.
     """
-    name = getattr(dataset, "source", "data")
-    if hasattr(dataset, "A"):
-        return UnpairedFeed(dataset.A, dataset.B, batch_size, seed, device, name=name, spec=spec, resident=resident)
-    return ImageFeed(dataset.images, batch_size, seed, device, name=name, spec=spec, resident=resident)
+    from ..data import ImageSet
+    from ..data.unpaired import UnpairedSet
+
+    expected = UnpairedSet if spec.kind == UNPAIRED else ImageSet
+    if not isinstance(dataset, expected):
+        raise TypeError(f"a {spec.kind!r} DataSpec is fed from a {expected.__name__}, got {type(dataset).__name__}")
+    if spec.kind == UNPAIRED:
+        return UnpairedFeed(dataset.A, dataset.B, batch_size, seed, device, name=dataset.source, spec=spec,
+                            resident=resident)
+    return ImageFeed(dataset.images, batch_size, seed, device, name=dataset.source, spec=spec, resident=resident)

@@ -12,6 +12,7 @@ import contextlib
 import math
 import signal
 import time
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, ContextManager
@@ -20,6 +21,7 @@ import torch
 
 from .. import __version__
 from ..api import LossContext, Phase
+from ..config import validate
 from ..errors import UserError
 from ..fileio import write_png
 from ..sampling import grid
@@ -102,12 +104,12 @@ class Trainer:
         self.arch, self.cfg, self.opts = arch, resolved.config, resolved.train
         self.run_dir = Path(run_dir)
         self.device = pick_device(self.opts.device)
-        self.engine = Engine(self.device, self.opts.precision, self.opts.channels_last, self.opts.compile,
-                             self.opts.optimizer)
+        self.engine = Engine(self.device, self.opts)
         spec = arch.data_spec(self.cfg)
         self.feed = make_feed(dataset, self.cfg.batch_size, self.opts.seed, self.device, spec,
                               resident=self.opts.data_on_device == "auto")
         self.cfg = arch.fit_to_data(self.cfg, len(self.feed))
+        validate(arch, self.cfg, lambda key: "fit_to_data")
         if arch.data_spec(self.cfg) != spec:
             raise ValueError(f"{arch.name}.fit_to_data changed the data spec; it may only fix data-dependent settings")
         torch.manual_seed(self.opts.seed)
@@ -121,6 +123,7 @@ class Trainer:
         self.runnable = {role: self.engine.compiled(m) for role, m in self.nets.items()}
         if self.opts.epochs > 0:  # a length in epochs becomes steps once the data's size is known
             self.opts = replace(self.opts, steps=math.ceil(self.opts.epochs * self.feed.steps_per_epoch))
+        self.schedulers = self._make_schedulers()
         self.rng = torch.Generator(self.device).manual_seed(self.opts.seed)
         self.plugin_state: dict = {}  # LossContext.state: the architecture's tensors that outlive a step
         self.step = 0
@@ -146,6 +149,19 @@ class Trainer:
             out[phase.trains] = (self.engine.adam(params, spec.lr, spec.betas, spec.eps, spec.weight_decay), spec)
         return out
 
+    def _make_schedulers(self) -> dict[tuple[str, ...], torch.optim.lr_scheduler.LambdaLR]:
+        """A LambdaLR per optimizer whose Adam has a schedule; it steps once per training step.
+
+        The factor reads the run's current length, so a resume with more --steps
+        stretches the schedule as the reference does when epochs are added.
+        """
+        out = {}
+        for key, (opt, spec) in self.optimizers.items():
+            if spec.schedule is not None:
+                out[key] = torch.optim.lr_scheduler.LambdaLR(
+                    opt, lambda step, schedule=spec.schedule: schedule(step, self.opts.steps))
+        return out
+
     def _state(self) -> dict:
         rng = {"loss": self.rng.get_state(), "torch": torch.get_rng_state()}
         if self.device.type == "cuda":
@@ -153,6 +169,7 @@ class Trainer:
         return {
             "step": self.step,
             "optimizers": {"+".join(k): opt.state_dict() for k, (opt, _) in self.optimizers.items()},
+            "schedulers": {"+".join(k): scheduler.state_dict() for k, scheduler in self.schedulers.items()},
             "scaler": self.engine.scaler.state_dict(),
             "rng": rng,
             "data": self.feed.state_dict(),
@@ -170,6 +187,13 @@ class Trainer:
         state = ckpt.load_trainer_state(source)
         for key, (opt, _) in self.optimizers.items():
             opt.load_state_dict(state["optimizers"]["+".join(key)])
+        for key, scheduler in self.schedulers.items():
+            scheduler.load_state_dict(state["schedulers"]["+".join(key)])
+            with warnings.catch_warnings():  # get_lr() outside step() warns; here it is what we want:
+                warnings.simplefilter("ignore", UserWarning)  # this step's lr for the run's length now,
+                lrs = scheduler.get_lr()  # which --steps may have changed
+            for group, lr in zip(self.optimizers[key][0].param_groups, lrs):
+                group["lr"] = lr
         if state["scaler"]:
             self.engine.scaler.load_state_dict(state["scaler"])
         self.rng.set_state(state["rng"]["loss"])
@@ -189,7 +213,7 @@ class Trainer:
         self._counts[name] = self._counts.get(name, 0) + 1
 
     def _run_phase(self, phase: Phase, batch: dict, ctx: LossContext) -> None:
-        opt, spec = self.optimizers[phase.trains]
+        opt, _ = self.optimizers[phase.trains]
         for role, module in self.nets.items():
             module.requires_grad_(role in phase.trains)
         opt.zero_grad(set_to_none=True)
@@ -206,9 +230,6 @@ class Trainer:
                     f"checkpoint is in {self.run_dir / 'checkpoints'} (try a lower lr or fp32)")
             return
         self.nonfinite[phase.name] = 0
-        if spec.schedule is not None:
-            for group in opt.param_groups:
-                group["lr"] = spec.lr * spec.schedule(self.step, self.opts.steps)
         self.engine.backward_and_step(loss, opt, phase.eager)
         ctx.log(f"loss/{phase.name}", loss)
 
@@ -223,6 +244,8 @@ class Trainer:
                     self._run_phase(phase, batch, ctx)
         for module in self.nets.values():
             module.requires_grad_(True)
+        for scheduler in self.schedulers.values():
+            scheduler.step()
         self.step += 1
         if self.ema:
             images_seen = self.step * self.cfg.batch_size
@@ -278,7 +301,7 @@ class Trainer:
         self.metrics = MetricsLog(self.run_dir)
         progress = Progress(until, self.step)
         checkpoint = sample = None
-        with _StopSignals() as stop:
+        with _StopSignals() as stop, self.engine.numerics():
             try:
                 if self.step == 0:
                     sample = self.save_preview()

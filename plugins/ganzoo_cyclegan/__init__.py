@@ -25,9 +25,10 @@ This module imports no torch, so `ganzoo list` stays cheap.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from ganzoo.api import UNPAIRED, Adam, Architecture, DataSpec, Generator, Phase, image_latents
+from ganzoo.api import (UNPAIRED, Adam, Architecture, DataSpec, Generator, Phase, image_latents, require,
+                        require_fraction, require_positive)
 
 __version__ = "0.1.0"
 
@@ -83,18 +84,31 @@ class CycleGAN(Architecture):
     smoke = {"resolution": 24, "load_resolution": 28, "channels": 1, "ngf": 4, "ndf": 4, "n_blocks": 1,
              "pool_size": 3, "batch_size": 2}
 
-    def data_spec(self, cfg):
-        from ganzoo.errors import UserError
+    def validate(self, cfg):
+        r, layers = cfg.resolution, cfg.n_layers_d
+        require(layers >= 1, "n_layers_d", layers, "must be at least 1")
+        smallest = 3 * 2**layers  # the PatchGAN's last normalised map must be larger than 1x1
+        require(r % 4 == 0 and r >= smallest, "resolution", r,
+                f"must be a multiple of 4 (two stride-2 downsamplings in G) and at least {smallest} for a "
+                f"{layers}-layer PatchGAN (lower n_layers_d for smaller images)")
+        require(cfg.load_resolution >= r, "load_resolution", cfg.load_resolution,
+                f"must be at least resolution ({r}): random crops of resolution are taken from it")
+        require(cfg.channels in (1, 3), "channels", cfg.channels, "must be 1 (grey) or 3 (RGB)")
+        require_positive(cfg, "ngf", "ndf", "lr", "init_gain", "batch_size")
+        require(cfg.n_blocks is None or cfg.n_blocks >= 0, "n_blocks", cfg.n_blocks,
+                "must be 0 or more (or none for the paper's 9 at 256 px and above, else 6)")
+        for key in ("lambda_a", "lambda_b", "lambda_identity", "pool_size"):
+            require(getattr(cfg, key) >= 0, key, getattr(cfg, key), "must be 0 (off) or more")
+        require_fraction(cfg, "beta1", "beta2", below_one=True)
+        require_fraction(cfg, "lr_decay_start")
 
-        if cfg.resolution % 4:
-            raise UserError(f"resolution must be a multiple of 4 (two stride-2 downsamplings), got {cfg.resolution}")
-        smallest = 3 * 2**cfg.n_layers_d  # the PatchGAN's last normalised map must be larger than 1x1
-        if cfg.resolution < smallest:
-            raise UserError(f"resolution {cfg.resolution} is too small for a {cfg.n_layers_d}-layer PatchGAN "
-                            f"(at least {smallest}; lower n_layers_d for smaller images)")
-        if cfg.load_resolution < cfg.resolution:
-            raise UserError(f"load_resolution {cfg.load_resolution} must be at least resolution {cfg.resolution}")
-        return DataSpec(UNPAIRED, cfg.resolution, cfg.channels, load_resolution=cfg.load_resolution, flip=cfg.flip)
+    def with_resolution(self, cfg, resolution):
+        """Crops of ``resolution`` from images loaded at the same proportion as before (286/256)."""
+        load = max(resolution, round(resolution * cfg.load_resolution / cfg.resolution))
+        return replace(cfg, resolution=resolution, load_resolution=load)
+
+    def data_spec(self, cfg):
+        return DataSpec(UNPAIRED, cfg.resolution, cfg.channels, decode_resolution=cfg.load_resolution, flip=cfg.flip)
 
     def build(self, cfg):
         from .networks import NLayerDiscriminator, ResnetGenerator, init_weights

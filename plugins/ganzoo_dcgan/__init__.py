@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ganzoo.api import IMAGES, Adam, Architecture, DataSpec, Generator, Phase, gaussian_latents
+from ganzoo.api import (IMAGES, Adam, Architecture, DataSpec, Generator, Phase, gaussian_latents, require,
+                        require_fraction, require_positive)
 
 __version__ = "0.1.0"
 
@@ -46,6 +47,13 @@ class DCGAN(Architecture):
     }
     smoke = {"resolution": 32, "channels": 1, "nz": 16, "ngf": 8, "ndf": 8, "batch_size": 8}
 
+    def validate(self, cfg):
+        r = cfg.resolution
+        require(r >= 32 and r & (r - 1) == 0, "resolution", r, "must be a power of two, 32 or more")
+        require(cfg.channels in (1, 3), "channels", cfg.channels, "must be 1 (grey) or 3 (RGB)")
+        require_positive(cfg, "nz", "ngf", "ndf", "max_channels", "lr", "batch_size")
+        require_fraction(cfg, "beta1", "beta2", below_one=True)
+
     def data_spec(self, cfg):
         return DataSpec(IMAGES, cfg.resolution, cfg.channels)
 
@@ -63,7 +71,7 @@ class DCGAN(Architecture):
 
         G, D = nets["G"], nets["D"]
         real = batch["image"]
-        z = ctx.randn(real.shape[0], G.nz)
+        z = ctx.randn(real.shape[0], ctx.cfg.nz)
         if phase.name == "D":
             with _no_grad():
                 fake = G(z)

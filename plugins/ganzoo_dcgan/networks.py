@@ -1,4 +1,4 @@
-"""DCGAN networks for any power-of-two resolution >= 32.
+"""DCGAN networks for any power-of-two resolution >= 32 (``DCGAN.validate`` checks the config).
 
 Widths follow pytorch/examples: the layer that outputs resolution r has
 ngf * R / (2 r) channels in G (R the image size), mirrored in D, so 64x64 gives
@@ -9,13 +9,6 @@ import math
 
 import torch
 from torch import nn
-
-
-def _check(cfg):
-    if cfg.resolution < 32 or cfg.resolution & (cfg.resolution - 1):
-        raise ValueError(f"resolution must be a power of two >= 32, got {cfg.resolution}")
-    if cfg.channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {cfg.channels}")
 
 
 def _width(base: int, resolution: int, r: int, cap: int) -> int:
@@ -51,8 +44,6 @@ class Generator(nn.Module):
 
     def __init__(self, cfg):
         super().__init__()
-        _check(cfg)
-        self.nz = cfg.nz
         R, cap = cfg.resolution, cfg.max_channels
         width = _width(cfg.ngf, R, 4, cap)
         layers = [Project(cfg.nz, width), nn.BatchNorm2d(width), nn.ReLU(True)]
@@ -73,7 +64,6 @@ class Discriminator(nn.Module):
 
     def __init__(self, cfg):
         super().__init__()
-        _check(cfg)
         R, cap = cfg.resolution, cfg.max_channels
         width = _width(cfg.ndf, R, R // 2, cap)
         layers = [nn.Conv2d(cfg.channels, width, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]

@@ -34,11 +34,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from ganzoo.api import IMAGES, Adam, Architecture, Constant, DataSpec, Gaussian, Generator, Latents, Phase
+from ganzoo.api import (IMAGES, Adam, Architecture, Constant, DataSpec, Gaussian, Generator, Latents, Phase, require,
+                        require_fraction, require_positive)
 
 __version__ = "0.1.0"
 
 DIFFAUGMENT_BELOW = 5000  # "auto" turns DiffAugment on for datasets smaller than this
+DIFFAUGMENT_POLICIES = ("color", "translation", "cutout")
 
 
 @dataclass
@@ -110,19 +112,28 @@ class StyleGANLite(Architecture):
     smoke = {"resolution": 16, "channels": 1, "z_dim": 16, "w_dim": 16, "mapping_layers": 2, "channel_base": 128,
              "channel_max": 16, "batch_size": 4, "diffaugment": "on", "pl_weight": 2.0}
 
+    def validate(self, cfg):
+        r = cfg.resolution
+        require(8 <= r <= 1024 and r & (r - 1) == 0, "resolution", r, "must be a power of two from 8 to 1024")
+        require(cfg.channels in (1, 3), "channels", cfg.channels, "must be 1 (grey) or 3 (RGB)")
+        require_positive(cfg, "z_dim", "w_dim", "mapping_layers", "mapping_lr_multiplier", "channel_max", "mbstd_group",
+                         "lr", "r1_interval", "pl_interval", "pl_batch_shrink", "batch_size")
+        require(cfg.channel_base >= r, "channel_base", cfg.channel_base,
+                f"must be at least resolution ({r}): feature maps at resolution r are channel_base / r")
+        widest = min(cfg.channel_base // 4, cfg.channel_max)  # the 4x4 features minibatch std splits
+        require(cfg.mbstd_channels >= 0 and (cfg.mbstd_channels == 0 or widest % cfg.mbstd_channels == 0),
+                "mbstd_channels", cfg.mbstd_channels, f"must be 0 (off) or divide the {widest} feature maps at 4x4")
+        require(cfg.r1_gamma is None or cfg.r1_gamma >= 0, "r1_gamma", cfg.r1_gamma,
+                "must be 0 (off) or more, or none for 0.0002 * resolution^2 / batch_size")
+        require(cfg.pl_weight >= 0, "pl_weight", cfg.pl_weight, "must be 0 (off) or more")
+        require_fraction(cfg, "beta1", "beta2", below_one=True)
+        require_fraction(cfg, "pl_decay", "style_mixing")
+        require(cfg.diffaugment in ("auto", "on", "off"), "diffaugment", cfg.diffaugment, "must be auto, on or off")
+        names = [p.strip() for p in cfg.diffaugment_policy.split(",") if p.strip()]
+        require(all(p in DIFFAUGMENT_POLICIES for p in names), "diffaugment_policy", cfg.diffaugment_policy,
+                f"must be a comma-separated list of {', '.join(DIFFAUGMENT_POLICIES)}")
+
     def data_spec(self, cfg):
-        from ganzoo.errors import UserError
-
-        if cfg.resolution < 8 or cfg.resolution > 1024 or cfg.resolution & (cfg.resolution - 1):
-            raise UserError(f"resolution must be a power of two from 8 to 1024, got {cfg.resolution}")
-        if cfg.diffaugment not in ("auto", "on", "off"):
-            raise UserError(f"diffaugment must be auto, on or off, got {cfg.diffaugment!r}")
-        from .diffaugment import parse_policy
-
-        try:
-            parse_policy(cfg.diffaugment_policy)
-        except ValueError as error:
-            raise UserError(f"diffaugment_policy: {error}") from None
         return DataSpec(IMAGES, cfg.resolution, cfg.channels, flip=cfg.flip)
 
     def fit_to_data(self, cfg, num_images: int):
@@ -167,17 +178,10 @@ class StyleGANLite(Architecture):
     def generators(self, cfg):
         return {"G": Generator(role="G", inputs=("z", "truncation"), latents=style_latents(cfg.z_dim))}
 
-    def style_mix(self, nets, cfg, rows: int, cols: int, seed: int, device, truncation: float = 1.0,
-                  coarse: int | None = None):
-        """A grid whose cell (r, c) takes coarse styles from row r's latent and fine styles from column c's.
+    def commands(self):
+        from .cli import style_mix
 
-        The first row shows the column sources, the first column the row sources.
-        ``coarse`` is how many style layers count as coarse (default: those of the
-        4x4 and 8x8 blocks, as in the StyleGAN paper's figure).
-        """
-        from .mixing import style_mixing_grid
-
-        return style_mixing_grid(nets["G"], cfg, rows, cols, seed, device, truncation, coarse)
+        return [style_mix]
 
 
 def default_coarse_layers(resolution: int) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-POLICIES = ("color", "translation", "cutout")
+from . import DIFFAUGMENT_POLICIES as POLICIES
 
 
 def parse_policy(text: str) -> tuple[str, ...]:

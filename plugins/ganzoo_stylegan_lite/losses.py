@@ -10,9 +10,11 @@ phases run eagerly in fp32 because they differentiate twice.
 from __future__ import annotations
 
 import torch
-from torch.nn import functional as F
+
+from ganzoo.nn.losses import nonsaturating_d_loss, nonsaturating_g_loss
 
 from .diffaugment import diff_augment
+from .networks import num_ws
 
 
 def mixing_mask(num_ws: int, probability: float, ctx) -> torch.Tensor:
@@ -26,11 +28,13 @@ def mixing_mask(num_ws: int, probability: float, ctx) -> torch.Tensor:
     return (torch.arange(num_ws, device=ctx.device) >= cutoff) & mix
 
 
-def generator_inputs(G, n: int, ctx, mixing: float) -> dict:
-    z = ctx.randn(n, G.z_dim)
+def generator_inputs(n: int, ctx, mixing: float) -> dict:
+    """G's keyword inputs for n samples: z, and with style mixing a second z and the layer mask."""
+    z_dim = ctx.cfg.z_dim
+    z = ctx.randn(n, z_dim)
     if mixing <= 0:
         return {"z": z}
-    return {"z": z, "mix_z": ctx.randn(n, G.z_dim), "mix_mask": mixing_mask(G.num_ws, mixing, ctx)}
+    return {"z": z, "mix_z": ctx.randn(n, z_dim), "mix_mask": mixing_mask(num_ws(ctx.cfg.resolution), mixing, ctx)}
 
 
 def run_D(D, images: torch.Tensor, policy: tuple[str, ...], ctx) -> torch.Tensor:
@@ -41,19 +45,19 @@ def run_D(D, images: torch.Tensor, policy: tuple[str, ...], ctx) -> torch.Tensor
 
 
 def generator_loss(nets, n: int, ctx, mixing: float, policy) -> torch.Tensor:
-    fake = nets["G"](**generator_inputs(nets["G"], n, ctx, mixing))
+    fake = nets["G"](**generator_inputs(n, ctx, mixing))
     logits = run_D(nets["D"], fake, policy, ctx)
     ctx.log("scores/fake", logits.detach().float().mean())
-    return F.softplus(-logits).mean()
+    return nonsaturating_g_loss(logits)
 
 
 def discriminator_loss(nets, real: torch.Tensor, ctx, mixing: float, policy) -> torch.Tensor:
     with torch.no_grad():
-        fake = nets["G"](**generator_inputs(nets["G"], real.shape[0], ctx, mixing))
+        fake = nets["G"](**generator_inputs(real.shape[0], ctx, mixing))
     fake_logits = run_D(nets["D"], fake, policy, ctx)
     real_logits = run_D(nets["D"], real, policy, ctx)
     ctx.log("scores/real", real_logits.detach().float().mean())
-    return F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
+    return nonsaturating_d_loss(real_logits, fake_logits)
 
 
 def r1_penalty(D, real: torch.Tensor, ctx, policy) -> torch.Tensor:
@@ -78,9 +82,8 @@ def path_length_loss(nets, n: int, ctx, cfg) -> torch.Tensor:
     """
     G = nets["G"]
     batch = max(1, n // cfg.pl_batch_shrink)
-    inputs = generator_inputs(G, batch, ctx, cfg.style_mixing)
-    ws = G.styles(**inputs)
-    images = G.synthesis(ws)
+    ws = G(**generator_inputs(batch, ctx, cfg.style_mixing), styles_only=True)
+    images = G(ws=ws)
     noise = ctx.randn(*images.shape) / (images.shape[2] * images.shape[3]) ** 0.5
     (grads,) = torch.autograd.grad((images * noise).sum(), ws, create_graph=True)
     lengths = grads.square().sum(dim=2).mean(dim=1).sqrt()

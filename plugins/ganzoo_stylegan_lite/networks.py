@@ -108,7 +108,13 @@ class SynthesisNetwork(nn.Module):
 
 
 class StyleGenerator(nn.Module):
-    """z (and an optional per-sample truncation psi) -> image; ``mapping`` and ``synthesis`` are public.
+    """z (and an optional per-sample truncation psi) -> image.
+
+    Its two halves are reached through ``forward`` alone, so a wrapped generator
+    (DDP, ``torch.compile``) serves them too: ``styles_only=True`` returns the
+    styles ws (N, num_ws, w_dim) instead of the image, and ``ws=`` renders given
+    styles. Path-length regularisation differentiates the image by its ws; the
+    style-mixing grid mixes ws of two latents.
 
     Training images are unbounded, as in StyleGAN2; in eval mode (sampling,
     export) they are clamped to [-1, 1], the range every ganzoo generator declares.
@@ -117,10 +123,8 @@ class StyleGenerator(nn.Module):
     def __init__(self, z_dim: int, w_dim: int, resolution: int, img_channels: int, channel_base: int,
                  channel_max: int, mapping_layers: int, mapping_lr_multiplier: float = 0.01):
         super().__init__()
-        self.z_dim, self.w_dim = z_dim, w_dim
         self.synthesis = SynthesisNetwork(w_dim, resolution, img_channels, channel_base, channel_max)
-        self.num_ws = self.synthesis.num_ws
-        self.mapping = MappingNetwork(z_dim, w_dim, self.num_ws, mapping_layers, mapping_lr_multiplier)
+        self.mapping = MappingNetwork(z_dim, w_dim, self.synthesis.num_ws, mapping_layers, mapping_lr_multiplier)
 
     def styles(self, z: torch.Tensor, truncation: torch.Tensor | None = None, mix_z: torch.Tensor | None = None,
                mix_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -131,9 +135,14 @@ class StyleGenerator(nn.Module):
             ws = torch.where(mix_mask.view(1, -1, 1), mixed, ws)
         return ws
 
-    def forward(self, z: torch.Tensor, truncation: torch.Tensor | None = None, mix_z: torch.Tensor | None = None,
-                mix_mask: torch.Tensor | None = None) -> torch.Tensor:
-        img = self.synthesis(self.styles(z, truncation, mix_z, mix_mask))
+    def forward(self, z: torch.Tensor | None = None, truncation: torch.Tensor | None = None,
+                mix_z: torch.Tensor | None = None, mix_mask: torch.Tensor | None = None,
+                ws: torch.Tensor | None = None, styles_only: bool = False) -> torch.Tensor:
+        if ws is None:
+            ws = self.styles(z, truncation, mix_z, mix_mask)
+            if styles_only:
+                return ws
+        img = self.synthesis(ws)
         return img if self.training else img.clamp(-1.0, 1.0)
 
 

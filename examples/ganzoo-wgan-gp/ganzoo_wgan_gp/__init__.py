@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ganzoo.api import IMAGES, Adam, Architecture, DataSpec, Generator, Phase, gaussian_latents
+from ganzoo.api import (IMAGES, Adam, Architecture, DataSpec, Generator, Phase, gaussian_latents, require,
+                        require_fraction, require_positive)
 
 __version__ = "0.1.0"
 
@@ -39,6 +40,13 @@ class WGANGP(Architecture):
     presets = {"fashion-mnist": {"resolution": 32, "channels": 1}}
     smoke = {"resolution": 32, "channels": 1, "nz": 8, "width": 8, "batch_size": 4}
 
+    def validate(self, cfg):
+        require(cfg.resolution in (32, 64), "resolution", cfg.resolution, "must be 32 or 64")
+        require(cfg.channels in (1, 3), "channels", cfg.channels, "must be 1 (grey) or 3 (RGB)")
+        require_positive(cfg, "nz", "width", "n_critic", "lr", "batch_size")
+        require(cfg.gp_lambda >= 0, "gp_lambda", cfg.gp_lambda, "must be 0 (no penalty) or more")
+        require_fraction(cfg, "beta1", "beta2", below_one=True)
+
     def data_spec(self, cfg):
         return DataSpec(IMAGES, cfg.resolution, cfg.channels)
 
@@ -57,7 +65,7 @@ class WGANGP(Architecture):
 
         G, D = nets["G"], nets["D"]
         real = batch["image"]
-        z = ctx.randn(real.shape[0], G.nz)
+        z = ctx.randn(real.shape[0], ctx.cfg.nz)
         if phase.name == "G":
             return -D(G(z)).mean()
         with torch.no_grad():

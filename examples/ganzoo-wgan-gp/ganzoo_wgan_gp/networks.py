@@ -4,16 +4,9 @@ import torch
 from torch import nn
 
 
-def _check(cfg):
-    if cfg.resolution not in (32, 64):
-        raise ValueError(f"resolution must be 32 or 64, got {cfg.resolution}")
-
-
 class Generator(nn.Module):
     def __init__(self, cfg):
         super().__init__()
-        _check(cfg)
-        self.nz = cfg.nz
         n_up = {32: 3, 64: 4}[cfg.resolution]
         width = cfg.width * 2 ** (n_up - 1)
         self.project = nn.Sequential(nn.Linear(cfg.nz, width * 16), nn.Unflatten(1, (width, 4, 4)),
@@ -34,7 +27,6 @@ class Critic(nn.Module):
 
     def __init__(self, cfg):
         super().__init__()
-        _check(cfg)
         n_down = {32: 3, 64: 4}[cfg.resolution]
         layers, width, size = [nn.Conv2d(cfg.channels, cfg.width, 4, 2, 1), nn.LeakyReLU(0.2)], cfg.width, cfg.resolution // 2
         for _ in range(n_down - 1):

@@ -1,6 +1,6 @@
 """`ganzoo bench`: the benchmark suite from the command line.
 
-Registered on the main group in cli.py, which turns a UserError into one
+Registered on the main group in ganzoo.cli, which turns a UserError into one
 "Error: ..." line.
 """
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from .errors import UserError
+from ..errors import UserError
 
 
 def _ints(text: str | None, option: str) -> list[int] | None:
@@ -50,12 +50,12 @@ def _ints(text: str | None, option: str) -> list[int] | None:
 def bench(archs, device, sizes, resolution, batch_size, sets, warmup, steps, variants, inference_batches, repeats,
           backends, training, inference, smoke, peak_tflops, json_path, markdown_path, plot_path):
     """Training and inference speed of ARCHS (default: every registered architecture) on this machine."""
-    from . import config as config_mod
-    from . import registry
-    from .bench import SIZES, run_suite
-    from .bench.report import markdown, speedup_plot
-    from .fileio import atomic_write, write_json
-    from .train.engine import pick_device
+    from .. import config as config_mod
+    from .. import registry
+    from ..bench import SIZES, run_suite
+    from ..bench.report import markdown, speedup_plot
+    from ..fileio import atomic_write, write_json
+    from ..train.engine import pick_device
 
     for name in archs:
         registry.get(name)  # a UserError naming the unknown architecture

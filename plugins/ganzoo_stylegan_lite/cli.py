@@ -1,8 +1,4 @@
-"""`ganzoo style-mix`: the style-mixing grid of architectures with per-layer styles.
-
-Registered on the main group in cli.py, which turns a UserError into one
-"Error: ..." line.
-"""
+"""`ganzoo style-mix`: StyleGAN-lite's own command, mounted through ``Architecture.commands()``."""
 
 from __future__ import annotations
 
@@ -10,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .errors import UserError
+from ganzoo.errors import UserError
 
 
 @click.command("style-mix")
@@ -23,11 +19,15 @@ from .errors import UserError
 @click.option("--out", type=click.Path(path_type=Path), help="PNG (default RUN_DIR/samples/style-mix-seed-S.png).")
 @click.option("--device", default="auto", show_default=True)
 def style_mix(run_dir, rows, cols, seed, coarse, truncation, out, device):
-    """Cell (r, c) takes row r's coarse styles and column c's fine styles; sources along the edges."""
-    from . import rundir
-    from .fileio import write_png
-    from .sampling import grid
-    from .train.engine import pick_device
+    """StyleGAN-lite: cell (r, c) takes row r's coarse styles and column c's fine styles; sources along the edges."""
+    from ganzoo import rundir
+    from ganzoo.fileio import write_png
+    from ganzoo.sampling import grid
+    from ganzoo.train.engine import pick_device
+
+    from . import StyleGANLite, default_coarse_layers
+    from .mixing import style_mixing_grid
+    from .networks import num_ws
 
     if rows < 1 or cols < 1:
         raise UserError(f"--rows and --cols must be at least 1, got {rows} and {cols}")
@@ -35,14 +35,16 @@ def style_mix(run_dir, rows, cols, seed, coarse, truncation, out, device):
     if out.suffix.lower() != ".png":
         raise UserError(f"--out must end in .png, got {out}")
     run = rundir.open_run(run_dir)
+    if run.arch.name != StyleGANLite.name:
+        raise UserError(f"style-mix needs a {StyleGANLite.name} run; {run_dir} is a {run.arch.name} run")
+    cfg = run.resolved.config
+    layers = num_ws(cfg.resolution)
+    coarse = default_coarse_layers(cfg.resolution) if coarse is None else coarse
+    if not 1 <= coarse < layers:
+        raise UserError(f"--coarse must be between 1 and {layers - 1} (the style layers at "
+                        f"{cfg.resolution}x{cfg.resolution}), got {coarse}")
     torch_device = pick_device(device)
     nets, step = rundir.load_sampling_nets(run, torch_device)
-    try:
-        images, nrow = run.arch.style_mix(nets, run.resolved.config, rows, cols, seed, torch_device,
-                                          truncation=truncation, coarse=coarse)
-    except NotImplementedError as error:
-        raise UserError(str(error)) from None
-    except ValueError as error:
-        raise UserError(f"--coarse: {error}") from None
+    images, nrow = style_mixing_grid(nets["G"], cfg, rows, cols, seed, torch_device, truncation, coarse)
     write_png(out, grid(images, nrow))
     click.echo(f"style mixing {rows} x {cols} from {run_dir} (step {step}, seed {seed}) -> {out}")

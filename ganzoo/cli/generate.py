@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from .errors import UserError
+from ..errors import UserError
 
 
 @click.command()
@@ -43,9 +43,9 @@ def sample(run_dir, n, seed, out, generator_name, truncation, device):
 
 
 def _sample_run(run_dir, n, seed, generator_name, truncation, device):
-    from . import rundir
-    from .sampling import generate
-    from .train.engine import pick_device
+    from .. import rundir
+    from ..sampling import generate
+    from ..train.engine import pick_device
 
     run = rundir.open_run(run_dir)
     generators = run.arch.generators(run.resolved.config)
@@ -69,7 +69,7 @@ def _sample_run(run_dir, n, seed, generator_name, truncation, device):
 
 def _sample_onnx(path, n, seed, generator_name, truncation, device):
     """Through the torch-free runtime: nothing here imports torch."""
-    from .runtime import load
+    from ..runtime import load
 
     model = load(path, device)
     if generator_name is not None and generator_name != model.metadata.generator:
@@ -81,8 +81,8 @@ def _write_samples(images, out: Path) -> None:
     """uint8 (N, C, H, W) as a PNG grid or an npz of N x H x W x C."""
     import numpy as np
 
-    from .fileio import atomic_write, write_png
-    from .images import grid
+    from ..fileio import atomic_write, write_png
+    from ..runtime.images import grid
 
     if out.suffix.lower() == ".npz":
         array = np.ascontiguousarray(images.transpose(0, 2, 3, 1))
@@ -102,7 +102,7 @@ def _write_samples(images, out: Path) -> None:
 @click.option("--device", default="auto", show_default=True)
 def translate(run_dir, inputs, direction, out, size, device):
     """Translate images and folders of images with a run's generator or an exported MODEL.onnx, keeping file names."""
-    from .translation import collect_inputs, save_translation
+    from ..runtime.translation import collect_inputs, save_translation
 
     if size is not None and size < 0:
         raise UserError(f"--size must be positive (or 0 to keep each image's size), got {size}")
@@ -122,10 +122,10 @@ def _run_translator(run_dir, direction, device):
     """(path, size) -> uint8 (C, H, W) with a run's PyTorch generator."""
     import torch
 
-    from . import rundir
-    from .sampling import to_uint8
-    from .train.engine import pick_device
-    from .translation import load_for_translation
+    from .. import rundir
+    from ..sampling import to_uint8
+    from ..train.engine import pick_device
+    from ..runtime.translation import load_for_translation
 
     run = rundir.open_run(run_dir)
     translators = {g.translates: g for g in run.arch.generators(run.resolved.config).values() if g.translates}
@@ -152,7 +152,7 @@ def _run_translator(run_dir, direction, device):
 
 def _onnx_translator(path, direction, device):
     """(path, size) -> uint8 (C, H, W) through the torch-free runtime."""
-    from .runtime import load
+    from ..runtime import load
 
     model = load(path, device)
     meta = model.metadata

@@ -1,7 +1,4 @@
-"""The `ganzoo` command. Torch is imported only by commands that need it.
-
-A UserError anywhere becomes one "Error: ..." line and exit status 1.
-"""
+"""`ganzoo train`: a new run, or the continuation of one, in one run directory."""
 
 from __future__ import annotations
 
@@ -11,56 +8,14 @@ from pathlib import Path
 
 import click
 
-from . import __version__
-from .cli_bench import bench
-from .cli_data import data
-from .cli_export import export
-from .cli_generate import sample, translate
-from .cli_stylemix import style_mix
-from .errors import UserError
+from ..api import UNPAIRED
+from ..data import DEFAULT_DATASET
+from ..errors import UserError
 
 
-class _Group(click.Group):
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except UserError as exc:
-            raise click.ClickException(str(exc)) from None
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="ganzoo")
-def cli():
-    """ganzoo: a plugin-based GAN zoo. Train, sample and inspect GANs from one CLI."""
-
-
-@cli.command("list")
-def list_cmd():
-    """Architectures from every installed plugin, with their status."""
-    from . import registry
-
-    entries = registry.load_all()
-    if not entries:
-        click.echo("no architectures installed (entry-point group ganzoo.architectures is empty)")
-        return
-    rows = [(e.name, e.status, f"{e.distribution} {e.version}", _summary(e)) for e in entries]
-    widths = [max(len(r[i]) for r in rows + [("NAME", "STATUS", "PLUGIN", "")]) for i in range(3)]
-    click.echo(f"{'NAME':<{widths[0]}}  {'STATUS':<{widths[1]}}  {'PLUGIN':<{widths[2]}}  SUMMARY")
-    for entry, row in zip(entries, rows):
-        click.echo(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}")
-
-
-def _summary(entry) -> str:
-    from . import registry
-
-    if entry.status == registry.OK:
-        return registry.load(entry).summary
-    return f"({entry.reason})"
-
-
-@cli.command()
+@click.command()
 @click.argument("arch")
-@click.option("--data", help="fashion-mnist (embedded, the default), a catalog name (ganzoo data list) or a folder.")
+@click.option("--data", help=f"{DEFAULT_DATASET} (embedded, the default), a catalog name (ganzoo data list) or a folder.")
 @click.option("--preset", help="Named overrides from the architecture (default: one named like the data).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any config key (repeatable).")
 @click.option("--steps", type=int, help="Total training steps of the run.")
@@ -78,9 +33,9 @@ def _summary(entry) -> str:
 def train(arch, data, preset, sets, steps, epochs, batch_size, out, device, precision, compile_, resume, seed,
           sample_every, checkpoint_every, skip_bad_files):
     """Train ARCH; everything the run makes goes into one run directory."""
-    from . import config as config_mod
-    from . import registry, rundir
-    from .train.checkpoint import latest_checkpoint
+    from .. import config as config_mod
+    from .. import registry, rundir
+    from ..train.checkpoint import latest_checkpoint
 
     if steps is not None and epochs is not None:
         raise UserError("give --steps or --epochs, not both")
@@ -112,10 +67,10 @@ def _resumed_config(run, data, preset, set_values, flags):
     """The run's own config; only trainer options (steps, device, cadence...) may change on resume."""
     from dataclasses import replace
 
-    from .config import TrainOptions, apply_overrides, field_types
+    from ..config import TrainOptions, apply_overrides, field_types
 
     if data is not None and data != run.resolved.data:
-        raise UserError(f"cannot change --data when resuming (the run uses {run.resolved.data or 'fashion-mnist'})")
+        raise UserError(f"cannot change --data when resuming (the run uses {run.resolved.data or DEFAULT_DATASET})")
     if preset is not None and preset != run.resolved.preset:
         raise UserError(f"cannot change --preset when resuming (the run uses {run.resolved.preset})")
     changes = {**set_values, **{k: v for k, v in flags.items() if v is not None}}
@@ -132,9 +87,9 @@ def _train(arch, resolved, run_dir: Path, entry, skip_bad_files: bool = False):
     """Load the data, build the trainer, record config.json and run; ``entry`` is a Run when resuming."""
     from dataclasses import replace
 
-    from . import rundir
-    from .data import load_data
-    from .train.trainer import Trainer
+    from .. import rundir
+    from ..data import load_data
+    from ..train.trainer import Trainer
 
     spec = arch.data_spec(resolved.config)
     skipped = []
@@ -157,7 +112,7 @@ def _train(arch, resolved, run_dir: Path, entry, skip_bad_files: bool = False):
     else:
         rundir.write_config(run_dir, resolved, entry)
     opts = resolved.train
-    unpaired = hasattr(dataset, "describe")
+    unpaired = spec.kind == UNPAIRED
     counts = f"{len(dataset.A)} + {len(dataset.B)}" if unpaired else f"{len(dataset.images)}"
     length = f"{opts.epochs:g} epochs = {opts.steps}" if opts.epochs else f"{opts.steps}"
     click.echo(f"{arch.name}: {counts} images from {dataset.name} at "
@@ -185,70 +140,3 @@ def _changed_fields(before, after) -> str:
     changed = [f"{f.name}={getattr(after, f.name)}" for f in dataclasses.fields(after)
                if getattr(before, f.name) != getattr(after, f.name)]
     return ", ".join(changed)
-
-
-@cli.command()
-@click.argument("run_dir", type=click.Path(path_type=Path))
-def info(run_dir):
-    """What a run directory holds: architecture, plugin, config, checkpoints, last metrics."""
-    import json
-
-    from . import rundir
-    from .train.checkpoint import NETWORKS, checkpoint_dirs
-
-    record = rundir.read_config(run_dir)
-    plugin = record.get("plugin", {})
-    click.echo(f"run:          {run_dir}")
-    click.echo(f"architecture: {record['architecture']} ({plugin.get('distribution')} {plugin.get('version')})")
-    click.echo(f"ganzoo:       {record.get('ganzoo_version')}")
-    click.echo(f"data:         {record.get('data') or 'fashion-mnist'}")
-    click.echo(f"preset:       {record.get('preset') or 'none'}")
-    overrides = record.get("overrides") or {}
-    click.echo(f"overrides:    {', '.join(f'{k}={v}' for k, v in overrides.items()) or 'none'}")
-    click.echo("config:       " + ", ".join(f"{k}={v}" for k, v in record["config"].items()))
-    dirs = checkpoint_dirs(run_dir)
-    click.echo(f"checkpoints:  {', '.join(d.name for d in dirs) or 'none'}")
-    if dirs:
-        click.echo("parameters:   " + ", ".join(f"{role} {count:,}" for role, count in _parameter_counts(dirs[-1] / NETWORKS).items()))
-    metrics = Path(run_dir) / "metrics.jsonl"
-    if metrics.exists():
-        lines = [line for line in metrics.read_text().splitlines() if line.strip()]
-        if lines:
-            last = json.loads(lines[-1])
-            click.echo("last metrics: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in last.items()))
-
-
-def _parameter_counts(path: Path) -> dict[str, int]:
-    """Element counts per network, from the safetensors header alone (no tensor is read)."""
-    import json
-    import struct
-
-    with open(path, "rb") as f:
-        (length,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(length))
-    counts: dict[str, int] = {}
-    for name, meta in header.items():
-        if name == "__metadata__" or name.rsplit(".", 1)[-1] in ("running_mean", "running_var", "num_batches_tracked"):
-            continue
-        role = name.split("/", 1)[0]
-        size = 1
-        for dim in meta["shape"]:
-            size *= dim
-        counts[role] = counts.get(role, 0) + size
-    return counts
-
-
-cli.add_command(bench)
-cli.add_command(data)
-cli.add_command(export)
-cli.add_command(sample)
-cli.add_command(translate)
-cli.add_command(style_mix)
-
-
-def main():
-    cli(prog_name="ganzoo")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,4 @@
-"""Exported ganzoo generators with numpy, pillow and onnxruntime only: importing this never imports torch.
+"""An exported ganzoo generator, run with numpy, pillow and onnxruntime only (never torch).
 
     from ganzoo.runtime import load
     model = load("stylegan-lite-G.onnx")
@@ -13,15 +13,15 @@ translators the channels and size rule of their input images.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from ..errors import UserError
 from .images import PIXELS, to_uint8
 from .latents import Latents
-from .onnx_files import check_external_data
 
 REQUIRED_KEYS = ("ganzoo_version", "architecture", "generator", "inputs", "output", "pixels", "channels", "resolution")
 
@@ -82,6 +82,12 @@ def providers_for(device: str = "auto") -> list[str]:
     return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
 
 
+def _ort_message(exc: Exception) -> str:
+    """ONNX Runtime's first line without its "[ONNXRuntimeError] : 1 : FAIL : " prefix."""
+    line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", line)
+
+
 class ExportedGenerator:
     """One exported generator: an ONNX Runtime session and its ganzoo metadata."""
 
@@ -91,7 +97,6 @@ class ExportedGenerator:
         self.path = Path(path)
         if not self.path.is_file():
             raise UserError(f"no such model file: {self.path}")
-        check_external_data(self.path)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # fp16 models on the CPU warn about every unfolded constant
@@ -101,8 +106,8 @@ class ExportedGenerator:
             self.session = ort.InferenceSession(str(self.path), options, providers=providers_for(device))
         except UserError:
             raise
-        except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
-            raise UserError(f"cannot load {self.path}: {str(exc).strip().splitlines()[0]}") from None
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/InvalidProtobuf types
+            raise UserError(f"cannot load {self.path}: {_ort_message(exc)}") from None
         self.metadata = Metadata.parse(self.session.get_modelmeta().custom_metadata_map, self.path)
         if self.metadata.pixels != PIXELS:
             raise UserError(f"{self.path}: unknown pixel mapping {self.metadata.pixels!r}")
@@ -162,5 +167,12 @@ class ExportedGenerator:
 
 
 def load(path: str | Path, device: str = "auto", threads: int | None = None) -> ExportedGenerator:
-    """An exported generator, after checking that its external data stays in its folder."""
+    """An exported generator in an ONNX Runtime session.
+
+    A model may keep tensors in "external data" files beside it. ONNX Runtime
+    (1.24.1 and later; ganzoo requires 1.25) refuses, when it loads a model
+    from a path as here, any location that is absolute, climbs out with "..",
+    leads out of the model's folder through a link, or does not exist, in
+    subgraphs too; so a model from elsewhere cannot make it read other files.
+    """
     return ExportedGenerator(path, device, threads)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from ..errors import UserError
 
 def collect_inputs(inputs: list[str | os.PathLike]) -> list[tuple[Path, Path]]:
     """(image file, output name relative to the output folder) for files and folders (recursively).
@@ -23,7 +23,7 @@ def collect_inputs(inputs: list[str | os.PathLike]) -> list[tuple[Path, Path]]:
     A file keeps its name; a folder's images keep their paths below it. Two
     inputs that would write the same output are an error naming both.
     """
-    from .data.folder import find_images
+    from .image_files import find_images
 
     if not inputs:
         raise UserError("no input images given")
@@ -64,7 +64,7 @@ def load_for_translation(path: Path, channels: int, size: int | None, multiple: 
     """
     from PIL import Image, ImageOps
 
-    from .data.folder import to_channels
+    from .image_files import to_channels
 
     try:
         with Image.open(path) as image:
@@ -87,7 +87,7 @@ def save_translation(image: np.ndarray, path: Path) -> None:
     """uint8 (C, H, W) written atomically in the format its name asks for (JPEG at quality 95)."""
     from PIL import Image
 
-    from .fileio import atomic_write
+    from ..fileio import atomic_write
 
     array = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
     picture = Image.fromarray(np.ascontiguousarray(array))

@@ -1,6 +1,6 @@
 """`ganzoo data`: list the dataset catalog and download named datasets into the cache.
 
-Registered on the main group in cli.py, which turns a UserError into one
+Registered on the main group in ganzoo.cli, which turns a UserError into one
 "Error: ..." line. The catalog module is imported inside each command so that
 `ganzoo --help` does not load urllib.
 """
@@ -18,7 +18,7 @@ def data():
 @data.command("list")
 def list_cmd():
     """Every catalog dataset, its download size, and whether it is already in the cache."""
-    from .data.catalog import catalog_rows, ganzoo_home
+    from ..data.catalog import catalog_rows, ganzoo_home
 
     rows = catalog_rows()
     header = ("NAME", "SIZE", "CACHED")
@@ -34,7 +34,7 @@ def list_cmd():
 @click.option("--force", is_flag=True, help="Download and extract again even if the dataset is cached.")
 def download(name, force):
     """Download NAME, verify its size and sha256, and extract it into the cache."""
-    from .data.catalog import dataset_dir, ensure_dataset, get_entry, is_cached
+    from ..data.catalog import dataset_dir, ensure_dataset, get_entry, is_cached
 
     entry = get_entry(name)
     if is_cached(entry) and not force:

@@ -1,6 +1,6 @@
 """`ganzoo export`: a run's generators to verified ONNX files.
 
-Registered on the main group in cli.py, which turns a UserError into one
+Registered on the main group in ganzoo.cli, which turns a UserError into one
 "Error: ..." line.
 """
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from .errors import UserError
+from ..errors import UserError
 
 
 def parse_batch(value: str) -> int | None:
@@ -37,8 +37,8 @@ def parse_batch(value: str) -> int | None:
               "(default 1e-3, or 5e-2 with --fp16).")
 def export(run_dir, out, opset, batch, fp16, generator_name, tolerance):
     """Export every generator of RUN_DIR to ONNX (EMA weights), verified against PyTorch before writing."""
-    from . import rundir
-    from .export import export_run
+    from .. import rundir
+    from ..export import export_run
 
     run = rundir.open_run(run_dir)
     results = export_run(run, out, generator=generator_name, opset=opset, batch=parse_batch(batch), fp16=fp16,

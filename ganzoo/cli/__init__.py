@@ -1,0 +1,57 @@
+"""The `ganzoo` command: one module per command group, plus the commands plugins contribute.
+
+Importing this package imports no torch (commands import it when they run),
+so `ganzoo list` and the torch-free `ganzoo sample MODEL.onnx` stay cheap.
+A UserError anywhere becomes one "Error: ..." line and exit status 1.
+"""
+
+from __future__ import annotations
+
+import click
+
+from .. import __version__
+from ..errors import UserError
+from .bench import bench
+from .data import data
+from .export import export
+from .generate import sample, translate
+from .info import info
+from .plugins import list_cmd, plugin_commands
+from .train import train
+
+
+class _Root(click.Group):
+    """ganzoo's own commands, then those of loadable plugins (looked up only when asked for)."""
+
+    def list_commands(self, ctx):
+        return sorted({*super().list_commands(ctx), *plugin_commands().mounted})
+
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is None:
+            found = plugin_commands().mounted.get(name)
+            command = found.command if found else None
+        return command
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_Root, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ganzoo")
+def cli():
+    """ganzoo: a plugin-based GAN zoo. Train, sample and inspect GANs from one CLI."""
+
+
+for _command in (list_cmd, train, info, sample, translate, export, bench, data):
+    cli.add_command(_command)
+
+
+def main():
+    cli(prog_name="ganzoo")
+
+
+__all__ = ["cli", "main"]
