@@ -10,6 +10,7 @@ from helpers import ganzoo, invoke
 from PIL import Image
 
 from ganzoo import config, registry
+from ganzoo.bench import case_settings
 from ganzoo.bench.machine import peak_tflops
 from ganzoo.bench.training import lazy_window, variants_for
 
@@ -130,3 +131,30 @@ def test_bad_bench_options_are_named(args, message):
     result = invoke("bench", "--device", "cpu", *inference, "--steps", "1", "--warmup", "0", "dcgan", *args)
     assert result.exit_code != 0 and message in result.output, result.output
     assert "Traceback" not in result.output
+
+
+def test_a_resolution_scales_each_architecture_its_own_way():
+    """--resolution goes through Architecture.with_resolution: CycleGAN keeps its crop margin (36/32)."""
+    cyclegan, dcgan = registry.get("cyclegan"), registry.get("dcgan")
+    assert case_settings(cyclegan, "embedded", 64, {}) == (None, None, {"resolution": 64, "load_resolution": 72})
+    assert case_settings(cyclegan, "full", 128, {}) == ("synthetic", None, {"resolution": 128, "load_resolution": 143})
+    assert case_settings(dcgan, "smoke", 64, {"ngf": "4"}) == ("synthetic", "smoke", {"ngf": "4", "resolution": 64})
+    assert case_settings(dcgan, "embedded", None, {}) == (None, None, {})
+
+
+def test_an_architecture_without_a_resolution_cannot_be_scaled():
+    from dataclasses import dataclass
+
+    from ganzoo.api import Architecture
+    from ganzoo.errors import UserError
+
+    @dataclass
+    class Sizeless:
+        batch_size: int = 1
+
+    class Plain(Architecture):
+        name = "plain"
+        Config = Sizeless
+
+    with pytest.raises(UserError, match="plain has no resolution setting to scale"):
+        Plain().with_resolution(Sizeless(), 64)

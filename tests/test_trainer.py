@@ -1,6 +1,7 @@
 """The trainer knows architectures only through the contract: phases, shared optimizers,
 cadence, schedules, precision, compile, EMA and the non-finite guard, shown on a toy plugin."""
 
+import contextlib
 import dataclasses
 import json
 
@@ -166,3 +167,40 @@ def test_tensorboard_events_are_written(tmp_path):
     pytest.importorskip("tensorboard")
     toy_trainer(tmp_path, steps=2).run()
     assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def cuda_numerics() -> tuple[bool, bool, bool]:
+    return (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark)
+
+
+@pytest.mark.parametrize("options", [{"tf32_matmul": "on", "tf32_conv": "off", "cudnn_benchmark": "on"},
+                                     {"tf32_matmul": "off", "tf32_conv": "on", "cudnn_benchmark": "off"}])
+def test_tf32_and_cudnn_autotuning_hold_while_the_run_trains_and_only_then(tmp_path, options):
+    """Process-wide switches: the Engine applies the run's options inside run() and puts the old values back."""
+    before = cuda_numerics()
+    trainer = toy_trainer(tmp_path, steps=2, **options)
+    assert cuda_numerics() == before  # building a trainer changes nothing
+    seen = []
+    trainer.timing = lambda part: seen.append(cuda_numerics()) or contextlib.nullcontext()
+    trainer.run()
+    expected = tuple(options[k] == "on" for k in ("tf32_matmul", "tf32_conv", "cudnn_benchmark"))
+    assert seen and set(seen) == {expected}
+    assert cuda_numerics() == before
+    assert {k: getattr(trainer.opts, k) for k in options} == {k: v == "on" for k, v in options.items()}
+
+
+def test_the_fast_path_is_the_default_and_is_recorded_in_config_json(tmp_path):
+    from helpers import SMOKE, invoke
+
+    assert invoke("train", "dcgan", *SMOKE, "--steps", 1, "--out", tmp_path / "run").exit_code == 0
+    train = json.loads((tmp_path / "run" / "config.json").read_text())["train"]
+    assert (train["tf32_matmul"], train["tf32_conv"], train["cudnn_benchmark"]) == (True, True, True)
+
+
+def test_a_dataset_of_the_wrong_kind_is_refused():
+    from ganzoo.data.unpaired import UnpairedSet
+    from ganzoo.train.feed import make_feed
+
+    images = torch.zeros(8, 1, 8, 8, dtype=torch.uint8)
+    with pytest.raises(TypeError, match="DataSpec kind 'images' needs an ImageSet, got UnpairedSet"):
+        make_feed(UnpairedSet(images, images, "x", "x"), 2, 0, torch.device("cpu"), DataSpec(IMAGES, 8, 1))

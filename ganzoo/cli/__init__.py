@@ -24,12 +24,12 @@ class _Root(click.Group):
     """ganzoo's own commands, then those of loadable plugins (looked up only when asked for)."""
 
     def list_commands(self, ctx):
-        return sorted({*super().list_commands(ctx), *plugin_commands().mounted})
+        return sorted({*super().list_commands(ctx), *plugin_commands(ctx).mounted})
 
     def get_command(self, ctx, name):
         command = super().get_command(ctx, name)
         if command is None:
-            found = plugin_commands().mounted.get(name)
+            found = plugin_commands(ctx).mounted.get(name)
             command = found.command if found else None
         return command
 

@@ -1,7 +1,7 @@
 """`ganzoo list`, and the commands that plugins contribute (StyleGAN-lite's `style-mix`).
 
 An architecture contributes commands through ``Architecture.commands()``. They
-are collected once per process, only when a command name is not one of
+are collected once per invocation, and only when a command name is not one of
 ganzoo's own or when the command list is shown (``ganzoo --help``, ``ganzoo
 list``): a plugin that cannot load contributes nothing, and ``ganzoo list``
 says why. A command whose name is taken (by ganzoo or by an earlier plugin in
@@ -10,7 +10,6 @@ precedence order) is not mounted, and ``ganzoo list`` says that too.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 
 import click
@@ -35,9 +34,16 @@ def _own_command_names() -> set[str]:
     return set(click.Group.list_commands(cli, None))
 
 
-@functools.lru_cache(maxsize=None)
-def plugin_commands() -> PluginCommands:
-    """The commands of every loadable plugin, by name; collisions and failures are reported, never raised."""
+def plugin_commands(ctx: click.Context | None) -> PluginCommands:
+    """The commands of every loadable plugin, by name, kept for the rest of this invocation."""
+    meta = ctx.find_root().meta if ctx is not None else {}
+    if "ganzoo.plugin_commands" not in meta:
+        meta["ganzoo.plugin_commands"] = _collect()
+    return meta["ganzoo.plugin_commands"]
+
+
+def _collect() -> PluginCommands:
+    """Every loadable plugin's commands; collisions and failures are reported, never raised."""
     from .. import registry
 
     found = PluginCommands()
@@ -66,7 +72,8 @@ def plugin_commands() -> PluginCommands:
 
 
 @click.command("list")
-def list_cmd():
+@click.pass_context
+def list_cmd(ctx):
     """Architectures from every installed plugin, with their status, and the commands plugins add."""
     from .. import registry
 
@@ -79,7 +86,7 @@ def list_cmd():
     click.echo(f"{'NAME':<{widths[0]}}  {'STATUS':<{widths[1]}}  {'PLUGIN':<{widths[2]}}  SUMMARY")
     for row in rows:
         click.echo(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}")
-    contributed = plugin_commands()
+    contributed = plugin_commands(ctx)
     if contributed.mounted:
         click.echo("\ncommands from plugins: " + ", ".join(
             f"ganzoo {name} ({found.architecture})" for name, found in sorted(contributed.mounted.items())))

@@ -161,7 +161,7 @@ def make_feed(dataset, batch_size: int, seed: int, device: torch.device, spec, r
 
     expected = UnpairedSet if spec.kind == UNPAIRED else ImageSet
     if not isinstance(dataset, expected):
-        raise TypeError(f"a {spec.kind!r} DataSpec is fed from a {expected.__name__}, got {type(dataset).__name__}")
+        raise TypeError(f"DataSpec kind {spec.kind!r} needs an {expected.__name__}, got {type(dataset).__name__}")
     if spec.kind == UNPAIRED:
         return UnpairedFeed(dataset.A, dataset.B, batch_size, seed, device, name=dataset.source, spec=spec,
                             resident=resident)

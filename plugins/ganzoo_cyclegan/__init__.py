@@ -94,7 +94,7 @@ class CycleGAN(Architecture):
         require(cfg.load_resolution >= r, "load_resolution", cfg.load_resolution,
                 f"must be at least resolution ({r}): random crops of resolution are taken from it")
         require(cfg.channels in (1, 3), "channels", cfg.channels, "must be 1 (grey) or 3 (RGB)")
-        require_positive(cfg, "ngf", "ndf", "lr", "init_gain", "batch_size")
+        require_positive(cfg, "ngf", "ndf", "lr", "init_gain")
         require(cfg.n_blocks is None or cfg.n_blocks >= 0, "n_blocks", cfg.n_blocks,
                 "must be 0 or more (or none for the paper's 9 at 256 px and above, else 6)")
         for key in ("lambda_a", "lambda_b", "lambda_identity", "pool_size"):

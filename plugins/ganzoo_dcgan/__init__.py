@@ -51,7 +51,7 @@ class DCGAN(Architecture):
         r = cfg.resolution
         require(r >= 32 and r & (r - 1) == 0, "resolution", r, "must be a power of two, 32 or more")
         require(cfg.channels in (1, 3), "channels", cfg.channels, "must be 1 (grey) or 3 (RGB)")
-        require_positive(cfg, "nz", "ngf", "ndf", "max_channels", "lr", "batch_size")
+        require_positive(cfg, "nz", "ngf", "ndf", "max_channels", "lr")
         require_fraction(cfg, "beta1", "beta2", below_one=True)
 
     def data_spec(self, cfg):

@@ -117,7 +117,7 @@ class StyleGANLite(Architecture):
         require(8 <= r <= 1024 and r & (r - 1) == 0, "resolution", r, "must be a power of two from 8 to 1024")
         require(cfg.channels in (1, 3), "channels", cfg.channels, "must be 1 (grey) or 3 (RGB)")
         require_positive(cfg, "z_dim", "w_dim", "mapping_layers", "mapping_lr_multiplier", "channel_max", "mbstd_group",
-                         "lr", "r1_interval", "pl_interval", "pl_batch_shrink", "batch_size")
+                         "lr", "r1_interval", "pl_interval", "pl_batch_shrink")
         require(cfg.channel_base >= r, "channel_base", cfg.channel_base,
                 f"must be at least resolution ({r}): feature maps at resolution r are channel_base / r")
         widest = min(cfg.channel_base // 4, cfg.channel_max)  # the 4x4 features minibatch std splits

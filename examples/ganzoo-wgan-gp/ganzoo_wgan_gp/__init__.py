@@ -43,7 +43,7 @@ class WGANGP(Architecture):
     def validate(self, cfg):
         require(cfg.resolution in (32, 64), "resolution", cfg.resolution, "must be 32 or 64")
         require(cfg.channels in (1, 3), "channels", cfg.channels, "must be 1 (grey) or 3 (RGB)")
-        require_positive(cfg, "nz", "width", "n_critic", "lr", "batch_size")
+        require_positive(cfg, "nz", "width", "n_critic", "lr")
         require(cfg.gp_lambda >= 0, "gp_lambda", cfg.gp_lambda, "must be 0 (no penalty) or more")
         require_fraction(cfg, "beta1", "beta2", below_one=True)
 
