@@ -1,27 +1,20 @@
 """How often torch.compile compiles and recompiles while ganzoo's real Trainer trains each architecture.
 
-With ``compile`` on, the Engine wraps every network in ``torch.compile`` and the
-phases call the same compiled networks in different states: one network trains
-while the other is frozen (``requires_grad_``), fakes are made under no_grad,
-inputs do or do not require grad. Each such change can fail a dynamo guard and
-recompile the network; past ``torch._dynamo.config.recompile_limit`` compiles of
-one function, dynamo gives up and runs it eagerly. Phases with ``eager=True``
-(double-backward regularisers) use the uncompiled networks and never compile.
+With ``compile`` on, the Engine wraps every network in ``torch.compile``, and the
+phases call the same compiled networks in different states (fakes made under
+no_grad, inputs that do or do not require grad, networks frozen in turn). A
+change that fails one of dynamo's guards recompiles the network; past
+``torch._dynamo.config.recompile_limit`` compiles of one function dynamo runs it
+eagerly. Phases with ``eager=True`` call the uncompiled networks.
 
-Per case (architecture x size) this resets dynamo, builds the Trainer on
-synthetic images in a temporary run dir and trains two full lazy-regularisation
-windows (the lcm of the phase intervals) plus two steps, reading dynamo's own
-records after step 0 (warm-up), after the first window and at the end:
-
-- ``frames``: frames compiled (``counters["frames"]["ok"]``, recompiles included);
-- ``graphs``: ``counters["stats"]["unique_graphs"]``; ``breaks``: graph breaks;
-- ``recompiles``: compiles with a ``recompile_reason`` in
-  ``torch._dynamo.utils.get_compilation_metrics()``, each with the step and part
-  of the step (a phase's name) it happened in and every guard failure that caused
-  it (``torch._dynamo.utils.guard_failures``); ``limit hit``: a compile that
-  failed on the recompile limit.
-
-Reproduce a single reason by hand with ``TORCH_LOGS=recompiles``.
+Per case (architecture x size) dynamo is reset, the Trainer is built on synthetic
+images in a temporary run dir and trains two lazy-regularisation windows (the lcm
+of the phase intervals) plus two steps. Dynamo's own records are read after step
+0, after the first window and at the end: frames compiled (``counters["frames"]``),
+unique graphs and graph breaks (``counters``), recompiles (compiles with a
+``recompile_reason`` in ``torch._dynamo.utils.get_compilation_metrics()``), each
+with its step, phase and guard failures (``torch._dynamo.utils.guard_failures``),
+and recompiles refused at the limit. ``TORCH_LOGS=recompiles`` shows the same reasons live.
 
     python benchmarks/recompiles.py --sizes smoke,embedded --threads 2 --json benchmarks/results/cpu-recompiles.json
 """
@@ -37,6 +30,7 @@ import platform
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -56,7 +50,7 @@ FLAGS = {"device": "cpu", "compile": True, "steps": 10**9, "log_every": 10**9, "
 
 
 def architectures(names: list[str] | None) -> dict:
-    """The named architectures (default: every registered one, and the wgan-gp example)."""
+    """The named architectures; by default every registered one and the wgan-gp example."""
     names = names or [entry.name for entry in registry.discover() if entry.usable] + ["wgan-gp"]
     if "wgan-gp" in names:
         sys.path.insert(0, str(EXAMPLE))
@@ -64,13 +58,13 @@ def architectures(names: list[str] | None) -> dict:
     return {name: WGANGP() if name == "wgan-gp" else registry.get(name) for name in names}
 
 
-def forward_compiles() -> list:
-    """Dynamo's record of every frame compile so far (the backward graphs have records of their own)."""
+def frame_compiles() -> list:
+    """Dynamo's record of every frame compile so far (AOTAutograd's backward graphs have records of their own)."""
     return [m for m in get_compilation_metrics() if m.is_forward is not False]
 
 
 def snapshot() -> dict:
-    compiles = forward_compiles()
+    compiles = frame_compiles()
     return {"frames": counters["frames"]["ok"], "graphs": counters["stats"]["unique_graphs"],
             "breaks": sum(counters["graph_break"].values()),
             "recompiles": sum(m.recompile_reason is not None and m.fail_type is None for m in compiles),
@@ -78,7 +72,7 @@ def snapshot() -> dict:
 
 
 class CompileLog:
-    """A Trainer.timing hook: after each part of a step (a phase, "data", "ema"), tags the new compiles
+    """A Trainer.timing hook: after each part of a step (a phase, "data", "ema") it tags the new compiles
     with (step, part) and gives each recompile the guard failures dynamo recorded for its function meanwhile."""
 
     def __init__(self, trainer: Trainer):
@@ -86,19 +80,19 @@ class CompileLog:
         self.names = {(c.co_filename, c.co_firstlineno): c.co_qualname for net in trainer.nets.values()
                       for module in net.modules() for c in [type(module).forward.__code__]}
 
-    def where(self, m) -> str:
-        """A compiled function (a code object or a compile's record) as Class.forward (file:line)."""
-        path = Path(m.co_filename or "?")
-        name = self.names.get((m.co_filename, m.co_firstlineno), m.co_name)
-        return f"{name} ({path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}:{m.co_firstlineno})"
+    def where(self, code) -> str:
+        """A code object or a compile's record as Class.forward (file:line)."""
+        path = Path(code.co_filename or "?")
+        name = self.names.get((code.co_filename, code.co_firstlineno), code.co_name)
+        return f"{name} ({path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}:{code.co_firstlineno})"
 
     @contextlib.contextmanager
     def __call__(self, part: str):
         step = self.trainer.step
         yield
-        new = {self.where(code): reasons[self.seen.get(code, 0):] for code, reasons in guard_failures.items()}
-        self.seen = {code: len(reasons) for code, reasons in guard_failures.items()}
-        for m in forward_compiles()[len(self.events):]:  # a failed compile's record names no function
+        new = {self.where(code): found[self.seen.get(code, 0):] for code, found in guard_failures.items()}
+        self.seen = {code: len(found) for code, found in guard_failures.items()}
+        for m in frame_compiles()[len(self.events):]:  # a refused compile's record names no function
             key = next((k for k, found in new.items() if m.recompile_reason in found), None)
             reasons = new.pop(key) if key else [m.recompile_reason] if m.recompile_reason else []
             self.events.append({"step": step, "part": part, "compile_id": str(m.compile_id),
@@ -107,54 +101,57 @@ class CompileLog:
 
 
 def measure(arch, size: str) -> dict:
-    """One case: fresh dynamo state, 2 lazy windows + 2 steps of real training, dynamo's counts read 3 times."""
+    """One case: fresh dynamo state, two lazy windows + 2 steps of real training, dynamo read three times."""
     torch._dynamo.reset()
     counters.clear()
     guard_failures.clear()
     torch._dynamo.utils.clear_compilation_metrics()
-    smoke = size == "smoke"
-    resolved = config.resolve(arch, preset="smoke" if smoke else None, data=None, flags=FLAGS)
+    resolved = config.resolve(arch, preset="smoke" if size == "smoke" else None, data=None, flags=FLAGS)
     # The embedded size gets as many images as the embedded data, so fit_to_data decides as it would there.
-    n = max(32, 2 * resolved.config.batch_size) if smoke else EMBEDDED_COUNT
+    n = max(32, 2 * resolved.config.batch_size) if size == "smoke" else EMBEDDED_COUNT
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(arch, resolved, synthetic_data(arch, resolved.config, n=n), run_dir)
         trainer.timing = log = CompileLog(trainer)
-        window = lazy_window(trainer)
-        points, seconds = {}, {}
+        window, counts, step_s = lazy_window(trainer), {}, []
         with trainer.engine.numerics():
+            build_s = time.perf_counter() - started
             for step in range(2 * window + 2):
+                before = time.perf_counter()
                 trainer.train_step()
+                step_s.append(time.perf_counter() - before)
                 if step == 0:
-                    points["step0"], seconds["step0"] = snapshot(), time.perf_counter() - started
+                    counts["step0"] = snapshot()
                 if step == window - 1:
-                    points["window"] = snapshot()
-    points["end"], seconds["total"] = snapshot(), time.perf_counter() - started
-    return {"architecture": arch.name, "size": size, "preset": resolved.preset, "batch_size": resolved.config.batch_size,
+                    counts["window"] = snapshot()
+    counts["end"] = snapshot()
+    return {"architecture": arch.name, "size": size, "preset": resolved.preset,
+            "batch_size": resolved.config.batch_size, "window": window, "steps": len(step_s),
             "phases": [{"name": p.name, "interval": p.interval, "eager": p.eager} for p in trainer.phases],
-            "window": window, "steps": 2 * window + 2, **points["end"],
-            "recompiles_after_step0": points["end"]["recompiles"] - points["step0"]["recompiles"],
-            "recompiles_after_window": points["end"]["recompiles"] - points["window"]["recompiles"],
-            "counts": points, "seconds": seconds, "compiles": log.events,
-            "compile_seconds": sum(m.entire_frame_compile_time_s or 0 for m in forward_compiles())}
+            **counts["end"], "recompiles_after_step0": counts["end"]["recompiles"] - counts["step0"]["recompiles"],
+            "recompiles_after_window": counts["end"]["recompiles"] - counts["window"]["recompiles"],
+            "counts": counts, "compiles": log.events, "build_s": build_s, "step_s": step_s,
+            "total_s": time.perf_counter() - started, "load_average": os.getloadavg()[0],
+            "frame_compile_s": sum(m.entire_frame_compile_time_s or 0 for m in frame_compiles())}
 
 
 def markdown(cases: list[dict]) -> str:
-    lines = ["| architecture | size | batch | phases (interval, e = eager) | steps | frames | graphs | breaks "
-             "| recompiles (step 0 / later / after window 1) | limit hits | step 0 s | total s |",
+    lines = ["| architecture | size | batch | phases (name/interval, e = eager) | steps | frames | graphs | breaks "
+             "| recompiles: all (in step 0 / after it / after window 1) | limit hits | step 0 s | total s |",
              "|---" * 12 + "|"]
     for c in cases:
         phases = " ".join(f"{p['name']}/{p['interval']}{'e' if p['eager'] else ''}" for p in c["phases"])
         lines.append(f"| {c['architecture']} | {c['size']} | {c['batch_size']} | {phases} | {c['steps']} "
                      f"| {c['frames']} | {c['graphs']} | {c['breaks']} | {c['recompiles']} "
                      f"({c['counts']['step0']['recompiles']} / {c['recompiles_after_step0']} / "
-                     f"{c['recompiles_after_window']}) | {c['limit_hits']} "
-                     f"| {c['seconds']['step0']:.1f} | {c['seconds']['total']:.1f} |")
+                     f"{c['recompiles_after_window']}) | {c['limit_hits']} | {c['step_s'][0]:.1f} "
+                     f"| {c['total_s']:.1f} |")
+    lines.append("")
     for c in cases:
         for e in (e for e in c["compiles"] if e["reasons"] or e["failed"]):
-            lines.append(f"- {c['architecture']} {c['size']}: step {e['step']} phase {e['part']} recompiled "
-                         f"{e['function']} [{e['compile_id']}]: {'; '.join(e['reasons'])}"
-                         + (f" FAILED: {e['failed']}" if e["failed"] else ""))
+            lines.append(f"- {c['architecture']} {c['size']}: step {e['step']}, phase {e['part']}: "
+                         f"{e['function']} [{e['compile_id']}]: {'; '.join(r.strip() for r in e['reasons'])}"
+                         + (f" (refused: {e['failed']})" if e["failed"] else ""))
     return "\n".join(lines)
 
 
@@ -163,28 +160,29 @@ def main(argv=None) -> None:
     parser.add_argument("--arch", nargs="*", help="architectures (default: every registered one and wgan-gp)")
     parser.add_argument("--sizes", default="smoke", help="comma-separated: smoke, embedded (slow on a CPU)")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads")
-    parser.add_argument("--cold", action="store_true", help="turn off inductor's on-disk caches (honest compile times)")
+    parser.add_argument("--cold", action="store_true", help="turn inductor's on-disk caches off (cold compile times)")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.cold:
         torch._inductor.config.force_disable_caches = True
+        warnings.filterwarnings("ignore", "dynamo_pgo force disabled")  # once per case, and expected
     torch._dynamo.utils.set_compilation_metrics_limit(10_000)
     cases = []
     for name, arch in architectures(args.arch).items():
         for size in args.sizes.split(","):
             cases.append(measure(arch, size))
-            print(f"{name} {size}: {cases[-1]['recompiles']} recompiles, {cases[-1]['seconds']['total']:.1f} s",
+            print(f"{name} {size}: {cases[-1]['recompiles']} recompiles, {cases[-1]['total_s']:.1f} s",
                   file=sys.stderr, flush=True)
     print(markdown(cases))
     if args.json:
         machine = {"processor": platform.processor(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
                    "threads": torch.get_num_threads(), "platform": platform.platform()}
-        record = {"torch": torch.__version__, "python": platform.python_version(), "machine": machine,
-                  "date": datetime.date.today().isoformat(), "command": sys.argv, "flags": FLAGS, "cold": args.cold,
-                  "recompile_limit": torch._dynamo.config.recompile_limit, "cases": cases}
-        args.json.write_text(json.dumps(record, indent=1, default=str) + "\n")
+        args.json.write_text(json.dumps({
+            "torch": torch.__version__, "python": platform.python_version(), "machine": machine,
+            "date": datetime.date.today().isoformat(), "command": sys.argv, "flags": FLAGS, "cold": args.cold,
+            "recompile_limit": torch._dynamo.config.recompile_limit, "cases": cases}, indent=1, default=str) + "\n")
 
 
 if __name__ == "__main__":

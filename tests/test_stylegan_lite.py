@@ -111,6 +111,34 @@ def test_upsampling_is_bilinear_inside_and_zero_padded_at_the_border():
     torch.testing.assert_close(up[..., 0, 0], x[..., 0, 0] * 0.75 * 0.75)
 
 
+def reference_up_conv(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """stylegan2-ada-pytorch's conv2d_resample(up=2, padding=1) for a 3x3 kernel, from its definition:
+    a stride-2 transposed convolution (no padding, so 2n + 1 pixels), then upfirdn2d with the [1,3,3,1]
+    filter, gain 4 and padding 1 on every side (2n pixels)."""
+    taps = torch.tensor([1.0, 3.0, 3.0, 1.0], dtype=x.dtype)
+    fir = (torch.outer(taps, taps) / 64 * 4).expand(w.shape[0], 1, 4, 4)  # sums to the gain, 4
+    y = F.conv_transpose2d(x, w.transpose(0, 1), stride=2)
+    return F.conv2d(F.pad(y, (1, 1, 1, 1)), fir, groups=w.shape[0])
+
+
+@pytest.mark.parametrize("size", [4, 8, 16])
+def test_upsampling_conv_differs_from_the_reference_by_a_kernel_flip_and_the_outer_ring(size):
+    """What docs/stylegan-lite.md says: StyleGAN-lite filters first and then cross-correlates with the 3x3
+    kernel; the reference's transposed convolution applies the kernel flipped by 180 degrees and keeps its
+    overhang for the filter. With the kernel flipped, the two agree except in the outermost ring of pixels."""
+    torch.manual_seed(size)
+    x = torch.randn(2, 3, size, size, dtype=torch.float64)
+    w = torch.randn(5, 3, 3, 3, dtype=torch.float64)
+    ours = F.conv2d(Upsample2x(3).double()(x), w, padding=1)  # what SynthesisLayer(up=True) does
+    reference = reference_up_conv(x, w.flip([2, 3]))
+    assert ours.shape == reference.shape == (2, 5, 2 * size, 2 * size)
+    torch.testing.assert_close(ours[..., 1:-1, 1:-1], reference[..., 1:-1, 1:-1], rtol=0, atol=1e-12)
+    ring = (ours - reference).abs().amax(dim=(0, 1))
+    assert ring[0].max() > 0.1 and ring[-1].max() > 0.1 and ring[:, 0].max() > 0.1 and ring[:, -1].max() > 0.1
+    same_kernel = reference_up_conv(x, w)
+    assert (ours - same_kernel)[..., 1:-1, 1:-1].abs().max() > 0.1  # unflipped, the functions differ everywhere
+
+
 def test_downsampling_low_passes_then_halves():
     x = torch.ones(1, 2, 8, 8)
     blurred = Blur(2, padding=1, stride=2)(x)
