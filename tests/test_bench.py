@@ -70,7 +70,7 @@ def test_flops_per_step_cover_forward_and_backward_of_both_networks(smoke):
 
     _, _, cases, _ = smoke
     arch = registry.get("dcgan")
-    cfg = config.resolve(arch, data="synthetic", sets=dict(arch.smoke)).config
+    cfg = config.resolve(arch, preset="smoke", data="synthetic").config
     nets = arch.build(cfg)
     z = torch.randn(cfg.batch_size, cfg.nz)
     with FlopCounterMode(display=False) as counter:

@@ -84,7 +84,7 @@ def test_the_optimizer_option_picks_the_adam_implementation(dcgan, tmp_path, cho
     from ganzoo.testing import synthetic_data
     from ganzoo.train.trainer import Trainer
 
-    resolved = config.resolve(dcgan, sets=dict(dcgan.smoke), flags={"device": "cpu", "optimizer": choice})
+    resolved = config.resolve(dcgan, preset="smoke", flags={"device": "cpu", "optimizer": choice})
     trainer = Trainer(dcgan, resolved, synthetic_data(dcgan, resolved.config), tmp_path)
     for optimizer, _ in trainer.optimizers.values():
         assert optimizer.defaults["foreach"] == foreach and optimizer.defaults["fused"] == fused

@@ -207,7 +207,7 @@ def test_export_through_the_conformance_path_needs_declared_latents(tmp_path):
     from ganzoo import config
 
     arch = registry.get("dcgan")
-    cfg = config.resolve(arch, sets=dict(arch.smoke), flags={"device": "cpu"}).config
+    cfg = config.resolve(arch, preset="smoke", flags={"device": "cpu"}).config
     spec = arch.generators(cfg)["G"]
     plain = replace(spec, latents=lambda n, seed: spec.latents(n, seed))
     out = export_generator(arch, cfg, "G", plain, arch.build(cfg)["G"], tmp_path / "g.onnx", plugin={}, seed=0)

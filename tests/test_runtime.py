@@ -28,7 +28,7 @@ def exported(tmp_path_factory):
     paths = {}
     for name in ("dcgan", "cyclegan"):
         arch = registry.get(name)
-        cfg = config.resolve(arch, sets=dict(arch.smoke), flags={"device": "cpu"}).config
+        cfg = config.resolve(arch, preset="smoke", flags={"device": "cpu"}).config
         torch.manual_seed(0)
         nets = arch.build(cfg)
         gen_name, spec = next(iter(arch.generators(cfg).items()))

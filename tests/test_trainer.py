@@ -142,7 +142,7 @@ def test_ema_off_means_no_ema_networks(tmp_path):
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_reduced_precision_on_cpu(tmp_path, precision):
     arch = registry.get("dcgan")
-    resolved = config.resolve(arch, sets=dict(arch.smoke), flags={"steps": 3, "device": "cpu", "precision": precision,
+    resolved = config.resolve(arch, preset="smoke", flags={"steps": 3, "device": "cpu", "precision": precision,
                                                                   "log_every": 1})
     trainer = Trainer(arch, resolved, synthetic_data(arch, resolved.config), tmp_path / "run")
     trainer.run()
@@ -155,7 +155,7 @@ def test_compiled_training_matches_eager(tmp_path):
     arch = registry.get("dcgan")
     results = {}
     for compile_ in (False, True):
-        resolved = config.resolve(arch, sets=dict(arch.smoke), flags={"steps": 2, "device": "cpu", "compile": compile_})
+        resolved = config.resolve(arch, preset="smoke", flags={"steps": 2, "device": "cpu", "compile": compile_})
         trainer = Trainer(arch, resolved, synthetic_data(arch, resolved.config), tmp_path / f"run-{compile_}")
         trainer.run()
         results[compile_] = {k: v.clone() for k, v in trainer.nets["G"].state_dict().items()}

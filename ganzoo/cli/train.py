@@ -16,7 +16,8 @@ from ..errors import UserError
 @click.command()
 @click.argument("arch")
 @click.option("--data", help=f"{DEFAULT_DATASET} (embedded, the default), a catalog name (ganzoo data list) or a folder.")
-@click.option("--preset", help="Named overrides from the architecture (default: one named like the data).")
+@click.option("--preset", help="Named overrides from the architecture (default: one named like the data; "
+              "'smoke' is its smallest config).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any config key (repeatable).")
 @click.option("--steps", type=int, help="Total training steps of the run.")
 @click.option("--epochs", type=float, help="Run length in passes over the data instead of --steps.")
