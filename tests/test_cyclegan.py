@@ -188,3 +188,23 @@ def test_preview_shows_real_translated_and_reconstructed(arch):
     with torch.no_grad():
         translated = ((nets["G_AB"](real["A"][:1]) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
     assert torch.equal(images[1], translated[0])  # column 1 is its translation
+
+
+def test_a_checkpoint_from_before_the_lambdalr_resumes_the_schedule_from_its_step(arch, tmp_path):
+    """trainer.pt written without scheduler state (runs made before the schedules became LambdaLRs)."""
+    data = UnpairedSet(torch.randint(0, 256, (6, 1, 28, 28), dtype=torch.uint8),
+                       torch.randint(0, 256, (9, 1, 28, 28), dtype=torch.uint8), "synthetic", "synthetic")
+    resolved = smoke_resolved(arch, steps=4, checkpoint_every=3)
+    whole = Trainer(arch, resolved, data, tmp_path / "whole")
+    whole.run()
+    Trainer(arch, resolved, data, tmp_path / "old").run(until=3)
+    saved = tmp_path / "old" / "checkpoints" / "step-0000003" / "trainer.pt"
+    state = torch.load(saved, weights_only=True)
+    del state["schedulers"]
+    torch.save(state, saved)
+    resumed = Trainer(arch, resolved, data, tmp_path / "old", resume=True)
+    assert [opt.param_groups[0]["lr"] for opt, _ in resumed.optimizers.values()] == [pytest.approx(1e-4)] * 2
+    resumed.run()
+    for role, net in whole.nets.items():
+        for (name, a), b in zip(net.state_dict().items(), resumed.nets[role].state_dict().values()):
+            assert torch.equal(a, b), f"{role}.{name}"

@@ -92,8 +92,7 @@ def test_a_taken_name_stays_ganzoos_and_list_says_what_was_left_out(env):
     assert listing.returncode == 0, listing.stderr
     lines = listing.stdout.splitlines()
     assert "commands from plugins: ganzoo hello (gzcmd-greeter), ganzoo style-mix (stylegan-lite)" in lines
-    assert ("not mounted: gzcmd-greeter (gzcmd-plugin 1.0): command 'train' not mounted: the name is ganzoo's own "
-            "command") in lines
+    assert "not mounted: gzcmd-greeter (gzcmd-plugin 1.0): command 'train': the name is ganzoo's own command" in lines
     assert ("not mounted: gzcmd-failing (gzcmd-plugin 1.0): commands() failed: RuntimeError: no commands today"
             in lines)
     broken = next(line for line in lines if line.startswith("gzcmd-broken "))

@@ -64,7 +64,7 @@ def _collect() -> PluginCommands:
             elif command.name in taken:
                 owner = found.mounted.get(command.name)
                 by = f"{owner.architecture}'s" if owner else "ganzoo's own"
-                found.problems.append(f"{origin}: command {command.name!r} not mounted: the name is {by} command")
+                found.problems.append(f"{origin}: command {command.name!r}: the name is {by} command")
             else:
                 taken.add(command.name)
                 found.mounted[command.name] = PluginCommand(command, entry.name, entry.distribution)

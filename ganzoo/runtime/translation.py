@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import UserError
 
+
 def collect_inputs(inputs: list[str | os.PathLike]) -> list[tuple[Path, Path]]:
     """(image file, output name relative to the output folder) for files and folders (recursively).
 

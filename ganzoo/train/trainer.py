@@ -187,13 +187,6 @@ class Trainer:
         state = ckpt.load_trainer_state(source)
         for key, (opt, _) in self.optimizers.items():
             opt.load_state_dict(state["optimizers"]["+".join(key)])
-        for key, scheduler in self.schedulers.items():
-            scheduler.load_state_dict(state["schedulers"]["+".join(key)])
-            with warnings.catch_warnings():  # get_lr() outside step() warns; here it is what we want:
-                warnings.simplefilter("ignore", UserWarning)  # this step's lr for the run's length now,
-                lrs = scheduler.get_lr()  # which --steps may have changed
-            for group, lr in zip(self.optimizers[key][0].param_groups, lrs):
-                group["lr"] = lr
         if state["scaler"]:
             self.engine.scaler.load_state_dict(state["scaler"])
         self.rng.set_state(state["rng"]["loss"])
@@ -202,8 +195,26 @@ class Trainer:
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
         self.feed.load_state_dict(state["data"])
         self.step = int(state["step"])
+        self._restore_schedulers(state.get("schedulers"))
         self.nonfinite.update({name: int(count) for name, count in state["nonfinite"].items()})
         self.plugin_state.update(_to_device(state.get("plugin", {}), self.device))
+
+    def _restore_schedulers(self, saved: dict | None) -> None:
+        """Scheduler states, then this step's lr for the run's length now (--steps may have changed it).
+
+        Checkpoints written before the schedules became LambdaLRs hold no
+        scheduler state; the step alone determines it.
+        """
+        for key, scheduler in self.schedulers.items():
+            if saved is not None:
+                scheduler.load_state_dict(saved["+".join(key)])
+            else:
+                scheduler.last_epoch = self.step
+            with warnings.catch_warnings():  # get_lr() outside step() warns; here it is what we want
+                warnings.simplefilter("ignore", UserWarning)
+                lrs = scheduler.get_lr()
+            for group, lr in zip(self.optimizers[key][0].param_groups, lrs):
+                group["lr"] = lr
 
     # -- one step ------------------------------------------------------------------------
 
