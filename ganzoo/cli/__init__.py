@@ -14,7 +14,8 @@ from ..errors import UserError
 from .bench import bench
 from .data import data
 from .export import export
-from .generate import sample, translate
+from .sample import sample
+from .translate import translate
 from .info import info
 from .plugins import list_cmd, plugin_commands
 from .train import train
