@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .api import SMOKE_PRESET, ConfigError
+from .api import SMOKE_PRESET, ConfigError, require
 from .data import DEFAULT_DATASET
 from .errors import UserError
 
@@ -53,19 +54,27 @@ OPTIMIZERS = ("fused", "foreach", "plain")
 
 
 def _check_train_options(opts: TrainOptions) -> None:
-    if opts.precision not in PRECISIONS:
-        raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {opts.precision!r}")
-    if opts.channels_last not in ("auto", "on", "off"):
-        raise UserError(f"channels_last must be auto, on or off, got {opts.channels_last!r}")
-    if opts.optimizer not in OPTIMIZERS:
-        raise UserError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {opts.optimizer!r}")
-    if opts.data_on_device not in ("auto", "off"):
-        raise UserError(f"data_on_device must be auto or off, got {opts.data_on_device!r}")
-    if opts.epochs < 0:
-        raise UserError(f"epochs must not be negative, got {opts.epochs}")
-    for key in ("steps", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "sample_n"):
-        if getattr(opts, key) < (0 if key == "steps" else 1):
-            raise UserError(f"{key} must be positive, got {getattr(opts, key)}")
+    """The trainer's own checks, as ConfigErrors so the message says where the value came from."""
+    choices = {"precision": PRECISIONS, "channels_last": ("auto", "on", "off"), "optimizer": OPTIMIZERS,
+               "data_on_device": ("auto", "off")}
+    for key, allowed in choices.items():
+        value = getattr(opts, key)
+        require(value in allowed, key, value, f"must be one of {', '.join(allowed)}")
+    require(opts.steps >= 0, "steps", opts.steps, "must not be negative")
+    for key in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "sample_n", "max_nonfinite"):
+        require(getattr(opts, key) >= 1, key, getattr(opts, key), "must be at least 1")
+    require(0 <= opts.seed < 2**32, "seed", opts.seed, "must lie in [0, 2**32) (numpy seeds data order with it)")
+    for key in ("epochs", "ema_kimg", "ema_rampup"):
+        require(getattr(opts, key) >= 0, key, getattr(opts, key), "must not be negative")
+
+
+def _check_finite(cfg) -> None:
+    """No float of a config (or inside a tuple of them) is NaN or infinite: no optimizer survives lr=inf."""
+    for field in dataclasses.fields(cfg):
+        value = getattr(cfg, field.name)
+        for item in value if isinstance(value, tuple) else (value,):
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ConfigError(field.name, value, "must be a finite number")
 
 
 def field_types(cls: type) -> dict[str, Any]:
@@ -174,16 +183,21 @@ def choose_preset(arch, preset: str | None, data: str | None) -> str | None:
     return dataset_name if dataset_name in arch.presets else None
 
 
-def validate(arch, cfg, origin=None) -> None:
-    """The architecture's own checks (``Architecture.validate``) and the contract's: a positive batch size.
+def validate(arch, cfg, origin=None, opts: TrainOptions | None = None) -> None:
+    """The architecture's own checks (``Architecture.validate``) and the contract's, then the trainer's.
 
+    The contract's: a positive integer batch size, and every float finite.
     ``origin(key)`` says where a bad value came from ("--set", "preset x", a
     file); the error names the architecture, the key, the value and what is allowed.
     """
     try:
         if not (isinstance(cfg.batch_size, int) and cfg.batch_size >= 1):
             raise ConfigError("batch_size", cfg.batch_size, "must be a positive integer")
+        _check_finite(cfg)
         arch.validate(cfg)
+        if opts is not None:
+            _check_finite(opts)
+            _check_train_options(opts)
     except ConfigError as exc:
         where = f" (from {origin(exc.key)})" if origin and origin(exc.key) else ""
         raise UserError(f"invalid {arch.name} config: {exc}{where}") from None
@@ -210,22 +224,57 @@ def resolve(arch, *, preset: str | None = None, data: str | None = None,
             return "--set"
         return f"preset {chosen}" if key in preset_values else "the default"
 
-    validate(arch, cfg, origin)
-    _check_train_options(opts)
+    validate(arch, cfg, origin, opts)
     recorded = {k: getattr(cfg, k, getattr(opts, k, None)) for k in overrides}
     return Resolved(arch.name, chosen, recorded, cfg, opts, data)
 
 
-def from_dict(arch, record: Mapping[str, Any]) -> Resolved:
-    """Rebuild a Resolved from config.json; unknown keys (from a newer plugin) and bad values are errors."""
-    cfg_values = {k: _tuples(v) for k, v in record["config"].items()}
-    cfg, opts = apply_overrides(arch, arch.Config(), TrainOptions(), {**cfg_values, **record.get("train", {})})
-    validate(arch, cfg)
-    _check_train_options(opts)
-    return Resolved(record["architecture"], record.get("preset"), dict(record.get("overrides", {})),
-                    cfg, opts, record.get("data"))
+def from_dict(arch, record: Mapping[str, Any], origin: str = "config.json") -> Resolved:
+    """Rebuild a Resolved from config.json; unknown keys (from a newer plugin), wrong types and bad values are errors.
+
+    Values must already have their field's JSON type (a string where an int
+    belongs is a damaged file, not something to parse); errors name ``origin``.
+    """
+    sections = {}
+    for section, cls in (("config", arch.Config), ("train", TrainOptions)):
+        values = record.get(section, {})
+        if not isinstance(values, dict):
+            raise UserError(f"{origin}: {section!r} must be an object of key: value, got {type(values).__name__}")
+        types_ = field_types(cls)
+        sections[section] = {k: _from_json(v, types_[k], k, origin) if k in types_ else v for k, v in values.items()}
+    try:
+        cfg, opts = apply_overrides(arch, arch.Config(), TrainOptions(), {**sections["config"], **sections["train"]})
+        validate(arch, cfg, None, opts)
+    except UserError as exc:  # an unknown key or a value the architecture or trainer cannot use
+        raise UserError(f"{origin}: {exc}") from None
+    preset, data, overrides = record.get("preset"), record.get("data"), record.get("overrides") or {}
+    for key, value, ok in (("preset", preset, preset is None or isinstance(preset, str)),
+                           ("data", data, data is None or isinstance(data, str)),
+                           ("overrides", overrides, isinstance(overrides, dict))):
+        if not ok:
+            raise UserError(f"{origin}: {key!r} has the wrong type ({type(value).__name__}: {value!r})")
+    return Resolved(record["architecture"], preset, dict(overrides), cfg, opts, data)
 
 
-def _tuples(value: Any) -> Any:
-    """JSON turns tuples into lists; dataclass fields typed as tuples want them back."""
-    return tuple(value) if isinstance(value, list) else value
+def _from_json(value: Any, annotation: Any, key: str, origin: str) -> Any:
+    """A JSON value checked against a field's type (ints may stand for floats; lists for tuples)."""
+    origin_type, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin_type in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)] or [str]
+        return _from_json(value, inner, key, origin)
+    if origin_type is tuple:
+        if isinstance(value, list):
+            inner = args[0] if args else str
+            return tuple(_from_json(v, inner, key, origin) for v in value)
+    elif annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    elif annotation is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    elif annotation in (bool, str) and isinstance(value, annotation):
+        return value
+    elif annotation not in (int, float, bool, str):
+        return value
+    name = getattr(annotation, "__name__", str(annotation))
+    raise UserError(f"{origin}: {key!r} must be {'a list' if origin_type is tuple else name}, got {value!r}")

@@ -26,23 +26,36 @@ def write_config(run_dir: Path, resolved: Resolved, entry) -> None:
 
 
 def record_train_options(run: "Run", resolved: Resolved) -> None:
-    """On resume, config.json keeps its plugin record and takes the new trainer options."""
-    write_json(run.path / CONFIG, {**run.record, "train": resolved.to_dict()["train"]})
+    """On resume, config.json keeps its plugin record and takes the new trainer options (and overrides)."""
+    fresh = resolved.to_dict()
+    write_json(run.path / CONFIG, {**run.record, "overrides": fresh["overrides"], "train": fresh["train"]})
 
 
 def read_config(run_dir: Path) -> dict:
+    """config.json as a dict with a string ``architecture`` and a ``config`` object; any damage is one UserError."""
     path = Path(run_dir) / CONFIG
     if not Path(run_dir).is_dir():
         raise UserError(f"no such run directory: {run_dir}")
     try:
-        record = json.loads(path.read_text())
+        record = json.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise UserError(f"{run_dir} is not a run directory: {CONFIG} is missing") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"cannot read {path}: {exc}") from None
-    for key in ("architecture", "config"):
+    except UnicodeDecodeError as exc:
+        raise UserError(f"cannot read {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"cannot read {path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise UserError(f"cannot read {path}: nested too deeply to be a ganzoo config") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not isinstance(record, dict):
+        raise UserError(f"{path}: expected a JSON object, got {type(record).__name__}")
+    for key, kind in (("architecture", str), ("config", dict)):
         if key not in record:
             raise UserError(f"{path}: missing key {key!r}")
+        if not isinstance(record[key], kind):
+            raise UserError(f"{path}: {key!r} must be a{'n object' if kind is dict else ' string'}, "
+                            f"got {type(record[key]).__name__}")
     return record
 
 
@@ -57,11 +70,11 @@ class Run:
 def open_run(run_dir: Path) -> Run:
     """The architecture and resolved config of a run, rebuilt through the registry."""
     record = read_config(run_dir)
-    arch = registry.get(record["architecture"])
     try:
-        resolved = from_dict(arch, record)
+        arch = registry.get(record["architecture"])
     except UserError as exc:
         raise UserError(f"{Path(run_dir) / CONFIG}: {exc}") from None
+    resolved = from_dict(arch, record, origin=str(Path(run_dir) / CONFIG))
     return Run(Path(run_dir), arch, resolved, record)
 
 

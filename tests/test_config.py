@@ -70,8 +70,8 @@ def test_json_round_trip(dcgan):
 
 
 @pytest.mark.parametrize("key,value,message", [
-    ("optimizer", "sgd", "optimizer must be one of fused, foreach, plain, got 'sgd'"),
-    ("data_on_device", "always", "data_on_device must be auto or off, got 'always'"),
+    ("optimizer", "sgd", "optimizer='sgd': must be one of fused, foreach, plain \\(from --set\\)"),
+    ("data_on_device", "always", "data_on_device='always': must be one of auto, off \\(from --set\\)"),
 ])
 def test_bad_trainer_choices_name_the_key_and_the_choices(dcgan, key, value, message):
     with pytest.raises(UserError, match=message):

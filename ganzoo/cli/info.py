@@ -13,9 +13,8 @@ from ..data import DEFAULT_DATASET
 @click.argument("run_dir", type=click.Path(path_type=Path))
 def info(run_dir):
     """What a run directory holds: architecture, plugin, config, checkpoints, last metrics."""
-    import json
-
     from .. import rundir
+    from ..train.loggers import read_records
     from ..train.checkpoint import NETWORKS, checkpoint_dirs
 
     record = rundir.read_config(run_dir)
@@ -34,10 +33,12 @@ def info(run_dir):
         click.echo("parameters:   " + ", ".join(f"{role} {count:,}" for role, count in _parameter_counts(dirs[-1] / NETWORKS).items()))
     metrics = Path(run_dir) / "metrics.jsonl"
     if metrics.exists():
-        lines = [line for line in metrics.read_text().splitlines() if line.strip()]
-        if lines:
-            last = json.loads(lines[-1])
-            click.echo("last metrics: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in last.items()))
+        records, damaged = read_records(metrics)
+        if records:
+            click.echo("last metrics: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                                    for k, v in records[-1].items()))
+        if damaged:
+            click.echo(f"metrics:      {damaged} damaged line(s) in {metrics} (a resume drops them)")
 
 
 def _parameter_counts(path: Path) -> dict[str, int]:

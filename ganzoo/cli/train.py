@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -26,7 +29,8 @@ from ..errors import UserError
 @click.option("--device", help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]))
 @click.option("--compile/--no-compile", "compile_", default=None, help="torch.compile the main phases.")
-@click.option("--resume", help="A run directory to continue, or 'auto' to continue --out if it has a checkpoint.")
+@click.option("--resume", help="A run directory to continue (from its newest checkpoint, or from step 0 if it has "
+              "none), or 'auto' to continue --out if it holds a run and start it otherwise.")
 @click.option("--seed", type=int)
 @click.option("--sample-every", type=int)
 @click.option("--checkpoint-every", type=int)
@@ -36,19 +40,16 @@ def train(arch, data, preset, sets, steps, epochs, batch_size, out, device, prec
     """Train ARCH; everything the run makes goes into one run directory."""
     from .. import config as config_mod
     from .. import registry, rundir
-    from ..train.checkpoint import latest_checkpoint
 
     if steps is not None and epochs is not None:
         raise UserError("give --steps or --epochs, not both")
-    if steps is not None and resume:
-        epochs = 0.0  # an explicit step count wins over --epochs of the run being resumed
     flags = {"steps": steps, "epochs": epochs, "batch_size": batch_size, "device": device, "precision": precision,
              "compile": compile_, "seed": seed, "sample_every": sample_every, "checkpoint_every": checkpoint_every}
     set_values = config_mod.split_assignments(list(sets))
     if resume == "auto":
         if out is None:
             raise UserError("--resume auto needs --out RUN_DIR")
-        resume = str(out) if latest_checkpoint(out) is not None else None
+        resume = str(out) if (out / rundir.CONFIG).exists() else None
     if resume:
         run = rundir.open_run(Path(resume))
         if run.arch.name != arch:
@@ -68,7 +69,7 @@ def _resumed_config(run, data, preset, set_values, flags):
     """The run's own config; only trainer options (steps, device, cadence...) may change on resume."""
     from dataclasses import replace
 
-    from ..config import TrainOptions, apply_overrides, field_types
+    from ..config import TrainOptions, apply_overrides, field_types, validate
 
     if data is not None and data != run.resolved.data:
         raise UserError(f"cannot change --data when resuming (the run uses {run.resolved.data or DEFAULT_DATASET})")
@@ -79,15 +80,23 @@ def _resumed_config(run, data, preset, set_values, flags):
     for key, value in changes.items():
         if key not in train_keys and str(value) != str(getattr(run.resolved.config, key, object())):
             raise UserError(f"cannot change {key!r} when resuming; start a new run to change the architecture's config")
-    _, opts = apply_overrides(run.arch, run.resolved.config, run.resolved.train,
-                              {k: v for k, v in changes.items() if k in train_keys})
-    return replace(run.resolved, train=opts)
+    train_changes = {k: v for k, v in changes.items() if k in train_keys}
+    _, opts = apply_overrides(run.arch, run.resolved.config, run.resolved.train, train_changes)
+    validate(run.arch, run.resolved.config, lambda key: f"--{key.replace('_', '-')}" if flags.get(key) is not None else "--set", opts)
+    overrides = {**run.resolved.overrides, **{k: getattr(opts, k) for k in train_changes}}
+    if "steps" in train_changes and "epochs" not in train_changes:  # an explicit step count wins over --epochs
+        opts = replace(opts, epochs=0.0)
+        overrides.pop("epochs", None)
+    return replace(run.resolved, train=opts, overrides=overrides)
 
 
 def _train(arch, resolved, run_dir: Path, entry, skip_bad_files: bool = False):
-    """Load the data, build the trainer, record config.json and run; ``entry`` is a Run when resuming."""
-    from dataclasses import replace
+    """Load the data, build the trainer, record config.json and run; ``entry`` is a Run when resuming.
 
+    Everything that can be refused is checked before the run directory is
+    touched; if this invocation fails before its first step completes, what it
+    created there is removed, so the same command can simply be run again.
+    """
     from .. import rundir
     from ..data import load_data
     from ..train.trainer import Trainer
@@ -103,35 +112,78 @@ def _train(arch, resolved, run_dir: Path, entry, skip_bad_files: bool = False):
     if skipped:
         click.echo(f"{len(skipped)} unreadable file(s) skipped", err=True)
     resuming = isinstance(entry, rundir.Run)
-    run_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(arch, resolved, dataset, run_dir, resume=resuming)
-    fitted = _changed_fields(resolved.config, trainer.cfg)
-    # --epochs has become a step count, and settings that depend on the data are fixed (fit_to_data)
-    resolved = replace(resolved, train=trainer.opts, config=trainer.cfg)
-    if resuming:
-        rundir.record_train_options(entry, resolved)
-    else:
-        rundir.write_config(run_dir, resolved, entry)
-    opts = resolved.train
-    unpaired = spec.kind == UNPAIRED
-    counts = f"{len(dataset.A)} + {len(dataset.B)}" if unpaired else f"{len(dataset.images)}"
-    length = f"{opts.epochs:g} epochs = {opts.steps}" if opts.epochs else f"{opts.steps}"
-    click.echo(f"{arch.name}: {counts} images from {dataset.name} at "
-               f"{spec.resolution}x{spec.resolution}x{spec.channels}; preset {resolved.preset or 'none'}; "
-               f"{trainer.device} {opts.precision}{' compiled' if opts.compile else ''}; "
-               f"steps {trainer.step} -> {length}, batch {resolved.config.batch_size}")
-    if unpaired:
-        click.echo(f"domains: {dataset.describe()}")
-    if fitted:
-        click.echo(f"fitted to the data: {fitted}")
-    click.echo(f"run directory: {run_dir}")
-    result = trainer.run()
+    with _removed_on_early_failure(run_dir, lambda: trainer.step > trainer.first_step):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        resolved = _record(arch, resolved, trainer, run_dir, entry)
+        _describe(arch, resolved, trainer, dataset, spec, run_dir, resuming)
+        result = trainer.run()
     click.echo(f"sample grid:   {result.sample}")
     click.echo(f"checkpoint:    {result.checkpoint}")
     click.echo(f"run directory: {result.run_dir} (step {result.step})")
     if result.stopped_by:
         click.echo(f"stopped by {result.stopped_by}; continue with: ganzoo train {arch.name} --resume {run_dir}")
-        sys.exit(130 if result.stopped_by == "SIGINT" else 143)
+        sys.exit(128 + signal.Signals[result.stopped_by].value)
+
+
+def _record(arch, resolved, trainer, run_dir: Path, entry):
+    """config.json with what the trainer settled: --epochs as a step count, fit_to_data's choices."""
+    from dataclasses import replace
+
+    from .. import rundir
+
+    fitted = _changed_fields(resolved.config, trainer.cfg)
+    if fitted:
+        click.echo(f"fitted to the data: {fitted}")
+    resolved = replace(resolved, train=trainer.opts, config=trainer.cfg)
+    if isinstance(entry, rundir.Run):
+        rundir.record_train_options(entry, resolved)
+    else:
+        rundir.write_config(run_dir, resolved, entry)
+    return resolved
+
+
+def _describe(arch, resolved, trainer, dataset, spec, run_dir: Path, resuming: bool) -> None:
+    """What is about to happen: data, device, the planned length (steps and epochs) and where it goes."""
+    opts = resolved.train
+    unpaired = spec.kind == UNPAIRED
+    counts = f"{len(dataset.A)} + {len(dataset.B)}" if unpaired else f"{len(dataset.images)}"
+    click.echo(f"{arch.name}: {counts} images from {dataset.name} at "
+               f"{spec.resolution}x{spec.resolution}x{spec.channels}; preset {resolved.preset or 'none'}; "
+               f"{trainer.device} {opts.precision}{' compiled' if opts.compile else ''}; "
+               f"batch {resolved.config.batch_size}")
+    if unpaired:
+        click.echo(f"domains: {dataset.describe()}")
+    epochs = opts.steps / trainer.feed.steps_per_epoch
+    if resuming and trainer.resumed_from is None:
+        click.echo(f"no checkpoint in {run_dir} yet: starting it again from step 0 with its recorded config")
+    if trainer.damaged_metrics:
+        click.echo(f"{run_dir / 'metrics.jsonl'}: dropped {trainer.damaged_metrics} damaged line(s)", err=True)
+    click.echo(f"plan: steps {trainer.step} -> {opts.steps} ({epochs:.3g} epochs); a time estimate follows "
+               f"the first {min(opts.log_every, max(opts.steps - trainer.step, 1))} steps")
+    click.echo(f"run directory: {run_dir}")
+
+
+@contextlib.contextmanager
+def _removed_on_early_failure(run_dir: Path, started):
+    """Remove what this invocation created in ``run_dir`` if it fails before ``started()``.
+
+    A pre-existing folder keeps everything it held before; a folder made here
+    goes entirely. Nothing is removed once a step has completed (the run can be
+    resumed), nor when the run stopped on a signal (it checkpointed).
+    """
+    existed = run_dir.exists()
+    before = set(run_dir.iterdir()) if existed else set()
+    try:
+        yield
+    except BaseException:
+        if not started():
+            if not existed:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            elif run_dir.is_dir():
+                for path in set(run_dir.iterdir()) - before:
+                    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        raise
 
 
 def _changed_fields(before, after) -> str:

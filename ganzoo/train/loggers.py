@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -10,26 +11,61 @@ from pathlib import Path
 from ..fileio import atomic_write
 
 
-def drop_records_after(run_dir: Path, step: int) -> None:
-    """On resume, forget lines logged after the checkpoint so each step appears once."""
+def read_records(path: Path) -> tuple[list[dict], int]:
+    """The records of a metrics.jsonl and how many lines were damaged (a power cut leaves half a line)."""
+    records, damaged = [], 0
+    for line in Path(path).read_bytes().decode("utf-8", errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
+            record = None
+        if isinstance(record, dict) and isinstance(record.get("step", 0), int):
+            records.append(record)
+        else:
+            damaged += 1
+    return records, damaged
+
+
+def drop_records_after(run_dir: Path, step: int) -> int:
+    """On resume, forget lines logged after the checkpoint so each step appears once; damaged lines go too.
+
+    Returns how many damaged lines were dropped.
+    """
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
-        return
-    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
-    atomic_write(path, lambda f: f.write("".join(line + "\n" for line in kept)), mode="w")
+        return 0
+    records, damaged = read_records(path)
+    kept = [json.dumps(r) + "\n" for r in records if r.get("step", 0) <= step]
+    atomic_write(path, lambda f: f.write("".join(kept)), mode="w")
+    return damaged
+
+
+def finite_or_none(value):
+    """NaN and infinities are not JSON: they are written as null."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 class MetricsLog:
-    """Appends one JSON object per logged step to metrics.jsonl (and TensorBoard)."""
+    """Appends one JSON object per logged step to metrics.jsonl (and TensorBoard).
+
+    Every line is strict JSON: non-finite values become null.
+    """
 
     def __init__(self, run_dir: Path):
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         self.path = Path(run_dir) / "metrics.jsonl"
-        self.file = open(self.path, "a", buffering=1)
+        self.file = open(self.path, "a+b", buffering=0)
+        if self.file.tell() > 0:  # a line cut short by a crash must not swallow the next record
+            self.file.seek(-1, 2)
+            if self.file.read(1) != b"\n":
+                self.file.write(b"\n")
         self.tensorboard = _tensorboard_writer(run_dir)
 
     def write(self, record: dict) -> None:
-        self.file.write(json.dumps(record) + "\n")
+        record = {key: finite_or_none(value) for key, value in record.items()}
+        self.file.write((json.dumps(record, allow_nan=False) + "\n").encode())
         if self.tensorboard is not None:
             for key, value in record.items():
                 if key != "step" and isinstance(value, (int, float)):
@@ -51,13 +87,24 @@ def _tensorboard_writer(run_dir: Path):
 
 
 class Progress:
-    """A tqdm bar on a terminal; a plain line every tenth of the run otherwise (logs, CI)."""
+    """A tqdm bar on a terminal; plain lines otherwise (logs, CI, nohup).
 
-    def __init__(self, total: int, start: int):
+    Plain lines come after the first step (so a log shows within seconds that
+    the run is alive), then every tenth of the run or every ``every_s``
+    seconds, whichever is sooner. Both print one estimate of the remaining time
+    at the first log point, measured from the end of the first step (so
+    compilation and warm-up do not count).
+    """
+
+    def __init__(self, total: int, start: int, every_s: float = 60.0):
         self.total, self.step, self.first = total, start, start
         self.interactive = sys.stderr.isatty()
         self.every = max(1, (total - start) // 10)
-        self.started = time.time()
+        self.every_s = every_s
+        self.started = self.last_line = time.time()
+        self.warm: tuple[int, float] | None = None  # (step, time) once the first step is done
+        self.estimated = False
+        self.scalars: dict[str, float] = {}
         self.bar = None
         if self.interactive:
             from tqdm import tqdm
@@ -65,17 +112,52 @@ class Progress:
             self.bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
 
     def update(self, step: int, scalars: dict[str, float] | None = None) -> None:
+        now = time.time()
         done, self.step = step - self.step, step
+        self.scalars = scalars or self.scalars
+        first = self.warm is None
+        if first:
+            self.warm = (step, now)
+        if scalars is not None and not self.estimated and not first and step < self.total:
+            self.estimated = True
+            self._print(f"estimate: {self.total - step} more steps at {self._rate(step, now):.3g} step/s, "
+                        f"about {_duration(self._left(step, now))} (started {_duration(now - self.started)} ago)")
         if self.bar is not None:
             self.bar.update(done)
             if scalars:
-                self.bar.set_postfix({k: f"{v:.3g}" for k, v in scalars.items()}, refresh=False)
-        elif scalars is not None and (step % self.every == 0 or step == self.total):
-            elapsed = time.time() - self.started
-            rate = (step - self.first) / max(elapsed, 1e-9)
-            text = " ".join(f"{k}={v:.3g}" for k, v in scalars.items())
-            print(f"step {step}/{self.total} ({rate:.2f} step/s) {text}", file=sys.stderr, flush=True)
+                self.bar.set_postfix({k: f"{v:.3g}" for k, v in scalars.items() if v is not None}, refresh=False)
+        elif first or step == self.total or step % self.every == 0 or now - self.last_line >= self.every_s:
+            self.last_line = now
+            text = " ".join(f"{k}={v:.3g}" for k, v in self.scalars.items() if v is not None)
+            if first:
+                pace = f"first step took {now - self.started:.1f}s"
+            else:
+                pace = f"{self._rate(step, now):.3g} step/s, {_duration(self._left(step, now))} left"
+            print(f"step {step}/{self.total} ({pace}) {text}".rstrip(), file=sys.stderr, flush=True)
+
+    def _rate(self, step: int, now: float) -> float:
+        warm_step, warm_time = self.warm
+        return (step - warm_step) / max(now - warm_time, 1e-9)
+
+    def _left(self, step: int, now: float) -> float:
+        return (self.total - step) / max(self._rate(step, now), 1e-9)
+
+    def _print(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def _duration(seconds: float) -> str:
+    """1h02m, 3m20s, 12s."""
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"

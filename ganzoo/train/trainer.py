@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import signal
 import time
 import warnings
@@ -70,17 +71,26 @@ def _to_device(value, device):
 
 
 class _StopSignals:
-    """Turns SIGINT/SIGTERM into a flag: the loop finishes its step, checkpoints and returns.
+    """Turns SIGINT, SIGTERM and SIGHUP into a flag: the loop finishes its step, checkpoints and returns.
 
-    A second signal interrupts at once, for a step that hangs.
+    A hang-up (a closed terminal, a lost SSH session) is a stop like SIGTERM;
+    output that went to the lost terminal goes to /dev/null from then on, so
+    the final messages cannot fail the checkpoint. Under `nohup` (SIGHUP
+    ignored) hang-ups stay ignored. A second signal interrupts at once, for a
+    step that hangs.
     """
+
+    SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 
     def __init__(self):
         self.received: str | None = None
         self._previous = {}
 
     def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for name in self.SIGNALS:
+            sig = getattr(signal, name, None)
+            if sig is None or (sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN):
+                continue
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
             except ValueError:  # not the main thread: leave signals alone
@@ -91,10 +101,23 @@ class _StopSignals:
         if self.received:  # a second signal: stop now, without the checkpoint
             raise KeyboardInterrupt
         self.received = signal.Signals(signum).name
+        if signum == getattr(signal, "SIGHUP", None):
+            _detach_from_terminal()
 
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+
+def _detach_from_terminal() -> None:
+    """Point stdout and stderr that are terminals at /dev/null (files and pipes keep their output)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for fd in (1, 2):
+            if os.isatty(fd):
+                os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
 
 
 class Trainer:
@@ -128,9 +151,12 @@ class Trainer:
         self.plugin_state: dict = {}  # LossContext.state: the architecture's tensors that outlive a step
         self.step = 0
         self.nonfinite = {phase.name: 0 for phase in self.phases}  # consecutive skips per phase
+        self.resumed_from: Path | None = None  # the checkpoint a resume started from
+        self.damaged_metrics = 0  # lines of metrics.jsonl a resume found damaged and dropped
         if resume:
             self._restore()
-            drop_records_after(self.run_dir, self.step)
+            self.damaged_metrics = drop_records_after(self.run_dir, self.step)
+        self.first_step = self.step
         self._sums: dict[str, torch.Tensor] = {}
         self._counts: dict[str, int] = {}
         # Each part of a step ("data", a phase's name, "ema") runs inside timing(part): a no-op
@@ -179,8 +205,9 @@ class Trainer:
 
     def _restore(self) -> None:
         source = ckpt.latest_checkpoint(self.run_dir)
-        if source is None:
-            raise UserError(f"{self.run_dir}: no checkpoint to resume from (looked in {self.run_dir / 'checkpoints'})")
+        if source is None:  # killed before its first checkpoint: the recorded config starts again from step 0
+            return
+        self.resumed_from = source
         weights = ckpt.load_networks(source)
         ckpt.load_into(self.nets, weights, source)
         ckpt.load_into(self.ema, {f"{role}": weights.get(f"{role}_ema", {}) for role in self.ema}, source)
@@ -293,7 +320,8 @@ class Trainer:
         return ckpt.save_checkpoint(self.run_dir, self.step, nets, self._state(), meta, self.opts.keep_checkpoints)
 
     def _flush_metrics(self, started: float, first_step: int) -> dict[str, float]:
-        values = {k: (v / self._counts[k]).item() for k, v in self._sums.items()}
+        # Means over the interval; nonfinite/<phase> counts the steps whose loss was skipped.
+        values = {k: (v if k.startswith("nonfinite/") else v / self._counts[k]).item() for k, v in self._sums.items()}
         elapsed = max(time.perf_counter() - started, 1e-9)
         steps = self.step - first_step
         record = {"step": self.step, "kimg": self.step * self.cfg.batch_size / 1000,
