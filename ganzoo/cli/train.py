@@ -35,7 +35,7 @@ def train(arch, data, preset, sets, steps, epochs, batch_size, out, device, prec
           sample_every, checkpoint_every, skip_bad_files):
     """Train ARCH; everything the run makes goes into one run directory."""
     from .. import config as config_mod
-    from .. import registry, rundir
+    from .. import fileio, registry, rundir
     from ..train.checkpoint import latest_checkpoint
 
     if steps is not None and epochs is not None:
@@ -53,6 +53,7 @@ def train(arch, data, preset, sets, steps, epochs, batch_size, out, device, prec
         run = rundir.open_run(Path(resume))
         if run.arch.name != arch:
             raise UserError(f"{resume} is a {run.arch.name} run, not {arch}")
+        fileio.require_writable(run.path, "a run continues in its own folder: make it writable or resume a copy")
         resolved = _resumed_config(run, data, preset, set_values, flags)
         run_dir, instance, entry = run.path, run.arch, run
     else:
