@@ -188,8 +188,7 @@ def export_generator(arch, cfg, name: str, spec: Generator, net: nn.Module, out:
     resolution = arch.data_spec(cfg).resolution
     scratch = out.with_name(f".{out.name}.verify")
     try:
-        scratch.parent.mkdir(parents=True, exist_ok=True)
-        scratch.write_bytes(model)
+        atomic_write(scratch, lambda f: f.write(model))  # a refused write is one UserError naming the path
         errors = verify(scratch, net, spec, resolution, batch, seed)
     finally:
         scratch.unlink(missing_ok=True)

@@ -1,17 +1,28 @@
 """Atomic writes: a temporary file in the same folder, then os.replace.
 
 A reader sees the old file or the new one, never half of one, and a crash
-mid-write leaves the old file intact. The file gets the permissions a plain
-``open(path, "w")`` would give (0666 less the umask), not mkstemp's private 0600.
+mid-write leaves the old file intact. A new file gets the permissions a plain
+``open(path, "w")`` would give (0666 less the umask), not mkstemp's private
+0600; a replaced file keeps its own mode (and, where we may set them, its
+owner and group), so a private 0600 config stays private.
+
+A write the operating system refuses (a read-only or full disk, a folder that
+is not ours, a path through a file) is one UserError naming the path, and the
+old file is kept. ``require_writable`` asks the same question up front, before
+a command does minutes of work it could not save.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
+
+from .errors import UserError
 
 
 def _umask() -> int:
@@ -20,20 +31,81 @@ def _umask() -> int:
     return mask
 
 
+def _keep_attributes(fd: int, path: Path) -> None:
+    """Give the temporary file the mode (and owner) of the file it replaces, or a plain open's mode."""
+    try:
+        old = os.stat(path)
+    except FileNotFoundError:
+        old = None
+    if old is None or not stat.S_ISREG(old.st_mode):
+        os.fchmod(fd, 0o666 & ~_umask())
+        return
+    if (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()):
+        try:  # root may hand the file back to its owner; anyone else keeps what the system allows
+            os.fchown(fd, old.st_uid, old.st_gid)
+        except PermissionError:
+            pass
+    os.fchmod(fd, stat.S_IMODE(old.st_mode))  # after fchown, which may clear set-id bits
+
+
+def _refused(path: Path, exc: OSError) -> UserError:
+    """One line naming the target, and the folder above it that refused where that was one; never a temp name."""
+    failed = Path(exc.filename) if isinstance(exc.filename, (str, os.PathLike)) else None
+    where = f" ({failed})" if failed is not None and failed in path.parents else ""
+    return UserError(f"cannot write {path}: {exc.strerror or exc}{where}")
+
+
 def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
-        os.fchmod(fd, 0o666 & ~_umask())
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "it is a folder", str(path))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, mode) as f:
+            _keep_attributes(f.fileno(), path)
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _refused(path, exc) from exc
         raise
+
+
+def require_writable(folder: Path, hint: str) -> None:
+    """A UserError naming ``folder`` and ending in ``hint`` unless a file can be created there now.
+
+    A folder that does not exist yet is judged by the nearest existing one above
+    it, where it would be made. Tried for real (a file is created and removed),
+    not with os.access: root passes every permission check, yet not a read-only
+    filesystem, an immutable folder or a full inode table.
+    """
+    folder = Path(folder)
+    probe = folder
+    try:
+        while not os.path.lexists(probe) and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(probe))
+        fd, name = tempfile.mkstemp(dir=probe, prefix=".ganzoo-write-check-")
+    except OSError as exc:
+        where = f" ({probe})" if probe != folder else ""
+        raise UserError(f"cannot write to {folder}: {exc.strerror or exc}{where}; {hint}") from None
+    os.close(fd)
+    os.unlink(name)
+
+
+def require_writable_file(path: Path, hint: str) -> None:
+    """``require_writable`` for the folder of an output file, which must not itself be a folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"cannot write {path}: it is a folder; {hint}")
+    require_writable(path.parent, hint)
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -39,8 +39,11 @@ def export(run_dir, out, opset, batch, fp16, generator_name, tolerance):
     """Export every generator of RUN_DIR to ONNX (EMA weights), verified against PyTorch before writing."""
     from .. import rundir
     from ..export import export_run
+    from ..fileio import require_writable
 
     run = rundir.open_run(run_dir)
+    out = out or run.path / "export"
+    require_writable(out, "pass --out FOLDER in a place you can write")
     results = export_run(run, out, generator=generator_name, opset=opset, batch=parse_batch(batch), fp16=fp16,
                          tolerance=tolerance)
     for result in results:

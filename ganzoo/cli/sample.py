@@ -26,6 +26,9 @@ from ..errors import UserError
 @click.option("--device", default="auto", show_default=True)
 def sample(run_dir, n, seed, out, generator_name, truncation, device):
     """Sample images from a run's latest checkpoint (EMA weights when present) or an exported MODEL.onnx."""
+    from ..fileio import require_writable_file
+    from ..runtime.model import truncation_psi
+
     if n < 1:
         raise UserError(f"--n must be at least 1, got {n}")
     onnx_model = run_dir.suffix.lower() == ".onnx"
@@ -33,6 +36,10 @@ def sample(run_dir, n, seed, out, generator_name, truncation, device):
         out = run_dir.with_name(f"{run_dir.stem}-seed-{seed}.png") if onnx_model else run_dir / "samples" / f"seed-{seed}.png"
     if out.suffix.lower() not in (".png", ".npz"):
         raise UserError(f"--out must end in .png or .npz, got {out}")
+    if truncation is not None:
+        truncation = truncation_psi(truncation, "--truncation")
+    if run_dir.exists():  # a missing RUN_DIR or model is its loader's message, which comes first
+        require_writable_file(out, "pass --out with a .png or .npz path in a folder you can write")
     if onnx_model:
         images, source = _sample_onnx(run_dir, n, seed, generator_name, truncation, device)
     else:

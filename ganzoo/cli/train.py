@@ -39,7 +39,7 @@ def train(arch, data, preset, sets, steps, epochs, batch_size, out, device, prec
           sample_every, checkpoint_every, skip_bad_files):
     """Train ARCH; everything the run makes goes into one run directory."""
     from .. import config as config_mod
-    from .. import registry, rundir
+    from .. import fileio, registry, rundir
 
     if steps is not None and epochs is not None:
         raise UserError("give --steps or --epochs, not both")
@@ -54,6 +54,7 @@ def train(arch, data, preset, sets, steps, epochs, batch_size, out, device, prec
         run = rundir.open_run(Path(resume))
         if run.arch.name != arch:
             raise UserError(f"{resume} is a {run.arch.name} run, not {arch}")
+        fileio.require_writable(run.path, "a run continues in its own folder: make it writable or resume a copy")
         resolved = _resumed_config(run, data, preset, set_values, flags)
         run_dir, instance, entry = run.path, run.arch, run
     else:
@@ -62,6 +63,7 @@ def train(arch, data, preset, sets, steps, epochs, batch_size, out, device, prec
         run_dir = out or Path("runs") / f"{arch}-{time.strftime('%Y%m%d-%H%M%S')}"
         if (run_dir / rundir.CONFIG).exists():
             raise UserError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --out")
+        fileio.require_writable(run_dir, "pick another --out")
     _train(instance, resolved, run_dir, entry, skip_bad_files=skip_bad_files)
 
 

@@ -145,6 +145,7 @@ class ExportedGenerator:
                             f"sampling them; use: ganzoo translate {self.path} IMAGE_OR_FOLDER...")
         inputs = self.latents(n, seed)
         if truncation is not None:
+            truncation = truncation_psi(truncation)
             if "truncation" not in inputs:
                 raise UserError(f"{self.path} has no truncation input (its inputs: {', '.join(self.input_names)})")
             inputs["truncation"] = np.full_like(inputs["truncation"], truncation)
@@ -164,6 +165,18 @@ class ExportedGenerator:
 
         m = self.metadata
         return load_for_translation(path, m.channels, size, m.size_multiple, fixed=m.resolution)
+
+
+def truncation_psi(value, name: str = "truncation") -> float:
+    """``value`` as a truncation psi: a finite number >= 0 (1 = none, 0 = the average image; above 1
+    exaggerates). A NaN or inf makes every pixel NaN, which the uint8 cast quietly turns into a black image."""
+    try:
+        psi = float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{name} must be a number >= 0, got {value!r}") from None
+    if not (np.isfinite(psi) and psi >= 0):
+        raise UserError(f"{name} must be a finite number >= 0, got {value!r}")
+    return psi
 
 
 def load(path: str | Path, device: str = "auto", threads: int | None = None) -> ExportedGenerator:
