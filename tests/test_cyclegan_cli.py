@@ -68,7 +68,7 @@ def test_epochs_set_the_length_from_the_data(tmp_path):
     result = invoke("train", "cyclegan", "--data", data, *CYCLE, "--batch-size", 2, "--epochs", 2,
                     "--out", tmp_path / "run")
     assert result.exit_code == 0, result.output
-    assert "2 epochs = 6" in result.output
+    assert "plan: steps 0 -> 6 (2 epochs)" in result.output
     train = json.loads((tmp_path / "run" / "config.json").read_text())["train"]
     assert (train["epochs"], train["steps"]) == (2.0, 6)
     longer = invoke("train", "cyclegan", "--resume", tmp_path / "run", "--steps", 7)  # --steps wins over epochs
