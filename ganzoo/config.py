@@ -46,6 +46,7 @@ class TrainOptions:
     checkpoint_every: int = 1000
     keep_checkpoints: int = 2
     max_nonfinite: int = 20  # consecutive skipped steps before training stops
+    max_image_pixels: int = 4096 * 4096  # a data image declaring more (width x height) is a bad file, never decoded
 
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -66,6 +67,8 @@ def _check_train_options(opts: TrainOptions) -> None:
     for key in ("steps", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "sample_n"):
         if getattr(opts, key) < (0 if key == "steps" else 1):
             raise UserError(f"{key} must be positive, got {getattr(opts, key)}")
+    if opts.max_image_pixels < 1:
+        raise UserError(f"max_image_pixels must be positive, got {opts.max_image_pixels}")
 
 
 def field_types(cls: type) -> dict[str, Any]:
