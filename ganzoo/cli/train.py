@@ -31,8 +31,10 @@ from ..errors import UserError
 @click.option("--sample-every", type=int)
 @click.option("--checkpoint-every", type=int)
 @click.option("--skip-bad-files", is_flag=True, help="Skip unreadable images (each is reported) instead of stopping.")
+@click.option("--allow-data-change", is_flag=True, help="With --resume: continue although the data changed since "
+              "the run started (the new data's fingerprint is recorded).")
 def train(arch, data, preset, sets, steps, epochs, batch_size, out, device, precision, compile_, resume, seed,
-          sample_every, checkpoint_every, skip_bad_files):
+          sample_every, checkpoint_every, skip_bad_files, allow_data_change):
     """Train ARCH; everything the run makes goes into one run directory."""
     from .. import config as config_mod
     from .. import registry, rundir
@@ -61,7 +63,7 @@ def train(arch, data, preset, sets, steps, epochs, batch_size, out, device, prec
         run_dir = out or Path("runs") / f"{arch}-{time.strftime('%Y%m%d-%H%M%S')}"
         if (run_dir / rundir.CONFIG).exists():
             raise UserError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --out")
-    _train(instance, resolved, run_dir, entry, skip_bad_files=skip_bad_files)
+    _train(instance, resolved, run_dir, entry, skip_bad_files=skip_bad_files, allow_data_change=allow_data_change)
 
 
 def _resumed_config(run, data, preset, set_values, flags):
@@ -84,12 +86,14 @@ def _resumed_config(run, data, preset, set_values, flags):
     return replace(run.resolved, train=opts)
 
 
-def _train(arch, resolved, run_dir: Path, entry, skip_bad_files: bool = False):
+def _train(arch, resolved, run_dir: Path, entry, skip_bad_files: bool = False, allow_data_change: bool = False):
     """Load the data, build the trainer, record config.json and run; ``entry`` is a Run when resuming."""
     from dataclasses import replace
 
     from .. import rundir
     from ..data import load_data
+    from ..data.fingerprint import fingerprint_for_run
+    from ..data.run_location import refuse_run_inside_data
     from ..train.trainer import Trainer
 
     spec = arch.data_spec(resolved.config)
@@ -99,7 +103,11 @@ def _train(arch, resolved, run_dir: Path, entry, skip_bad_files: bool = False):
         skipped.append(error)
         click.echo(f"skipped: {error}", err=True)
 
-    dataset = load_data(resolved.data, spec, on_bad=report if skip_bad_files else None)
+    refuse_run_inside_data(run_dir, resolved.data)
+    fingerprint = fingerprint_for_run(resolved.data, spec, entry.record if isinstance(entry, rundir.Run) else None,
+                                      allow_data_change, run_dir / rundir.CONFIG)
+    dataset = load_data(resolved.data, spec, on_bad=report if skip_bad_files else None,
+                        max_pixels=resolved.train.max_image_pixels)
     if skipped:
         click.echo(f"{len(skipped)} unreadable file(s) skipped", err=True)
     resuming = isinstance(entry, rundir.Run)
@@ -111,7 +119,7 @@ def _train(arch, resolved, run_dir: Path, entry, skip_bad_files: bool = False):
     if resuming:
         rundir.record_train_options(entry, resolved)
     else:
-        rundir.write_config(run_dir, resolved, entry)
+        rundir.write_config(run_dir, resolved, entry, data_fingerprint=fingerprint)
     opts = resolved.train
     unpaired = spec.kind == UNPAIRED
     counts = f"{len(dataset.A)} + {len(dataset.B)}" if unpaired else f"{len(dataset.images)}"
