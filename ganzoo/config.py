@@ -47,6 +47,7 @@ class TrainOptions:
     checkpoint_every: int = 1000
     keep_checkpoints: int = 2
     max_nonfinite: int = 20  # consecutive skipped steps before training stops
+    max_image_pixels: int = 4096 * 4096  # a data image declaring more (width x height) is a bad file, never decoded
 
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -61,7 +62,8 @@ def _check_train_options(opts: TrainOptions) -> None:
         value = getattr(opts, key)
         require(value in allowed, key, value, f"must be one of {', '.join(allowed)}")
     require(opts.steps >= 0, "steps", opts.steps, "must not be negative")
-    for key in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "sample_n", "max_nonfinite"):
+    for key in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "sample_n", "max_nonfinite",
+                "max_image_pixels"):
         require(getattr(opts, key) >= 1, key, getattr(opts, key), "must be at least 1")
     require(0 <= opts.seed < 2**32, "seed", opts.seed, "must lie in [0, 2**32) (numpy seeds data order with it)")
     for key in ("epochs", "ema_kimg", "ema_rampup"):

@@ -18,10 +18,13 @@ from .fileio import write_json
 CONFIG = "config.json"
 
 
-def write_config(run_dir: Path, resolved: Resolved, entry) -> None:
+def write_config(run_dir: Path, resolved: Resolved, entry, data_fingerprint: dict | None = None) -> None:
+    """A new run's config.json; ``data_fingerprint`` (ganzoo.data.fingerprint) lets a resume notice changed data."""
     record = {"ganzoo_version": __version__,
               "plugin": {"distribution": entry.distribution, "version": entry.version, "entry_point": entry.value},
               **resolved.to_dict()}
+    if data_fingerprint is not None:
+        record["data_fingerprint"] = data_fingerprint
     write_json(Path(run_dir) / CONFIG, record)
 
 

@@ -35,8 +35,10 @@ from ..errors import UserError
 @click.option("--sample-every", type=int)
 @click.option("--checkpoint-every", type=int)
 @click.option("--skip-bad-files", is_flag=True, help="Skip unreadable images (each is reported) instead of stopping.")
+@click.option("--allow-data-change", is_flag=True, help="With --resume: continue although the data changed since "
+              "the run started (the new data's fingerprint is recorded).")
 def train(arch, data, preset, sets, steps, epochs, batch_size, out, device, precision, compile_, resume, seed,
-          sample_every, checkpoint_every, skip_bad_files):
+          sample_every, checkpoint_every, skip_bad_files, allow_data_change):
     """Train ARCH; everything the run makes goes into one run directory."""
     from .. import config as config_mod
     from .. import fileio, registry, rundir
@@ -64,7 +66,7 @@ def train(arch, data, preset, sets, steps, epochs, batch_size, out, device, prec
         if (run_dir / rundir.CONFIG).exists():
             raise UserError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --out")
         fileio.require_writable(run_dir, "pick another --out")
-    _train(instance, resolved, run_dir, entry, skip_bad_files=skip_bad_files)
+    _train(instance, resolved, run_dir, entry, skip_bad_files=skip_bad_files, allow_data_change=allow_data_change)
 
 
 def _resumed_config(run, data, preset, set_values, flags):
@@ -92,7 +94,7 @@ def _resumed_config(run, data, preset, set_values, flags):
     return replace(run.resolved, train=opts, overrides=overrides)
 
 
-def _train(arch, resolved, run_dir: Path, entry, skip_bad_files: bool = False):
+def _train(arch, resolved, run_dir: Path, entry, skip_bad_files: bool = False, allow_data_change: bool = False):
     """Load the data, build the trainer, record config.json and run; ``entry`` is a Run when resuming.
 
     Everything that can be refused is checked before the run directory is
@@ -101,6 +103,8 @@ def _train(arch, resolved, run_dir: Path, entry, skip_bad_files: bool = False):
     """
     from .. import rundir
     from ..data import load_data
+    from ..data.fingerprint import fingerprint_for_run
+    from ..data.run_location import refuse_run_inside_data
     from ..train.trainer import Trainer
 
     spec = arch.data_spec(resolved.config)
@@ -110,14 +114,18 @@ def _train(arch, resolved, run_dir: Path, entry, skip_bad_files: bool = False):
         skipped.append(error)
         click.echo(f"skipped: {error}", err=True)
 
-    dataset = load_data(resolved.data, spec, on_bad=report if skip_bad_files else None)
+    refuse_run_inside_data(run_dir, resolved.data)
+    fingerprint = fingerprint_for_run(resolved.data, spec, entry.record if isinstance(entry, rundir.Run) else None,
+                                      allow_data_change, run_dir / rundir.CONFIG)
+    dataset = load_data(resolved.data, spec, on_bad=report if skip_bad_files else None,
+                        max_pixels=resolved.train.max_image_pixels)
     if skipped:
         click.echo(f"{len(skipped)} unreadable file(s) skipped", err=True)
     resuming = isinstance(entry, rundir.Run)
     trainer = Trainer(arch, resolved, dataset, run_dir, resume=resuming)
     with _removed_on_early_failure(run_dir, lambda: trainer.step > trainer.first_step):
         run_dir.mkdir(parents=True, exist_ok=True)
-        resolved = _record(arch, resolved, trainer, run_dir, entry)
+        resolved = _record(arch, resolved, trainer, run_dir, entry, fingerprint)
         _describe(arch, resolved, trainer, dataset, spec, run_dir, resuming)
         result = trainer.run()
     click.echo(f"sample grid:   {result.sample}")
@@ -128,7 +136,7 @@ def _train(arch, resolved, run_dir: Path, entry, skip_bad_files: bool = False):
         sys.exit(128 + signal.Signals[result.stopped_by].value)
 
 
-def _record(arch, resolved, trainer, run_dir: Path, entry):
+def _record(arch, resolved, trainer, run_dir: Path, entry, fingerprint):
     """config.json with what the trainer settled: --epochs as a step count, fit_to_data's choices."""
     from dataclasses import replace
 
@@ -141,7 +149,7 @@ def _record(arch, resolved, trainer, run_dir: Path, entry):
     if isinstance(entry, rundir.Run):
         rundir.record_train_options(entry, resolved)
     else:
-        rundir.write_config(run_dir, resolved, entry)
+        rundir.write_config(run_dir, resolved, entry, data_fingerprint=fingerprint)
     return resolved
 
 

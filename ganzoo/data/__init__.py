@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Callable
 
 from ..api import IMAGES, UNPAIRED, DataSpec
 from ..errors import UserError
+from ..runtime.image_files import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -55,19 +56,21 @@ def load_data(
     spec: DataSpec,
     *,
     on_bad: Callable[[UserError], None] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ):
     """The dataset ``source`` names, shaped as ``spec`` asks: an ImageSet or an UnpairedSet.
 
     A known dataset name (embedded or in the catalog) wins over a folder of the
     same name (write ./name for the folder). ``on_bad`` is passed to
-    load_folder: None stops at the first unreadable file; a callable is told
-    about each one and the file is skipped.
+    load_folder: None stops with one error listing every bad file; a callable
+    is told about each one and the file is skipped. An image whose header
+    declares more than ``max_pixels`` pixels is a bad file, never decoded.
     """
     if spec.kind == UNPAIRED:
         from .unpaired import load_unpaired
 
-        return load_unpaired(source, spec, on_bad=on_bad)
-    return load_images(source, spec, on_bad=on_bad)
+        return load_unpaired(source, spec, on_bad=on_bad, max_pixels=max_pixels)
+    return load_images(source, spec, on_bad=on_bad, max_pixels=max_pixels)
 
 
 def load_images(
@@ -75,6 +78,7 @@ def load_images(
     spec: DataSpec,
     *,
     on_bad: Callable[[UserError], None] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> ImageSet:
     """Single-domain images from ``source`` (see load_data)."""
     if spec.kind != IMAGES:
@@ -87,7 +91,7 @@ def load_images(
         raise UserError(f"'{source}' is a two-domain ({entry.kind}) dataset; this architecture trains on "
                         f"one domain of images: pass one of its folders instead, e.g. --data {folder / 'trainA'}")
     if Path(source).expanduser().is_dir():
-        return _folder(Path(source).expanduser(), spec, on_bad)
+        return _folder(Path(source).expanduser(), spec, on_bad, max_pixels)
     raise unknown_dataset(source)
 
 
@@ -102,6 +106,17 @@ def catalog_folder(source, download: bool = False):
     if entry is None:
         return None
     return entry, (ensure_dataset(entry.name) if download else dataset_dir(entry.name))
+
+
+def source_folder(source: str | os.PathLike | None, download: bool = False) -> Path | None:
+    """The folder ``source`` names (a catalog name's cache folder, or the folder itself), or None for embedded data.
+
+    Nothing is decoded; with ``download``, a catalog dataset missing from the cache is fetched first.
+    """
+    if source is None or str(source) == DEFAULT_DATASET:
+        return None
+    named = catalog_folder(source, download=download)
+    return named[1] if named is not None else Path(source).expanduser()
 
 
 def unknown_dataset(source) -> UserError:
@@ -156,13 +171,13 @@ def _resize_uint8(images: "torch.Tensor", resolution: int) -> "torch.Tensor":
     return torch.cat(chunks)
 
 
-def _folder(path: Path, spec: DataSpec, on_bad) -> ImageSet:
+def _folder(path: Path, spec: DataSpec, on_bad, max_pixels: int) -> ImageSet:
     """A folder of images decoded with folder.load_folder; folders carry no labels."""
     import torch
 
     from .folder import load_folder
 
-    array = load_folder(path, spec.decode_resolution, spec.channels, on_bad=on_bad)
+    array = load_folder(path, spec.decode_resolution, spec.channels, on_bad=on_bad, max_pixels=max_pixels)
     resolved = path.resolve()
     name = resolved.name or str(resolved)
     return ImageSet(images=torch.from_numpy(array), labels=None, name=name, source=str(resolved))

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Callable
 
 from ..api import DataSpec
 from ..errors import UserError
+from ..runtime.image_files import DEFAULT_MAX_PIXELS, scan_images
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -44,7 +45,8 @@ class UnpairedSet:
 
 
 def load_unpaired(source: str | os.PathLike | None, spec: DataSpec, *,
-                  on_bad: Callable[[UserError], None] | None = None) -> UnpairedSet:
+                  on_bad: Callable[[UserError], None] | None = None,
+                  max_pixels: int = DEFAULT_MAX_PIXELS) -> UnpairedSet:
     """The embedded pair, a catalog dataset (downloaded on first use) or a trainA/trainB folder."""
     from . import DEFAULT_DATASET, catalog_folder, unknown_dataset
 
@@ -52,10 +54,10 @@ def load_unpaired(source: str | os.PathLike | None, spec: DataSpec, *,
         return embedded_pair(spec)
     named = catalog_folder(source, download=True)
     if named is not None:
-        return load_unpaired_folder(named[1], spec, on_bad=on_bad, name=named[0].name)
+        return load_unpaired_folder(named[1], spec, on_bad=on_bad, name=named[0].name, max_pixels=max_pixels)
     path = Path(source).expanduser()
     if path.is_dir():
-        return load_unpaired_folder(path, spec, on_bad=on_bad)
+        return load_unpaired_folder(path, spec, on_bad=on_bad, max_pixels=max_pixels)
     raise unknown_dataset(source)
 
 
@@ -71,22 +73,32 @@ def embedded_pair(spec: DataSpec) -> UnpairedSet:
                        folders={d: f"embedded {names[d]}s" for d in DOMAINS})
 
 
-def load_unpaired_folder(root: Path, spec: DataSpec, *, on_bad=None, name: str | None = None) -> UnpairedSet:
-    """``root/trainA`` and ``root/trainB`` decoded; a missing or empty domain names its folder."""
+def load_unpaired_folder(root: Path, spec: DataSpec, *, on_bad=None, name: str | None = None,
+                         max_pixels: int = DEFAULT_MAX_PIXELS) -> UnpairedSet:
+    """``root/trainA`` and ``root/trainB`` decoded; a missing or empty domain names its folder.
+
+    Bad files of both domains are settled together (folder.settle_bad_files):
+    one message lists them all, or each goes to ``on_bad``.
+    """
     import torch
 
-    from .folder import find_images, load_folder
+    from .folder import decode_folder, settle_bad_files
 
     root = Path(root).resolve()
-    domains = {}
     for domain in DOMAINS:
         folder = root / f"train{domain}"
         if not folder.is_dir():
             raise UserError(f"unpaired dataset {root} has no folder train{domain}/ (expected {folder}); "
                             "an unpaired dataset holds trainA/ and trainB/ (testA/ and testB/ optional)")
-        if not find_images(folder):
+        scan = scan_images(folder)
+        if not scan.files and not scan.not_regular:
             raise UserError(f"domain {domain} is empty: no images in {folder}")
-        array = load_folder(folder, spec.decode_resolution, spec.channels, on_bad=on_bad)
-        domains[domain] = torch.from_numpy(array)
+    decoded = {d: decode_folder(root / f"train{d}", spec.decode_resolution, spec.channels, max_pixels)
+               for d in DOMAINS}
+    settle_bad_files([error for _, bad in decoded.values() for error in bad], on_bad)
+    for domain, (images, _) in decoded.items():
+        if len(images) == 0:
+            raise UserError(f"domain {domain} has no readable images: every file in {root / f'train{domain}'} is bad")
+    domains = {d: torch.from_numpy(images) for d, (images, _) in decoded.items()}
     return UnpairedSet(domains["A"], domains["B"], name or root.name, str(root),
                        folders={d: str(root / f"train{d}") for d in DOMAINS})

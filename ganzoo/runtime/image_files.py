@@ -1,12 +1,17 @@
 """Image files with pillow alone: finding them in folders and bringing any mode to grey or RGB.
 
 Training data (``ganzoo.data.folder``) and the torch-free translation helpers
-read images through these, so a picture becomes the same pixels in both.
+read images through these, so a picture becomes the same pixels in both. Only
+regular files are ever opened (a FIFO named x.png would block its reader
+forever), and an image's declared size is checked against a pixel limit before
+it is decoded (a small file can declare a huge image: a decompression bomb).
 """
 
 from __future__ import annotations
 
 import os
+import stat
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +20,41 @@ from ..errors import UserError
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
+# The default most pixels an image may declare (width x height) before it is decoded:
+# 4096 x 4096, about 1/5 of Pillow's own bomb limit; TrainOptions.max_image_pixels and
+# `ganzoo translate --max-pixels` start from it.
+DEFAULT_MAX_PIXELS = 4096 * 4096
 
-def find_images(path: str | os.PathLike) -> list[Path]:
-    """Image files under ``path`` at any depth, in a stable order (sorted by relative path parts).
+# One message lists at most this many bad files, then says how many more there are.
+LISTED_BAD_FILES = 20
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    """A regular image file found in a folder, with what a fingerprint needs (no decoding)."""
+
+    path: Path
+    relative: Path
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class FolderScan:
+    """What a folder holds under image names: regular files, and the rest as errors naming them."""
+
+    files: list[ImageFile]
+    not_regular: list[tuple[Path, UserError]]  # (path, the error naming it)
+
+
+def scan_images(path: str | os.PathLike) -> FolderScan:
+    """Files under ``path`` with image names at any depth, in a stable order (sorted by relative path parts).
 
     Extensions match in any case (.PNG, .Jpg). Hidden files and folders (a name
     starting with ".") are skipped: they are editor, OS or notebook droppings
-    such as macOS "._x.jpg" resource forks, never training data.
+    such as macOS "._x.jpg" resource forks, never training data. Each name is
+    stat()ed, never opened: one that is not a regular file (a FIFO, socket or
+    device, through a link or not, or a broken link) is returned with an error naming it.
     """
     root = _existing_folder(path)
     found = []
@@ -30,7 +63,55 @@ def find_images(path: str | os.PathLike) -> list[Path]:
         for name in filenames:
             if not name.startswith(".") and os.path.splitext(name)[1].lower() in EXTENSIONS:
                 found.append(Path(dirpath, name))
-    return sorted(found, key=lambda p: p.relative_to(root).parts)
+    found.sort(key=lambda p: p.relative_to(root).parts)
+    files, not_regular = [], []
+    for file in found:
+        try:
+            info = os.stat(file)
+        except OSError as error:
+            not_regular.append((file, UserError(f"cannot read image {file}: {_stat_problem(file, error)}")))
+            continue
+        if stat.S_ISREG(info.st_mode):
+            files.append(ImageFile(file, file.relative_to(root), info.st_size, info.st_mtime_ns))
+        else:
+            not_regular.append((file, not_a_regular_file(file, info.st_mode)))
+    return FolderScan(files, not_regular)
+
+
+def find_images(path: str | os.PathLike) -> list[Path]:
+    """The regular image files under ``path`` (see scan_images); anything else is left out, unopened."""
+    return [file.path for file in scan_images(path).files]
+
+
+def not_a_regular_file(path: Path, mode: int) -> UserError:
+    """The error for a name that is not a regular file; it says what it is instead."""
+    kinds = [(stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder")]
+    kind = next((name for test, name in kinds if test(mode)), "not a regular file")
+    return UserError(f"cannot read image {path}: it is {kind}, not a regular file (left unopened)")
+
+
+def _stat_problem(path: Path, error: OSError) -> str:
+    if path.is_symlink() and not path.exists():
+        return f"a broken symbolic link (to {os.readlink(path)})"
+    return error.strerror or str(error)
+
+
+def bad_files_error(errors: list[UserError], hint: str) -> UserError:
+    """One error listing bad files (the first LISTED_BAD_FILES, then how many more) and what to do."""
+    shown = [str(error) for error in errors[:LISTED_BAD_FILES]]
+    if len(errors) > LISTED_BAD_FILES:
+        shown.append(f"and {len(errors) - LISTED_BAD_FILES} more")
+    count = "1 bad image file" if len(errors) == 1 else f"{len(errors)} bad image files"
+    return UserError(f"{count} ({hint}):\n  " + "\n  ".join(shown))
+
+
+def check_pixels(path, width: int, height: int, max_pixels: int, setting: str) -> None:
+    """UserError naming ``path`` when its declared width x height exceeds ``max_pixels`` (``setting`` raises it)."""
+    if width * height > max_pixels:
+        raise UserError(f"cannot read image {path}: its header declares {width}x{height} = {width * height:,} "
+                        f"pixels, more than the limit of {max_pixels:,} (a decompression bomb, or a huge image: "
+                        f"raise the limit with {setting})")
 
 
 def _existing_folder(path: str | os.PathLike) -> Path:
