@@ -113,7 +113,7 @@ def test_max_image_pixels_is_a_config_key_that_bounds_training_data(tmp_path):
     assert ok.exit_code == 0, ok.output
     assert json.loads((tmp_path / "ok" / "config.json").read_text())["train"]["max_image_pixels"] == 768
     bad = invoke(*DCGAN, "--data", data, "--out", tmp_path / "bad", "--set", "max_image_pixels=0")
-    assert bad.exit_code == 1 and "max_image_pixels must be positive, got 0" in bad.output
+    assert bad.exit_code == 1 and "max_image_pixels=0: must be at least 1 (from --set)" in bad.output
 
 
 # --- every bad file in one message ------------------------------------------
