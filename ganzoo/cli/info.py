@@ -13,10 +13,8 @@ from ..data import DEFAULT_DATASET
 @click.argument("run_dir", type=click.Path(path_type=Path))
 def info(run_dir):
     """What a run directory holds: architecture, plugin, config, checkpoints, last metrics."""
-    import json
-
     from .. import rundir
-    from ..train.checkpoint import NETWORKS, checkpoint_dirs
+    from ..train import checkpoint as ckpt
 
     record = rundir.read_config(run_dir)
     plugin = record.get("plugin", {})
@@ -28,34 +26,46 @@ def info(run_dir):
     overrides = record.get("overrides") or {}
     click.echo(f"overrides:    {', '.join(f'{k}={v}' for k, v in overrides.items()) or 'none'}")
     click.echo("config:       " + ", ".join(f"{k}={v}" for k, v in record["config"].items()))
-    dirs = checkpoint_dirs(run_dir)
+    dirs = ckpt.checkpoint_dirs(run_dir)
     click.echo(f"checkpoints:  {', '.join(d.name for d in dirs) or 'none'}")
-    if dirs:
-        click.echo("parameters:   " + ", ".join(f"{role} {count:,}" for role, count in _parameter_counts(dirs[-1] / NETWORKS).items()))
-    metrics = Path(run_dir) / "metrics.jsonl"
-    if metrics.exists():
-        lines = [line for line in metrics.read_text().splitlines() if line.strip()]
-        if lines:
-            last = json.loads(lines[-1])
-            click.echo("last metrics: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in last.items()))
+    chosen, damaged = ckpt.newest_intact(run_dir)
+    ckpt.report(ckpt.fallback_warnings(chosen, damaged))
+    if chosen is not None:
+        counts = _parameter_counts(chosen / ckpt.NETWORKS)
+        click.echo(f"parameters:   {', '.join(f'{role} {count:,}' for role, count in counts.items())}"
+                   + (f" ({chosen.name})" if damaged else ""))
+    last = _last_metrics(Path(run_dir) / "metrics.jsonl")
+    if last is not None:
+        click.echo("last metrics: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                               for k, v in last.items()))
 
 
 def _parameter_counts(path: Path) -> dict[str, int]:
     """Element counts per network, from the safetensors header alone (no tensor is read)."""
     import math
 
-    from safetensors import SafetensorError, safe_open
-
-    from ..errors import UserError
+    from ..train.checkpoint import read_header
 
     counts: dict[str, int] = {}
-    try:
-        with safe_open(path, framework="numpy") as f:
-            for name in f.keys():
-                if name.rsplit(".", 1)[-1] in ("running_mean", "running_var", "num_batches_tracked"):
-                    continue
-                role = name.split("/", 1)[0]
-                counts[role] = counts.get(role, 0) + math.prod(f.get_slice(name).get_shape())
-    except (OSError, SafetensorError) as exc:
-        raise UserError(f"cannot read {path}: {exc}") from None
+    for name, entry in read_header(path).items():
+        if name.rsplit(".", 1)[-1] in ("running_mean", "running_var", "num_batches_tracked"):
+            continue
+        role = name.split("/", 1)[0]
+        counts[role] = counts.get(role, 0) + math.prod(entry["shape"])
     return counts
+
+
+def _last_metrics(path: Path) -> dict | None:
+    """The last record of metrics.jsonl that parses (a power loss can leave a partial last line)."""
+    import json
+
+    if not path.exists():
+        return None
+    for line in reversed(path.read_text(errors="replace").splitlines()):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            return record
+    return None
