@@ -68,8 +68,8 @@ def open_run(run_dir: Path) -> Run:
 def load_sampling_nets(run: Run, device):
     """Networks of the newest intact checkpoint in eval mode, EMA weights in place of live ones.
 
-    Newer damaged checkpoints are named on stderr and skipped; weights holding
-    NaN or inf are refused (they would only draw noise), naming the tensor.
+    Newer damaged checkpoints are named on stderr and skipped; generator
+    weights holding NaN or inf are refused (they cannot make images), naming the tensor.
     """
     from .train import checkpoint as ckpt
 
@@ -81,7 +81,8 @@ def load_sampling_nets(run: Run, device):
     weights = ckpt.load_networks(source)
     names = {role: f"{role}_ema" if f"{role}_ema" in weights else role for role in nets}
     chosen = {names[role]: weights[names[role]] for role in nets if names[role] in weights}
-    bad = ckpt.first_nonfinite(chosen)
+    sampling = {names[g.role] for g in run.arch.generators(run.resolved.config).values()}
+    bad = ckpt.first_nonfinite({name: chosen[name] for name in sorted(sampling) if name in chosen})
     if bad is not None:
         raise UserError(f"{source / ckpt.NETWORKS}: tensor {bad} holds NaN or inf; refusing to use these "
                         "weights (they cannot make images)")

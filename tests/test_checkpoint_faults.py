@@ -71,7 +71,8 @@ DAMAGE = {
                                  ckpt.TRAINER_STATE, "key 'optimizers' is missing"),
     "trainer.pt wrong type": (lambda c: rewrite_state(c, lambda s: s["rng"].update(loss=[1, 2])),
                               ckpt.TRAINER_STATE, "'rng/loss' should be an RNG state (uint8 tensor), found list"),
-    "trainer.pt garbage": (lambda c: (c / ckpt.TRAINER_STATE).write_bytes(GARBAGE), ckpt.TRAINER_STATE, "not a trainer"),
+    "trainer.pt garbage": (lambda c: (c / ckpt.TRAINER_STATE).write_bytes(GARBAGE),
+                           ckpt.TRAINER_STATE, "not a trainer"),
     "trainer.pt truncated": (lambda c: edit_bytes(c / ckpt.TRAINER_STATE, lambda b: b[: len(b) // 2]),
                              ckpt.TRAINER_STATE, "not a readable PyTorch file"),
     "trainer.pt pickled object": (lambda c: torch.save({"step": 4, "x": PurePosixPath("/x")}, c / ckpt.TRAINER_STATE),
@@ -117,8 +118,8 @@ def test_info_and_sample_name_a_damaged_newest_checkpoint_and_use_the_one_before
     assert "(step 2, seed 0)" in sample.output
 
 
-@pytest.mark.parametrize("kind", ["trainer.pt missing a key", "trainer.pt pickled object", "networks header length 2^62",
-                                  "one of two files"])
+@pytest.mark.parametrize("kind", ["trainer.pt missing a key", "trainer.pt pickled object",
+                                  "networks header length 2^62", "one of two files"])
 def test_resume_falls_back_to_the_newest_intact_checkpoint_and_rewrites_the_damaged_step(run, kind):
     DAMAGE[kind][0](newest(run))
     result = invoke("train", "dcgan", *TRAIN, "--resume", run, "--steps", 5)
@@ -167,14 +168,14 @@ def test_a_checkpoint_without_the_runs_ema_names_G_ema(run):
         rewrite_networks(folder, lambda t: [t.pop(k) for k in list(t) if k.startswith("G_ema/")])
     result = invoke("train", "dcgan", *TRAIN, "--resume", run, "--steps", 6)
     assert result.exit_code == 1
-    assert result.output.strip() == f"Error: {newest(run) / ckpt.NETWORKS}: no weights for network 'G_ema' (it has D, G)"
+    expected = f"Error: {newest(run) / ckpt.NETWORKS}: no weights for network 'G_ema' (it has D, G)"
+    assert result.output.strip() == expected
 
 
 def test_weights_with_nan_are_refused_by_sample_and_export_naming_the_tensor(run, tmp_path):
-    def poison(tensors):
-        tensors["G_ema/main.3.weight"][0] = float("nan")
-
-    rewrite_networks(newest(run), poison)
+    rewrite_networks(newest(run), lambda t: t["D/main.0.weight"].fill_(float("inf")))
+    assert invoke("sample", run, "--n", 4, "--out", tmp_path / "d.png").exit_code == 0  # D draws nothing
+    rewrite_networks(newest(run), lambda t: t["G_ema/main.3.weight"][0].fill_(float("nan")))
     expected = (f"Error: {newest(run) / ckpt.NETWORKS}: tensor G_ema/main.3.weight holds NaN or inf; refusing to use "
                 "these weights (they cannot make images)")
     for args in (["sample", run, "--out", tmp_path / "x.png"], ["export", run, "--out", tmp_path / "e"]):
@@ -198,9 +199,9 @@ USERNS = _user_namespaces()
 def assert_full_disk_reported(returncode, stderr, run_dir: Path, left: list[str], kept: Path) -> None:
     lines = stderr.strip().splitlines()
     assert returncode == 1 and "Traceback" not in stderr, stderr
-    assert lines[-1] == (f"Error: cannot write checkpoint {run_dir / 'checkpoints' / 'step-0000002' / ckpt.TRAINER_STATE}"
-                         f": No space left on device; the previous checkpoint {run_dir / 'checkpoints' / 'step-0000001'}"
-                         " is kept"), stderr
+    root = run_dir / "checkpoints"
+    assert lines[-1] == (f"Error: cannot write checkpoint {root / 'step-0000002' / ckpt.TRAINER_STATE}: No space left "
+                         f"on device; the previous checkpoint {root / 'step-0000001'} is kept"), stderr
     assert left == ["step-0000001"]  # the temporary folder is gone
     assert ckpt.problem(kept) is None
     assert ckpt.load_networks(kept) and ckpt.load_trainer_state(kept)["step"] == 1
@@ -226,7 +227,7 @@ def test_a_full_disk_during_a_save_is_one_error_and_keeps_the_previous_checkpoin
 
 @pytest.mark.skipif(USERNS, reason="the real full-disk test runs here")
 def test_an_injected_full_disk_during_a_save_is_one_error_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
-    """Where no small filesystem can be mounted: ENOSPC from the second checkpoint's trainer.pt, after a partial write."""
+    """Where no small filesystem can be mounted: ENOSPC from step 2's trainer.pt, after a partial write."""
     real = ckpt._write_synced
 
     def full_disk(path, write):

@@ -100,7 +100,8 @@ def newest_intact(run_dir: Path) -> tuple[Path | None, list[tuple[Path, str]]]:
 
 def fallback_warnings(chosen: Path, damaged: list[tuple[Path, str]]) -> list[str]:
     """One line per skipped checkpoint, naming it, why, and the one used instead (for stderr)."""
-    return [f"warning: skipping damaged checkpoint {folder.name} ({reason}); using {chosen}" for folder, reason in damaged]
+    return [f"warning: skipping damaged checkpoint {folder.name} ({reason}); using {chosen}"
+            for folder, reason in damaged]
 
 
 def problem(folder: Path) -> str | None:
