@@ -82,15 +82,25 @@ def open_run(run_dir: Path) -> Run:
 
 
 def load_sampling_nets(run: Run, device):
-    """Networks of the latest checkpoint in eval mode, EMA weights in place of live ones."""
+    """Networks of the newest intact checkpoint in eval mode, EMA weights in place of live ones.
+
+    Newer damaged checkpoints are named on stderr and skipped; generator
+    weights holding NaN or inf are refused (they cannot make images), naming the tensor.
+    """
     from .train import checkpoint as ckpt
 
-    source = ckpt.latest_checkpoint(run.path)
+    source, damaged = ckpt.newest_intact(run.path)
     if source is None:
         raise UserError(f"{run.path}: no checkpoint yet (nothing in {run.path / 'checkpoints'})")
+    ckpt.report(ckpt.fallback_warnings(source, damaged))
     nets = run.arch.build(run.resolved.config)
     weights = ckpt.load_networks(source)
-    chosen = {role: weights.get(f"{role}_ema", weights.get(role)) for role in nets}
-    ckpt.load_into(nets, {k: v for k, v in chosen.items() if v is not None}, source)
-    step = int(source.name.split("-")[1])
-    return {role: m.to(device).eval() for role, m in nets.items()}, step
+    names = {role: f"{role}_ema" if f"{role}_ema" in weights else role for role in nets}
+    chosen = {names[role]: weights[names[role]] for role in nets if names[role] in weights}
+    sampling = {names[g.role] for g in run.arch.generators(run.resolved.config).values()}
+    bad = ckpt.first_nonfinite({name: chosen[name] for name in sorted(sampling) if name in chosen})
+    if bad is not None:
+        raise UserError(f"{source / ckpt.NETWORKS}: tensor {bad} holds NaN or inf; refusing to use these "
+                        "weights (they cannot make images)")
+    ckpt.load_into({names[role]: module for role, module in nets.items()}, chosen, source)
+    return {role: m.to(device).eval() for role, m in nets.items()}, ckpt.step_of(source)

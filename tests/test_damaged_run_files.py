@@ -46,6 +46,7 @@ VALUE_DAMAGE = {
     "seed negative": (("train", "seed"), -1, "seed=-1: must lie in [0, 2**32)"),
     "log_every zero": (("train", "log_every"), 0, "log_every=0: must be at least 1"),
     "preset a number": (("preset",), 3, "'preset' has the wrong type"),
+    "overrides a list": (("overrides",), [1], "'overrides' has the wrong type"),
 }
 
 
@@ -54,7 +55,7 @@ def check_one_error(run, damaged: bytes, expected: str):
     good = path.read_bytes()
     path.write_bytes(damaged)
     try:
-        for command in (["sample", run, "--n", 1, "--out", run.parent / "s.png"], ["export", run, "--out", run.parent / "x"],
+        for command in (["info", run], ["sample", run, "--n", 1, "--out", run.parent / "s.png"], ["export", run, "--out", run.parent / "x"],
                         ["train", "dcgan", "--resume", run, "--steps", 3]):
             result = invoke(*command)
             assert result.exit_code == 1, (command, result.output)

@@ -13,12 +13,15 @@ from ..data import DEFAULT_DATASET
 @click.argument("run_dir", type=click.Path(path_type=Path))
 def info(run_dir):
     """What a run directory holds: architecture, plugin, config, checkpoints, last metrics."""
-    from .. import rundir
+    from .. import registry, rundir
+    from ..train import checkpoint as ckpt
     from ..train.loggers import read_records
-    from ..train.checkpoint import NETWORKS, checkpoint_dirs
 
     record = rundir.read_config(run_dir)
-    plugin = record.get("plugin", {})
+    known = {entry.name for entry in registry.discover()}
+    if record["architecture"] in known:  # values checked as resume would; a run of a missing plugin still shows
+        rundir.open_run(run_dir)
+    plugin = record.get("plugin") if isinstance(record.get("plugin"), dict) else {}
     click.echo(f"run:          {run_dir}")
     click.echo(f"architecture: {record['architecture']} ({plugin.get('distribution')} {plugin.get('version')})")
     click.echo(f"ganzoo:       {record.get('ganzoo_version')}")
@@ -27,36 +30,42 @@ def info(run_dir):
     overrides = record.get("overrides") or {}
     click.echo(f"overrides:    {', '.join(f'{k}={v}' for k, v in overrides.items()) or 'none'}")
     click.echo("config:       " + ", ".join(f"{k}={v}" for k, v in record["config"].items()))
-    dirs = checkpoint_dirs(run_dir)
+    dirs = ckpt.checkpoint_dirs(run_dir)
     click.echo(f"checkpoints:  {', '.join(d.name for d in dirs) or 'none'}")
-    if dirs:
-        click.echo("parameters:   " + ", ".join(f"{role} {count:,}" for role, count in _parameter_counts(dirs[-1] / NETWORKS).items()))
+    chosen, damaged = ckpt.newest_intact(run_dir)
+    ckpt.report(ckpt.fallback_warnings(chosen, damaged))
+    if chosen is not None:
+        counts = _parameter_counts(chosen / ckpt.NETWORKS)
+        click.echo(f"parameters:   {', '.join(f'{role} {count:,}' for role, count in counts.items())}"
+                   + (f" ({chosen.name})" if damaged else ""))
     metrics = Path(run_dir) / "metrics.jsonl"
     if metrics.exists():
-        records, damaged = read_records(metrics)
+        records, damaged_lines = read_records(metrics)
         if records:
             click.echo("last metrics: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                                     for k, v in records[-1].items()))
-        if damaged:
-            click.echo(f"metrics:      {damaged} damaged line(s) in {metrics} (a resume drops them)")
+        if damaged_lines:
+            click.echo(f"metrics:      {damaged_lines} damaged line(s) in {metrics} (a resume drops them)")
 
 
 def _parameter_counts(path: Path) -> dict[str, int]:
     """Element counts per network, from the safetensors header alone (no tensor is read)."""
     import math
 
-    from safetensors import SafetensorError, safe_open
-
-    from ..errors import UserError
+    from ..train.checkpoint import read_header
 
     counts: dict[str, int] = {}
-    try:
-        with safe_open(path, framework="numpy") as f:
-            for name in f.keys():
-                if name.rsplit(".", 1)[-1] in ("running_mean", "running_var", "num_batches_tracked"):
-                    continue
-                role = name.split("/", 1)[0]
-                counts[role] = counts.get(role, 0) + math.prod(f.get_slice(name).get_shape())
-    except (OSError, SafetensorError) as exc:
-        raise UserError(f"cannot read {path}: {exc}") from None
+    for name, entry in read_header(path).items():
+        if name.rsplit(".", 1)[-1] in ("running_mean", "running_var", "num_batches_tracked"):
+            continue
+        role = name.split("/", 1)[0]
+        counts[role] = counts.get(role, 0) + math.prod(entry["shape"])
     return counts
+    for line in reversed(path.read_text(errors="replace").splitlines()):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            return record
+    return None

@@ -153,6 +153,7 @@ class Trainer:
         self.nonfinite = {phase.name: 0 for phase in self.phases}  # consecutive skips per phase
         self.resumed_from: Path | None = None  # the checkpoint a resume started from
         self.damaged_metrics = 0  # lines of metrics.jsonl a resume found damaged and dropped
+        ckpt.clean_up(self.run_dir)  # what a killed run left half written or half deleted
         if resume:
             self._restore()
             self.damaged_metrics = drop_records_after(self.run_dir, self.step)
@@ -204,27 +205,39 @@ class Trainer:
         }
 
     def _restore(self) -> None:
-        source = ckpt.latest_checkpoint(self.run_dir)
-        if source is None:  # killed before its first checkpoint: the recorded config starts again from step 0
+        """Everything from the newest intact checkpoint; newer damaged ones are named on stderr and skipped.
+
+        A run killed before its first checkpoint has none: it starts again from step 0 with its recorded config.
+        """
+        source, damaged = ckpt.newest_intact(self.run_dir)
+        if source is None:
             return
+        ckpt.report(ckpt.fallback_warnings(source, damaged))
         self.resumed_from = source
         weights = ckpt.load_networks(source)
         ckpt.load_into(self.nets, weights, source)
-        ckpt.load_into(self.ema, {f"{role}": weights.get(f"{role}_ema", {}) for role in self.ema}, source)
+        ckpt.load_into({f"{role}_ema": module for role, module in self.ema.items()}, weights, source)
         state = ckpt.load_trainer_state(source)
         for key, (opt, _) in self.optimizers.items():
-            opt.load_state_dict(state["optimizers"]["+".join(key)])
-        if state["scaler"]:
-            self.engine.scaler.load_state_dict(state["scaler"])
-        self.rng.set_state(state["rng"]["loss"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if "cuda" in state["rng"] and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
-        self.feed.load_state_dict(state["data"])
+            name = "+".join(key)
+            with ckpt.restoring(source, f"optimizers/{name}"):
+                opt.load_state_dict(state["optimizers"][name])
+        with ckpt.restoring(source, "scaler"):
+            if state["scaler"]:
+                self.engine.scaler.load_state_dict(state["scaler"])
+        with ckpt.restoring(source, "rng"):
+            self.rng.set_state(state["rng"]["loss"])
+            torch.set_rng_state(state["rng"]["torch"])
+            if "cuda" in state["rng"] and self.device.type == "cuda":
+                torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        with ckpt.restoring(source, "data"):
+            self.feed.load_state_dict(state["data"])
         self.step = int(state["step"])
-        self._restore_schedulers(state.get("schedulers"))
+        with ckpt.restoring(source, "schedulers"):
+            self._restore_schedulers(state.get("schedulers"))
         self.nonfinite.update({name: int(count) for name, count in state["nonfinite"].items()})
-        self.plugin_state.update(_to_device(state.get("plugin", {}), self.device))
+        with ckpt.restoring(source, "plugin"):
+            self.plugin_state.update(_to_device(state.get("plugin", {}), self.device))
 
     def _restore_schedulers(self, saved: dict | None) -> None:
         """Scheduler states, then this step's lr for the run's length now (--steps may have changed it).
