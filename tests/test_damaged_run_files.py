@@ -50,13 +50,13 @@ VALUE_DAMAGE = {
 }
 
 
-def check_one_error(run, damaged: bytes, expected: str):
+def check_one_error(run, damaged: bytes, expected: str, info: bool = True):
     path = run / "config.json"
     good = path.read_bytes()
     path.write_bytes(damaged)
     try:
-        for command in (["info", run], ["sample", run, "--n", 1, "--out", run.parent / "s.png"], ["export", run, "--out", run.parent / "x"],
-                        ["train", "dcgan", "--resume", run, "--steps", 3]):
+        for command in ([["info", run]] if info else []) + [["sample", run, "--n", 1, "--out", run.parent / "s.png"], ["export", run, "--out", run.parent / "x"],
+                        ["train", "dcgan", "--resume", run, "--steps", 3]]:
             result = invoke(*command)
             assert result.exit_code == 1, (command, result.output)
             errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
@@ -78,7 +78,9 @@ def test_a_damaged_config_json_is_one_error_naming_it(trained, case):
 def test_a_wrong_value_in_config_json_names_config_json_and_the_key(trained, case):
     path, value, expected = VALUE_DAMAGE[case]
     record = json.loads((trained / "config.json").read_text())
-    check_one_error(trained, json.dumps(edited(record, path, value)).encode(), expected)
+    damaged = json.dumps(edited(record, path, value)).encode()
+    # info shows a run of an architecture that is not installed (it builds nothing); the rest need it
+    check_one_error(trained, damaged, expected, info=case != "unknown architecture")
 
 
 @pytest.mark.parametrize("tail", [b'{"step": 3, "loss/G": 0.7', b"\x00\x00\x00\x00", b'garbage\n{"step": "x"}\n'])
