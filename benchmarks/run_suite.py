@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 
 from ganzoo.bench import machine, run_case
@@ -22,10 +21,6 @@ from ganzoo.train.engine import pick_device
 HERE = Path(__file__).resolve().parent
 
 
-def slug(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:60]
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="auto")
@@ -34,18 +29,22 @@ def main():
     args = parser.parse_args()
     device = pick_device(args.device)
     suite = json.loads((HERE / "suite.json").read_text())["cuda" if device.type == "cuda" else "cpu"]
-    record = {"machine": machine.describe(device), "cases": []}
-    name = slug(record["machine"]["device"].split(" (")[0])
-    for entry in suite:
-        entry = dict(entry)
-        archs, size = entry.pop("archs"), entry.pop("size")
-        for arch in archs:
-            if args.only and arch != args.only:
-                continue
-            record["cases"].append(run_case(arch, size, device, peak_tflops=args.peak_tflops, **entry))
-            # written after every case, so a long suite that is stopped keeps what it measured
-            write_json(HERE / "results" / f"{name}-suite.json", record)
-            atomic_write(HERE / "results" / f"{name}-suite.md", lambda f: f.write(markdown(record)), mode="w")
+    entries = [(arch, dict(entry)) for entry in suite for arch in entry["archs"] if not args.only or arch == args.only]
+    record = {"machine": machine.describe(device), "complete": False,
+              "planned": [f"{arch} {entry['size']}" for arch, entry in entries], "cases": []}
+    name = machine.slug(record["machine"]["device"])
+
+    def save():  # after every case, so a long suite that is stopped keeps what it measured
+        write_json(HERE / "results" / f"{name}-suite.json", record)
+        atomic_write(HERE / "results" / f"{name}-suite.md", lambda f: f.write(markdown(record)), mode="w")
+
+    for arch, entry in entries:
+        entry.pop("archs")
+        size = entry.pop("size")
+        record["cases"].append(run_case(arch, size, device, peak_tflops=args.peak_tflops, **entry))
+        save()
+    record["complete"] = True
+    save()
     plot = speedup_plot([record], HERE.parent / "docs" / "images" / f"bench-{name}.png")
     print(f"results: {HERE / 'results' / f'{name}-suite.json'} (.md), plot: {plot}")
 

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +19,11 @@ from PIL import Image
 from ganzoo import config, registry
 from ganzoo.bench import case_settings
 from ganzoo.bench.machine import peak_tflops
+from ganzoo.bench.report import case_section, markdown
+from ganzoo.bench.timing import NOISY_SPREAD, time_calls
 from ganzoo.bench.training import lazy_window, variants_for
+
+CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +40,7 @@ def smoke(tmp_path_factory):
 def test_every_architecture_gets_training_and_inference_tables(smoke):
     out, record, cases, stdout = smoke
     assert set(cases) == {"dcgan", "cyclegan", "stylegan-lite"}
+    assert record["complete"] is True and record["planned"] == ["dcgan smoke", "cyclegan smoke", "stylegan-lite smoke"]
     machine = record["machine"]
     assert machine["device_type"] == "cpu" and machine["torch"] == torch.__version__ and machine["onnxruntime"]
     assert machine["commit"] is None or len(machine["commit"].removesuffix("+dirty")) == 40
@@ -37,6 +49,7 @@ def test_every_architecture_gets_training_and_inference_tables(smoke):
         assert list(variants) == ["reference", "fused-adam", "channels_last"]
         for r in variants.values():
             assert 0 < r["p10_s"] <= r["median_s"] <= r["p90_s"]
+            assert r["spread"] >= 1.0 and r["noisy"] == (r["spread"] > NOISY_SPREAD)
             assert r["throughput"] == pytest.approx(r["batch_size"] / r["mean_s"])
             assert r["s_per_kimg"] == pytest.approx(1000 * r["mean_s"] / r["batch_size"])
             assert r["peak_memory_bytes"] > 10 * 2**20 and r["memory_kind"].startswith("process peak RSS")
@@ -49,10 +62,132 @@ def test_every_architecture_gets_training_and_inference_tables(smoke):
             assert set(backends["eager"]["batches"]) == {"1", "2"}
             assert backends["onnxruntime-cpu"]["max_abs_error_vs_eager"] < 1e-4
             assert backends["eager"]["max_abs_error_vs_eager"] == 0.0
+            assert all(isinstance(row["noisy"], bool) for row in backends["eager"]["batches"].values())
     tables = (out / "r.md").read_text()
-    assert tables in stdout and "| reference |" in tables and "| onnxruntime-cpu |" in tables
+    assert tables == markdown(record) and "Incomplete" not in tables
+    assert all(case_section(case) in stdout for case in record["cases"])  # each printed as it was measured
+    assert "| reference |" in tables and "| onnxruntime-cpu |" in tables
     assert "pairs/s" in tables and "images/s" in tables  # CycleGAN counts image pairs
     assert Image.open(out / "r.png").size[0] > 400
+
+
+def test_the_estimate_comes_first_and_each_case_as_soon_as_it_is_measured(smoke):
+    """The length of the run is said before the first measurement, from a quick probe that the run's own
+    timings bear out, and a case's tables are printed before the next case starts."""
+    _, record, _, stdout = smoke
+    lines = stdout.splitlines()
+
+    def first(prefix):
+        return next(i for i, line in enumerate(lines) if line.startswith(prefix))
+
+    assert first("results: ") < first("plan: 3 cases (dcgan smoke, cyclegan smoke, stylegan-lite smoke)")
+    assert first("estimate: about ") < first("[1/3] dcgan (smoke") < first("  reference ")
+    assert first("[1/3] dcgan") < first("### dcgan") < first("[1/3] dcgan smoke took") < first("[2/3] cyclegan")
+    assert first("### cyclegan") < first("[3/3] stylegan-lite") < first("### stylegan-lite")
+    spent = sum(case["seconds"] for case in record["cases"])
+    assert spent / 4 < record["estimate_s"] < spent * 4
+
+
+def test_without_json_the_results_go_to_a_new_file_named_up_front(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = invoke("bench", "--smoke", "dcgan", "--device", "cpu", "--no-training", "--backends", "eager")
+    assert result.exit_code == 0, result.output
+    [path] = (tmp_path / "bench-results").glob("*.json")
+    assert re.fullmatch(r"[a-z0-9-]+-\d{8}-\d{6}\.json", path.name), path.name  # DEVICE-YYYYmmdd-HHMMSS.json
+    announced = f"results: {path.relative_to(tmp_path)} (rewritten after every case"
+    assert result.output.index(announced) < result.output.index("[1/1] dcgan")
+    record = json.loads(path.read_text())
+    assert record["complete"] is True and [c["arch"] for c in record["cases"]] == ["dcgan"]
+    assert set(record["cases"][0]["inference"]["G"]) == {"eager"}
+
+
+def test_a_results_path_that_cannot_be_written_is_refused_before_measuring(tmp_path):
+    (tmp_path / "taken").write_text("a file, not a folder")
+    result = invoke("bench", "--smoke", "dcgan", "--device", "cpu", "--no-training", "--backends", "eager",
+                    "--json", tmp_path / "taken" / "r.json")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"Error: cannot write {tmp_path / 'taken' / 'r.json'}: " in result.output
+    assert "dcgan (smoke" not in result.output  # refused before anything was measured
+    assert (tmp_path / "taken").read_text() == "a file, not a folder"
+
+
+@pytest.mark.parametrize("name", ["SIGINT", pytest.param("SIGTERM", marks=pytest.mark.slow)])
+def test_an_interrupted_bench_keeps_the_cases_it_measured(tmp_path, name):
+    """A real `ganzoo bench` stopped by a real signal during its second case: the first case is already on
+    disk when the signal comes, the files say incomplete, and the command says so in one line."""
+    sig, out, on_disk = getattr(signal, name), tmp_path / "r.json", None
+    exe = Path(sys.executable).with_name("ganzoo")
+    proc = subprocess.Popen([str(exe), "bench", "--smoke", "dcgan", "cyclegan", "--device", "cpu", "--json", str(out),
+                             "--markdown", str(tmp_path / "r.md")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith("[1/2] dcgan smoke took"):
+                on_disk = json.loads(out.read_text())  # written before the next case starts
+                proc.send_signal(sig)
+                break
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert on_disk is not None, "no line said the first case was done"
+    assert on_disk["complete"] is False and [c["arch"] for c in on_disk["cases"]] == ["dcgan"]
+    assert proc.returncode == 128 + sig
+    assert stderr.strip() == f"stopped by {name}: kept 1 of 2 cases (dcgan smoke) in {out}, marked incomplete"
+    record = json.loads(out.read_text())
+    assert record["complete"] is False and record["stopped_by"] == name
+    assert record["planned"] == ["dcgan smoke", "cyclegan smoke"]
+    assert record["cases"] == on_disk["cases"] and record["cases"][0]["training"]["variants"]["reference"]
+    assert f"**Incomplete** (stopped by {name}): 1 of 2 planned cases measured." in (tmp_path / "r.md").read_text()
+    assert not list(tmp_path.glob(".r.json.*"))  # no temporary file left behind
+
+
+def _sleeps(*seconds):
+    """A call that really takes each of ``seconds`` in turn: real timings whose spread is known."""
+    calls = iter(seconds * 100)
+    return lambda: time.sleep(next(calls))
+
+
+@pytest.fixture(scope="module")
+def timings():
+    """Steady calls, calls alternating 30 ms and 120 ms, and one slow call in four (like a lazy regulariser)."""
+    lazy = _sleeps(0.12, 0.03, 0.03, 0.03)
+    count = iter(range(1000))
+    return {"steady": time_calls(_sleeps(0.05), CPU, repeats=20, warmup=0),
+            "unsteady": time_calls(_sleeps(0.03, 0.12), CPU, repeats=20, warmup=0),
+            "lazy": time_calls(lazy, CPU, repeats=20, warmup=0, kind=lambda: next(count) % 4 == 0)}
+
+
+def test_a_measurement_spread_too_wide_is_flagged_busy(timings):
+    assert timings["unsteady"]["spread"] > 3 and timings["unsteady"]["noisy"] is True
+    assert timings["steady"]["spread"] < NOISY_SPREAD and timings["steady"]["noisy"] is False
+
+
+def test_the_spread_is_judged_over_calls_that_do_the_same_work(timings):
+    """Every 4th call 4x slower is the work (R1 every 16 steps, path length every 4), not noise."""
+    lazy = timings["lazy"]
+    assert lazy["p90_s"] / lazy["p10_s"] > 3  # over all calls it would look unsteady
+    assert lazy["spread"] < NOISY_SPREAD and lazy["noisy"] is False
+
+
+def test_the_flag_is_in_the_table_and_named_under_its_case(smoke, timings):
+    _, _, cases, _ = smoke
+    case = copy.deepcopy(cases["dcgan"])
+    variants = case["training"]["variants"]
+    for name in variants:
+        variants[name].update(timings["unsteady"] if name == "reference" else timings["steady"])
+    for backends in case["inference"].values():
+        for r in backends.values():
+            for row in r["batches"].values():
+                row.update(timings["steady"])
+    tables = case_section(case)
+    rows = {}
+    for line in tables.splitlines():  # the first row of each name: the speed tables, not the split of a step
+        if line.startswith("| "):
+            rows.setdefault(line.split(" | ")[0], line)
+    assert f"| {timings['unsteady']['spread']:.2f} **noisy** |" in rows["| reference"]
+    assert "noisy" not in rows["| fused-adam"] and "noisy" not in rows["| eager"]
+    assert ("**Noisy** (p90/p10 of like calls above 1.5, the machine was busy; rerun on an idle machine before "
+            "trusting them): training reference.") in tables
 
 
 def test_the_step_is_split_into_its_parts(smoke):
@@ -126,11 +261,13 @@ def test_peak_table_and_lazy_window():
     (["--no-training", "--backends", "eager,tensorrt"], "unknown backends: tensorrt"),
     (["--no-training", "--backends", "onnxruntime-cuda"], "backend onnxruntime-cuda needs --device cuda"),
 ])
-def test_bad_bench_options_are_named(args, message):
+def test_bad_bench_options_are_named(args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     inference = [] if "--no-training" in args else ["--no-inference"]
     result = invoke("bench", "--device", "cpu", *inference, "--steps", "1", "--warmup", "0", "dcgan", *args)
     assert result.exit_code != 0 and message in result.output, result.output
     assert "Traceback" not in result.output
+    assert not list(tmp_path.iterdir())  # refused before any results file
 
 
 def test_a_resolution_scales_each_architecture_its_own_way():

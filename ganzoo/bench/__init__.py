@@ -5,72 +5,51 @@ benchmarked exactly as the built-in ones. A *case* is one architecture at one
 size: ``embedded`` (the preset for the embedded 32x32 data), ``full`` (the
 architecture's Config defaults, e.g. 256x256 for CycleGAN and StyleGAN-lite)
 or ``smoke`` (its smallest config, for CI).
+
+A run settles and checks every case first (``plan``), says how long it will
+take (``estimate``), then measures case by case, printing each case's tables
+and handing the record to ``save`` as soon as the case is done, so a run that
+is stopped keeps what it measured.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import time
 
 import torch
 
-from .. import config, registry
-from ..api import SMOKE_PRESET
-from . import machine
-from .inference import bench_generator, cuda_provider_available
-from .training import TrainingCase, bench_training, variants_for
-
-SIZES = ("embedded", "full", "smoke")
-
-
-def case_settings(arch, size: str, resolution: int | None, sets: dict) -> tuple[str | None, str | None, dict]:
-    """(data name that picks the preset, preset, --set values) for a size and an optional resolution.
-
-    A resolution is applied through the architecture's ``with_resolution``,
-    which knows what else scales with it; the fields it changes become --set values.
-    """
-    if size not in SIZES:
-        raise ValueError(f"unknown size {size!r}; sizes: {', '.join(SIZES)}")
-    data = None if size == "embedded" else "synthetic"  # "synthetic" names no preset: Config defaults
-    preset = SMOKE_PRESET if size == "smoke" else None
-    sets = dict(sets)
-    if resolution is not None:
-        base = config.resolve(arch, preset=preset, data=data, sets=sets).config
-        scaled = arch.with_resolution(base, resolution)
-        sets.update({f.name: getattr(scaled, f.name) for f in dataclasses.fields(scaled)
-                     if getattr(scaled, f.name) != getattr(base, f.name)})
-    return data, preset, sets
+from .. import registry
+from . import machine, report
+from .estimate import count, duration, probe
+from .inference import bench_generator, cuda_provider_available, default_backends  # noqa: F401 (re-exported)
+from .plan import SIZES, Case, case_settings, plan_case  # noqa: F401 (re-exported)
+from .training import bench_training
 
 
-def run_case(name: str, size: str, device: torch.device, *, resolution: int | None = None,
-             batch_size: int | None = None, sets: dict | None = None, warmup: int = 10, steps: int = 30,
-             variants: list[str] | None = None, training: bool = True, inference: bool = True,
-             inference_batches: list[int] | None = None, repeats: int = 30, backends: list[str] | None = None,
-             peak_tflops: float | None = None, echo=print) -> dict:
+def measure_case(case: Case, device: torch.device, echo=print, prefix: str = "") -> dict:
     """One architecture at one size: the training table and the inference table."""
-    arch = registry.get(name)
-    data, preset, sets = case_settings(arch, size, resolution, dict(sets or {}))
-    flags = {"batch_size": batch_size} if batch_size else {}
-    resolved = config.resolve(arch, preset=preset, data=data, sets=sets, flags=flags)
-    spec = arch.data_spec(resolved.config)
-    label = f"{spec.resolution}x{spec.resolution}x{spec.channels}"
-    echo(f"{name} ({size}: {label}, preset {resolved.preset or 'none'}, batch {resolved.config.batch_size}) "
-         f"on {machine.device_name(device)}")
-    case = {"arch": name, "label": size, "preset": resolved.preset, "sets": {k: str(v) for k, v in sets.items()},
-            "data": label, "batch_size": resolved.config.batch_size, "warmup": warmup, "steps": steps}
-    if training:
-        training_case = TrainingCase(arch, sets, data, preset, batch_size, device)
-        case["training"] = bench_training(training_case, variants_for(device, variants), warmup, steps,
-                                          peak_tflops, echo)
-    if inference:
-        chosen = backends or default_backends(device)
+    resolved = case.resolved
+    echo(f"{prefix}{case.name} ({case.size}: {case.label}, preset {resolved.preset or 'none'}, "
+         f"batch {resolved.config.batch_size}) on {machine.device_name(device)}")
+    record = {"arch": case.name, "label": case.size, "preset": resolved.preset,
+              "sets": {k: str(v) for k, v in case.training.sets.items()}, "data": case.label,
+              "batch_size": resolved.config.batch_size, "warmup": case.warmup, "steps": case.steps}
+    if case.variants:
+        record["training"] = bench_training(case.training, case.variants, case.warmup, case.steps,
+                                            case.peak_tflops, echo)
+    if case.backends:
         torch.manual_seed(0)
-        nets = arch.build(resolved.config)
-        batches = inference_batches or ([1, 8, 32, 128] if device.type == "cuda" else [1, 4, 16])
-        case["inference"] = {
-            gen_name: bench_generator(arch, resolved.config, gen_name, gen, nets[gen.role], device, batches,
-                                      repeats, chosen, echo)
-            for gen_name, gen in arch.generators(resolved.config).items()}
-    return case
+        nets = case.arch.build(resolved.config)
+        record["inference"] = {
+            gen_name: bench_generator(case.arch, resolved.config, gen_name, gen, nets[gen.role], device,
+                                      case.batches, case.repeats, case.backends, echo)
+            for gen_name, gen in case.arch.generators(resolved.config).items()}
+    return record
+
+
+def run_case(name: str, size: str, device: torch.device, *, echo=print, **options) -> dict:
+    """One case measured, options as for ``plan_case``."""
+    return measure_case(plan_case(name, size, device, **options), device, echo)
 
 
 def working_architectures() -> list[str]:
@@ -78,15 +57,53 @@ def working_architectures() -> list[str]:
     return [entry.name for entry in registry.load_all() if entry.status == registry.OK]
 
 
-def default_backends(device: torch.device) -> list[str]:
-    backends = ["eager", "compiled", "onnxruntime-cpu"]
-    if device.type == "cuda" and cuda_provider_available():
-        backends.append("onnxruntime-cuda")
-    return backends
+def plan_suite(names: list[str] | None, sizes: list[str], device: torch.device, **options) -> list[Case]:
+    """Every named (default: every registered) architecture at every size, each checked, none measured."""
+    return [plan_case(name, size, device, **options) for name in names or working_architectures() for size in sizes]
 
 
-def run_suite(names: list[str] | None, sizes: list[str], device: torch.device, echo=print, **options) -> dict:
-    """Every named (default: every registered) architecture at every size, with the machine record."""
-    names = names or working_architectures()
-    cases = [run_case(name, size, device, echo=echo, **options) for name in names for size in sizes]
-    return {"machine": machine.describe(device), "cases": cases}
+def new_record(device: torch.device, cases: list[Case]) -> dict:
+    """The record of a run before its first case: incomplete, with what it will measure."""
+    return {"machine": machine.describe(device), "complete": False,
+            "planned": [case.title for case in cases], "cases": []}
+
+
+def _cases(n: int) -> str:
+    return f"{n} case" if n == 1 else f"{n} cases"
+
+
+def describe_plan(cases: list[Case], device: torch.device) -> str:
+    first = cases[0]
+    training = (f"training {len(first.variants)} variants ({', '.join(first.variants)}) x ({first.warmup} warm-up + "
+                f"{first.steps} timed steps, at least one lazy window)" if first.variants else "no training")
+    inference = (f"inference {', '.join(first.backends)} at batches {','.join(map(str, first.batches))}"
+                 if first.backends else "no inference")
+    return f"plan: {_cases(len(cases))} ({', '.join(c.title for c in cases)}) on {device.type}; {training}; {inference}"
+
+
+def run_suite(cases: list[Case], device: torch.device, record: dict | None = None, echo=print,
+              save=lambda record: None) -> dict:
+    """Measure the cases one by one, printing an estimate first and each case's tables as soon as it is
+    measured; ``save(record)`` after every case, so a run stopped part-way keeps what it measured."""
+    record = new_record(device, cases) if record is None else record
+    echo(describe_plan(cases, device))
+    echo(f"estimating: one reference training step and one eager call per batch of each of {_cases(len(cases))} ...")
+    probes = [probe(case, device) for case in cases]
+    estimates = [count(case, found.window).seconds(found) for case, found in zip(cases, probes)]
+    record["estimate_s"] = sum(estimates)
+    probed = duration(sum(found.seconds for found in probes))
+    echo(f"estimate: about {duration(sum(estimates))} (a quick measurement, {probed}, times the steps and calls "
+         "planned, plus rough allowances for compiling and exporting)")
+    for i, case in enumerate(cases):
+        started = time.perf_counter()
+        measured = measure_case(case, device, echo, prefix=f"[{i + 1}/{len(cases)}] ")
+        measured["seconds"] = time.perf_counter() - started
+        record["cases"].append(measured)
+        save(record)
+        echo("\n" + report.case_section(measured))
+        left = sum(estimates[i + 1:])
+        echo(f"[{i + 1}/{len(cases)}] {case.title} took {duration(measured['seconds'])} "
+             f"(estimated {duration(estimates[i])})" + (f"; about {duration(left)} left\n" if left else "\n"))
+    record["complete"] = True
+    save(record)
+    return record

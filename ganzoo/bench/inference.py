@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..export import export_generator
-from .timing import synchronizer, time_calls
+from .timing import noisy_note, synchronizer, time_calls
 
 
 class _Backend:
@@ -105,6 +105,13 @@ def check_backends(backends: list[str], device) -> None:
         raise ValueError("backend onnxruntime-cuda needs --device cuda and onnxruntime-gpu's CUDA provider")
 
 
+def default_backends(device: torch.device) -> list[str]:
+    backends = ["eager", "compiled", "onnxruntime-cpu"]
+    if device.type == "cuda" and cuda_provider_available():
+        backends.append("onnxruntime-cuda")
+    return backends
+
+
 def cuda_provider_available() -> bool:
     try:
         import onnxruntime as ort
@@ -153,12 +160,13 @@ def bench_generator(arch, cfg, name, spec, net, device: torch.device, batches: l
             runner.prepare(inputs)
             error = float(np.abs(runner.output() - eager.output()).max())
             first = rows[str(batches[0])]
+            noisiest = max(rows.values(), key=lambda row: row["spread"] or 0.0)
             results[runner.name] = {"batches": rows, "setup_s": setup[runner.name], "first_call_s": first_call_s,
                                     "max_abs_error_vs_eager": error}
             echo(f"  {name:4s} {runner.name:17s} batch {batches[0]}: p50 {first['median_s'] * 1e3:8.2f} ms "
                  f"p99 {first['p99_s'] * 1e3:8.2f} ms; " +
                  ", ".join(f"b{b} {r['images_per_s']:.0f} img/s" for b, r in rows.items()) +
-                 f"; max |diff| {error:.1e}")
+                 f"; max |diff| {error:.1e}" + noisy_note(noisiest))
     eager_rows = results.get("eager", {}).get("batches", {})
     for record in results.values():
         for batch, row in record["batches"].items():

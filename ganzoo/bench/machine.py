@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import re
 import subprocess
 from pathlib import Path
 
@@ -61,6 +62,11 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"{cpu_model()} ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+
+def slug(device: str) -> str:
+    """A device name made a file name: "AMD EPYC (2 cores, 2 threads)" -> "amd-epyc"."""
+    return re.sub(r"[^a-z0-9]+", "-", device.split(" (")[0].lower()).strip("-")[:60] or "device"
 
 
 def git_commit() -> str | None:

@@ -1,8 +1,15 @@
-"""Benchmark results as markdown tables and a speed-up plot (PNG, matplotlib)."""
+"""Benchmark results as markdown tables and a speed-up plot (PNG, matplotlib).
+
+A record is written after every case, so the markdown of a run still going
+(or stopped) says how many of its planned cases it holds; measurements too
+spread to trust are marked in their row and named under their case.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+from .timing import BUSY, NOISY_SPREAD
 
 
 def _mib(n: float | None) -> str:
@@ -13,16 +20,34 @@ def _opt(value, fmt: str) -> str:
     return "" if value is None else format(value, fmt)
 
 
+def _spread(timed: dict) -> str:
+    if timed.get("spread") is None:
+        return ""
+    return f"{timed['spread']:.2f}" + (" **noisy**" if timed.get("noisy") else "")
+
+
+def noisy_measurements(case: dict) -> list[str]:
+    """The measurements of a case whose like calls spread more than NOISY_SPREAD."""
+    found = [f"training {name}" for name, r in (case.get("training") or {}).get("variants", {}).items()
+             if r.get("noisy")]
+    for generator, backends in (case.get("inference") or {}).items():
+        for backend, r in backends.items():
+            found += [f"inference {generator} {backend} batch {b}" for b, row in r["batches"].items()
+                      if row.get("noisy")]
+    return found
+
+
 def training_table(case: dict) -> str:
     variants = case["training"]["variants"]
     unit = next(iter(variants.values()))["throughput_unit"]
-    lines = [f"| variant | ms/step (median) | p10–p90 ms | {unit} | s/kimg | vs reference | peak memory | "
+    lines = [f"| variant | ms/step (median) | p10–p90 ms | p90/p10 | {unit} | s/kimg | vs reference | peak memory | "
              "TFLOP/s | MFU | warm-up s |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, r in variants.items():
         mfu = f"{r['mfu'] * 100:.1f}%" if r.get("mfu") else ""
         lines.append(f"| {name} | {r['median_s'] * 1e3:.2f} | {r['p10_s'] * 1e3:.2f}–{r['p90_s'] * 1e3:.2f} | "
-                     f"{r['throughput']:,.1f} | {r['s_per_kimg']:.3g} | x{r['speedup_vs_reference']:.2f} | "
+                     f"{_spread(r)} | {r['throughput']:,.1f} | {r['s_per_kimg']:.3g} | "
+                     f"x{r['speedup_vs_reference']:.2f} | "
                      f"{_mib(r['peak_memory_bytes'])} | {_opt(r.get('tflops_per_s'), '.3g')} | {mfu} | "
                      f"{r['warmup_s']:.1f} |")
     parts = sorted({p for r in variants.values() for p in r["parts_ms"]},
@@ -41,33 +66,52 @@ def inference_table(case: dict) -> str:
         first = batches[0]
         lines += [f"Generator `{generator}`:", "",
                   f"| backend | p50 ms (batch {first}) | p99 ms | vs eager | " +
-                  " | ".join(f"img/s at {b}" for b in batches) + " | max abs diff vs eager | first call s |",
-                  "| --- | --- | --- | --- |" + " --- |" * len(batches) + " --- | --- |"]
+                  " | ".join(f"img/s at {b}" for b in batches) + " | max abs diff vs eager | first call s | "
+                  "p90/p10 (widest batch) |",
+                  "| --- | --- | --- | --- |" + " --- |" * len(batches) + " --- | --- | --- |"]
         for backend, r in backends.items():
             row = r["batches"][first]
+            widest = max(r["batches"].values(), key=lambda timed: timed.get("spread") or 0.0)
             lines.append(f"| {backend} | {row['median_s'] * 1e3:.2f} | {row['p99_s'] * 1e3:.2f} | "
                          f"x{row.get('speedup_vs_eager', 1.0):.2f} | " +
                          " | ".join(f"{r['batches'][b]['images_per_s']:,.0f}" for b in batches) +
-                         f" | {r['max_abs_error_vs_eager']:.1e} | {r['first_call_s']:.2f} |")
+                         f" | {r['max_abs_error_vs_eager']:.1e} | {r['first_call_s']:.2f} | {_spread(widest)} |")
         lines.append("")
     return "\n".join(lines)
 
 
-def markdown(record: dict) -> str:
+def header(record: dict, status: bool = True) -> str:
+    """The machine a record was measured on, and (``status``) whether it holds every case it planned."""
     m = record["machine"]
     out = [f"## {m['device']}", "",
            f"torch {m['torch']}, onnxruntime {m['onnxruntime']}, ganzoo {m['ganzoo']}, commit "
-           f"{(m['commit'] or 'unknown')[:10]}, {m['date']}", ""]
-    for case in record["cases"]:
-        out += [f"### {case['arch']}: {case['data']}, batch {case['batch_size']} ({case['label']})", ""]
-        if case.get("training"):
-            flops = case["training"]["flops_per_step"]
-            out += [f"Training, {case['steps']} timed steps after {case['warmup']} warm-up; "
-                    f"{flops / 1e9:,.2f} GFLOP per step (torch.utils.flop_counter)." if flops else "Training.", "",
-                    training_table(case), ""]
-        if case.get("inference"):
-            out += ["Inference:", "", inference_table(case)]
+           f"{(m['commit'] or 'unknown')[:10]}, {m['date']}"]
+    if status and record.get("complete") is False:
+        stopped = f" (stopped by {record['stopped_by']})" if record.get("stopped_by") else ""
+        out += ["", f"**Incomplete**{stopped}: {len(record['cases'])} of {len(record.get('planned', []))} "
+                    "planned cases measured."]
+    return "\n".join(out) + "\n"
+
+
+def case_section(case: dict) -> str:
+    """One case's tables, printed as soon as it is measured and written with the others."""
+    out = [f"### {case['arch']}: {case['data']}, batch {case['batch_size']} ({case['label']})", ""]
+    if case.get("training"):
+        flops = case["training"]["flops_per_step"]
+        out += [f"Training, {case['steps']} timed steps after {case['warmup']} warm-up; "
+                f"{flops / 1e9:,.2f} GFLOP per step (torch.utils.flop_counter)." if flops else "Training.", "",
+                training_table(case), ""]
+    if case.get("inference"):
+        out += ["Inference:", "", inference_table(case)]
+    noisy = noisy_measurements(case)
+    if noisy:
+        out += [f"**Noisy** (p90/p10 of like calls above {NOISY_SPREAD}, {BUSY}; rerun on an idle machine before "
+                f"trusting them): {', '.join(noisy)}.", ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+def markdown(record: dict) -> str:
+    return "\n".join([header(record), *(case_section(case) for case in record["cases"])]).rstrip() + "\n"
 
 
 def speedup_plot(records: list[dict], path: Path) -> Path:

@@ -23,7 +23,7 @@ from ..api import UNPAIRED
 from ..testing import synthetic_data
 from ..train.trainer import Trainer
 from . import machine
-from .timing import PartTimer, peak_memory_bytes, reset_peak_memory, synchronizer, time_calls
+from .timing import PartTimer, noisy_note, peak_memory_bytes, reset_peak_memory, synchronizer, time_calls
 
 REFERENCE = {"precision": "fp32", "channels_last": "off", "compile": False, "optimizer": "plain",
              "data_on_device": "off", "tf32_matmul": False, "tf32_conv": True, "cudnn_benchmark": False}
@@ -93,19 +93,29 @@ def lazy_window(trainer: Trainer) -> int:
     return window
 
 
-def run_variant(case: TrainingCase, options: dict, warmup: int, steps: int, count_flops: bool = False) -> dict:
-    """Time one variant: warm-up (compilation included) apart, then ``steps`` timed steps, then the
-    per-part split on a few more steps, peak memory over the timed steps, FLOPs if asked."""
+def make_trainer(case: TrainingCase, options: dict, run_dir: str) -> Trainer:
+    """A Trainer for one variant that never logs, samples or checkpoints (the bench steps it by hand)."""
     flags = {"device": str(case.device), "steps": 10**9, "ema_kimg": 10.0, "log_every": 10**9,
              "sample_every": 10**9, "checkpoint_every": 10**9, **options}
     if case.batch_size:
         flags["batch_size"] = case.batch_size
     resolved = config.resolve(case.arch, preset=case.preset, data=case.data, sets=case.sets, flags=flags)
-    sync = synchronizer(case.device)
     batch = resolved.config.batch_size
+    return Trainer(case.arch, resolved, synthetic_data(case.arch, resolved.config, n=max(256, 2 * batch)), run_dir)
+
+
+def step_kind(trainer: Trainer):
+    """The phases the next step runs: steps of one kind do the same work (lazy regularisers apart)."""
+    return tuple(trainer.step % phase.interval == 0 for phase in trainer.phases)
+
+
+def run_variant(case: TrainingCase, options: dict, warmup: int, steps: int, count_flops: bool = False) -> dict:
+    """Time one variant: warm-up (compilation included) apart, then ``steps`` timed steps, then the
+    per-part split on a few more steps, peak memory over the timed steps, FLOPs if asked."""
+    sync = synchronizer(case.device)
     with tempfile.TemporaryDirectory() as run_dir:
-        trainer = Trainer(case.arch, resolved, synthetic_data(case.arch, resolved.config, n=max(256, 2 * batch)),
-                          run_dir)
+        trainer = make_trainer(case, options, run_dir)
+        batch = trainer.cfg.batch_size
         window = lazy_window(trainer)
         with trainer.engine.numerics():
             started = time.perf_counter()
@@ -114,7 +124,8 @@ def run_variant(case: TrainingCase, options: dict, warmup: int, steps: int, coun
             sync()
             warmup_s = time.perf_counter() - started
             reset_peak_memory(case.device)
-            times = time_calls(trainer.train_step, case.device, repeats=max(steps, window), warmup=0)
+            times = time_calls(trainer.train_step, case.device, repeats=max(steps, window), warmup=0,
+                               kind=lambda: step_kind(trainer))
             memory = peak_memory_bytes(case.device)
             timer = PartTimer(case.device)
             trainer.timing, timer.enabled = timer, True
@@ -123,7 +134,7 @@ def run_variant(case: TrainingCase, options: dict, warmup: int, steps: int, coun
             timer.enabled = False
             flops = count_flops_per_step(trainer, window) if count_flops else None
     mean = times["mean_s"]
-    kind = "pairs" if case.arch.data_spec(resolved.config).kind == UNPAIRED else "images"
+    kind = "pairs" if case.arch.data_spec(trainer.cfg).kind == UNPAIRED else "images"
     record = {**times, "batch_size": batch, "throughput_unit": f"{kind}/s",
               "throughput": batch / mean, "s_per_kimg": mean * 1000 / batch, "warmup_s": warmup_s,
               "parts_ms": {part: total / window * 1e3 for part, total in timer.totals.items()},
@@ -145,7 +156,7 @@ def bench_training(case: TrainingCase, variants: dict[str, dict], warmup: int, s
         results[name] = record
         echo(f"  {name:16s} {record['median_s'] * 1e3:9.2f} ms/step (p10 {record['p10_s'] * 1e3:.2f}, "
              f"p90 {record['p90_s'] * 1e3:.2f})  {record['throughput']:9.1f} {record['throughput_unit']}  "
-             f"warm-up {record['warmup_s']:.1f} s")
+             f"warm-up {record['warmup_s']:.1f} s" + noisy_note(record))
     reference = results["reference"]["mean_s"]
     name = machine.device_name(case.device)
     for record in results.values():

@@ -1,11 +1,16 @@
 """`ganzoo bench`: the benchmark suite from the command line.
 
 Registered on the main group in ganzoo.cli, which turns a UserError into one
-"Error: ..." line.
+"Error: ..." line. Every option is checked before anything is measured; the
+results file is rewritten after every case (``--json``, else a new file under
+bench-results/), so Ctrl-C, SIGTERM or a hang-up keeps what was measured and
+says where, in one line.
 """
 
 from __future__ import annotations
 
+import sys
+import time
 from pathlib import Path
 
 import click
@@ -44,16 +49,21 @@ def _ints(text: str | None, option: str) -> list[int] | None:
 @click.option("--inference/--no-inference", default=True)
 @click.option("--smoke", is_flag=True, help="Tiny configs, few steps, no compilation: checks the suite end to end.")
 @click.option("--peak-tflops", type=float, help="The device's peak TFLOP/s for model-FLOPs utilisation.")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the results as JSON.")
-@click.option("--markdown", "markdown_path", type=click.Path(path_type=Path), help="Write the tables as markdown.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path),
+              help="Write the results as JSON, after every case (default: bench-results/DEVICE-TIME.json).")
+@click.option("--markdown", "markdown_path", type=click.Path(path_type=Path),
+              help="Write the tables as markdown, after every case.")
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path), help="Write the speed-up plot (PNG).")
 def bench(archs, device, sizes, resolution, batch_size, sets, warmup, steps, variants, inference_batches, repeats,
           backends, training, inference, smoke, peak_tflops, json_path, markdown_path, plot_path):
     """Training and inference speed of ARCHS (default: every registered architecture) on this machine."""
     from .. import config as config_mod
     from .. import registry
-    from ..bench import SIZES, run_suite
-    from ..bench.report import markdown, speedup_plot
+    from ..bench import SIZES, new_record, plan_suite, run_suite
+    from ..bench.machine import slug
+    from ..bench.report import header, markdown, noisy_measurements, speedup_plot
+    from ..bench.stop import Stopped, stop_on_signals
+    from ..bench.timing import BUSY, NOISY_SPREAD
     from ..fileio import atomic_write, write_json
     from ..train.engine import pick_device
 
@@ -75,16 +85,54 @@ def bench(archs, device, sizes, resolution, batch_size, sets, warmup, steps, var
                    inference_batches=_ints(inference_batches, "--inference-batches"), repeats=repeats,
                    backends=backends.split(",") if backends else None, peak_tflops=peak_tflops)
     try:
-        record = run_suite(list(archs) or None, size_list, torch_device, echo=click.echo, **options)
+        cases = plan_suite(list(archs) or None, size_list, torch_device, **options)
     except ValueError as exc:  # an unknown variant or backend
         raise UserError(str(exc)) from None
-    tables = markdown(record)
-    click.echo("\n" + tables)
-    if json_path:
+    if not cases:
+        raise UserError("no architecture to benchmark: none is registered and loadable (see `ganzoo list`)")
+    record = new_record(torch_device, cases)
+    json_path = json_path or _default_results(slug(record["machine"]["device"]))
+
+    def save(record):  # atomic: a failed write is one UserError, and the file keeps the earlier cases
         write_json(json_path, record)
-        click.echo(f"results: {json_path}")
-    if markdown_path:
-        atomic_write(markdown_path, lambda f: f.write(tables), mode="w")
-        click.echo(f"tables:  {markdown_path}")
+        if markdown_path:
+            atomic_write(markdown_path, lambda f: f.write(markdown(record)), mode="w")
+
+    click.echo(header(record, status=False))
+    save(record)  # an unwritable path is found now, not after the first case
+    click.echo(f"results: {json_path}" + (f" and {markdown_path}" if markdown_path else "") +
+               " (rewritten after every case; marked complete at the end)")
+    try:
+        with stop_on_signals():
+            run_suite(cases, torch_device, record, echo=click.echo, save=save)
+    except Stopped as stop:
+        _stopped(stop, record, save, json_path)
+    noisy = sum(len(noisy_measurements(case)) for case in record["cases"])
+    if noisy:
+        click.echo(f"{noisy} measurements spread more than p90/p10 {NOISY_SPREAD} ({BUSY}): marked noisy in the "
+                   "tables; rerun them on an idle machine before trusting them")
+    click.echo(f"results: {json_path}" + (f"\ntables:  {markdown_path}" if markdown_path else ""))
     if plot_path and training:
         click.echo(f"plot:    {speedup_plot([record], plot_path)}")
+
+
+def _default_results(device_slug: str) -> Path:
+    """bench-results/DEVICE-TIME.json in the current folder (as `ganzoo train` makes runs/ARCH-TIME),
+    never an existing file."""
+    stem = Path("bench-results") / f"{device_slug}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, n = stem.with_suffix(".json"), 1
+    while path.exists():
+        n += 1
+        path = stem.with_name(f"{stem.name}-{n}.json")
+    return path
+
+
+def _stopped(stop, record: dict, save, json_path: Path) -> None:
+    """One line on what a signal left behind, and the exit status a shell expects (128 + signal)."""
+    record["stopped_by"] = stop.name
+    save(record)
+    done = record["cases"]
+    kept = f" ({', '.join(c['arch'] + ' ' + c['label'] for c in done)})" if done else ""
+    click.echo(f"stopped by {stop.name}: kept {len(done)} of {len(record['planned'])} cases{kept} in {json_path}, "
+               "marked incomplete", err=True)
+    sys.exit(128 + stop.signum)

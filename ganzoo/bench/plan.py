@@ -1,0 +1,85 @@
+"""What one bench case will measure, settled and checked before anything is measured.
+
+Every option (sizes, variants, backends, batch sizes) is resolved here for
+every case first, so a bad one is refused before a minute of measuring is
+spent, and so the estimate counts exactly what will run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+
+from .. import config, registry
+from ..api import SMOKE_PRESET
+from .inference import check_backends, default_backends
+from .training import TrainingCase, variants_for
+
+SIZES = ("embedded", "full", "smoke")
+
+
+def case_settings(arch, size: str, resolution: int | None, sets: dict) -> tuple[str | None, str | None, dict]:
+    """(data name that picks the preset, preset, --set values) for a size and an optional resolution.
+
+    A resolution is applied through the architecture's ``with_resolution``,
+    which knows what else scales with it; the fields it changes become --set values.
+    """
+    if size not in SIZES:
+        raise ValueError(f"unknown size {size!r}; sizes: {', '.join(SIZES)}")
+    data = None if size == "embedded" else "synthetic"  # "synthetic" names no preset: Config defaults
+    preset = SMOKE_PRESET if size == "smoke" else None
+    sets = dict(sets)
+    if resolution is not None:
+        base = config.resolve(arch, preset=preset, data=data, sets=sets).config
+        scaled = arch.with_resolution(base, resolution)
+        sets.update({f.name: getattr(scaled, f.name) for f in dataclasses.fields(scaled)
+                     if getattr(scaled, f.name) != getattr(base, f.name)})
+    return data, preset, sets
+
+
+@dataclass
+class Case:
+    """One architecture at one size, with everything its measurement needs."""
+
+    name: str
+    size: str
+    arch: object
+    resolved: object  # config.Resolved: the config the case measures
+    training: TrainingCase
+    variants: dict[str, dict]  # empty: no training table
+    backends: list[str]  # empty: no inference table
+    batches: list[int]
+    warmup: int
+    steps: int
+    repeats: int
+    peak_tflops: float | None
+
+    @property
+    def label(self) -> str:
+        spec = self.arch.data_spec(self.resolved.config)
+        return f"{spec.resolution}x{spec.resolution}x{spec.channels}"
+
+    @property
+    def title(self) -> str:
+        return f"{self.name} {self.size}"
+
+
+def plan_case(name: str, size: str, device: torch.device, *, resolution: int | None = None,
+              batch_size: int | None = None, sets: dict | None = None, warmup: int = 10, steps: int = 30,
+              variants: list[str] | None = None, training: bool = True, inference: bool = True,
+              inference_batches: list[int] | None = None, repeats: int = 30, backends: list[str] | None = None,
+              peak_tflops: float | None = None) -> Case:
+    """The case, every option checked (a ValueError names a bad one); nothing is built or measured."""
+    arch = registry.get(name)
+    data, preset, sets = case_settings(arch, size, resolution, dict(sets or {}))
+    flags = {"batch_size": batch_size} if batch_size else {}
+    resolved = config.resolve(arch, preset=preset, data=data, sets=sets, flags=flags)
+    chosen = (backends or default_backends(device)) if inference else []
+    check_backends(chosen, device)
+    return Case(name=name, size=size, arch=arch, resolved=resolved,
+                training=TrainingCase(arch, sets, data, preset, batch_size, device),
+                variants=variants_for(device, variants) if training else {}, backends=chosen,
+                batches=inference_batches or ([1, 8, 32, 128] if device.type == "cuda" else [1, 4, 16]),
+                warmup=warmup, steps=steps, repeats=repeats, peak_tflops=peak_tflops)
