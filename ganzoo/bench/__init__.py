@@ -20,7 +20,8 @@ import torch
 
 from .. import registry
 from . import machine, report
-from .estimate import count, duration, probe
+from ..train.loggers import duration
+from .estimate import count, probe
 from .inference import bench_generator, cuda_provider_available, default_backends  # noqa: F401 (re-exported)
 from .plan import SIZES, Case, case_settings, plan_case  # noqa: F401 (re-exported)
 from .training import bench_training

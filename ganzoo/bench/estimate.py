@@ -124,13 +124,3 @@ def count(case: Case, window: int) -> Count:
                 timed = case.repeats if i == 0 else max(3, case.repeats // 4)
                 _calls(work, name, batch, 2 + timed + (3 if i == 0 else 0))  # warm-up, timed, first and parity
     return work
-
-
-def duration(seconds: float) -> str:
-    """A length as people say it: 45 s, 3 min 10 s, 1 h 20 min."""
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"

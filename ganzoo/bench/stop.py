@@ -12,38 +12,22 @@ the last message cannot fail.
 from __future__ import annotations
 
 import contextlib
-import signal
 
-from ..train.trainer import _detach_from_terminal
+from ..signals import on_stop_signals
 
 
 class Stopped(KeyboardInterrupt):
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-        self.name = signal.Signals(signum).name
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.name = name
 
 
-def _raise(signum, frame):
-    if signum == getattr(signal, "SIGHUP", None):
-        _detach_from_terminal()
-    raise Stopped(signum)
+def _raise(name: str) -> None:
+    raise Stopped(name)
 
 
 @contextlib.contextmanager
 def stop_on_signals():
     """SIGINT, SIGTERM and SIGHUP raise ``Stopped`` inside the block; the old handlers come back after it."""
-    previous = {}
-    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
-        sig = getattr(signal, name, None)
-        if sig is None or (sig == getattr(signal, "SIGHUP", None) and signal.getsignal(sig) == signal.SIG_IGN):
-            continue  # no SIGHUP on Windows; under nohup it stays ignored
-        try:
-            previous[sig] = signal.signal(sig, _raise)
-        except ValueError:  # not the main thread: leave signals alone
-            pass
-    try:
+    with on_stop_signals(_raise):
         yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

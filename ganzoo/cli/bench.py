@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from ..errors import UserError
+from ..signals import exit_status
 
 
 def _ints(text: str | None, option: str) -> list[int] | None:
@@ -135,4 +136,4 @@ def _stopped(stop, record: dict, save, json_path: Path) -> None:
     kept = f" ({', '.join(c['arch'] + ' ' + c['label'] for c in done)})" if done else ""
     click.echo(f"stopped by {stop.name}: kept {len(done)} of {len(record['planned'])} cases{kept} in {json_path}, "
                "marked incomplete", err=True)
-    sys.exit(128 + stop.signum)
+    sys.exit(exit_status(stop.name))

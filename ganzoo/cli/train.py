@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import signal
 import sys
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ import click
 from ..api import UNPAIRED
 from ..data import DEFAULT_DATASET
 from ..errors import UserError
+from ..signals import exit_status
 
 
 @click.command()
@@ -133,7 +133,7 @@ def _train(arch, resolved, run_dir: Path, entry, skip_bad_files: bool = False, a
     click.echo(f"run directory: {result.run_dir} (step {result.step})")
     if result.stopped_by:
         click.echo(f"stopped by {result.stopped_by}; continue with: ganzoo train {arch.name} --resume {run_dir}")
-        sys.exit(128 + signal.Signals[result.stopped_by].value)
+        sys.exit(exit_status(result.stopped_by))
 
 
 def _record(arch, resolved, trainer, run_dir: Path, entry, fingerprint):

@@ -121,7 +121,7 @@ class Progress:
         if scalars is not None and not self.estimated and not first and step < self.total:
             self.estimated = True
             self._print(f"estimate: {self.total - step} more steps at {self._rate(step, now):.3g} step/s, "
-                        f"about {_duration(self._left(step, now))} (started {_duration(now - self.started)} ago)")
+                        f"about {duration(self._left(step, now))} (started {duration(now - self.started)} ago)")
         if self.bar is not None:
             self.bar.update(done)
             if scalars:
@@ -132,7 +132,7 @@ class Progress:
             if first:
                 pace = f"first step took {now - self.started:.1f}s"
             else:
-                pace = f"{self._rate(step, now):.3g} step/s, {_duration(self._left(step, now))} left"
+                pace = f"{self._rate(step, now):.3g} step/s, {duration(self._left(step, now))} left"
             print(f"step {step}/{self.total} ({pace}) {text}".rstrip(), file=sys.stderr, flush=True)
 
     def _rate(self, step: int, now: float) -> float:
@@ -153,11 +153,11 @@ class Progress:
             self.bar.close()
 
 
-def _duration(seconds: float) -> str:
-    """1h02m, 3m20s, 12s."""
-    seconds = int(round(seconds))
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    if seconds >= 60:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds}s"
+def duration(seconds: float) -> str:
+    """A length as people say it, for progress lines and estimates: 45 s, 3 min 10 s, 1 h 20 min."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"

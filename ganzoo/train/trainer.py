@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
-import signal
 import time
 import warnings
 from dataclasses import dataclass, replace
@@ -26,6 +24,7 @@ from ..config import validate
 from ..errors import UserError
 from ..fileio import write_png
 from ..sampling import grid
+from ..signals import on_stop_signals
 from . import checkpoint as ckpt
 from .ema import ema_beta, make_ema, update_ema
 from .engine import Engine, pick_device
@@ -71,53 +70,26 @@ def _to_device(value, device):
 
 
 class _StopSignals:
-    """Turns SIGINT, SIGTERM and SIGHUP into a flag: the loop finishes its step, checkpoints and returns.
+    """Turns a stop signal (ganzoo.signals) into a flag: the loop finishes its step, checkpoints and returns.
 
-    A hang-up (a closed terminal, a lost SSH session) is a stop like SIGTERM;
-    output that went to the lost terminal goes to /dev/null from then on, so
-    the final messages cannot fail the checkpoint. Under `nohup` (SIGHUP
-    ignored) hang-ups stay ignored. A second signal interrupts at once, for a
-    step that hangs.
+    A second signal interrupts at once, for a step that hangs.
     """
-
-    SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 
     def __init__(self):
         self.received: str | None = None
-        self._previous = {}
+        self._handling = on_stop_signals(self._handle)
 
     def __enter__(self):
-        for name in self.SIGNALS:
-            sig = getattr(signal, name, None)
-            if sig is None or (sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN):
-                continue
-            try:
-                self._previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread: leave signals alone
-                pass
+        self._handling.__enter__()
         return self
 
-    def _handle(self, signum, frame):
+    def _handle(self, name: str) -> None:
         if self.received:  # a second signal: stop now, without the checkpoint
             raise KeyboardInterrupt
-        self.received = signal.Signals(signum).name
-        if signum == getattr(signal, "SIGHUP", None):
-            _detach_from_terminal()
+        self.received = name
 
     def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
-def _detach_from_terminal() -> None:
-    """Point stdout and stderr that are terminals at /dev/null (files and pipes keep their output)."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        for fd in (1, 2):
-            if os.isatty(fd):
-                os.dup2(devnull, fd)
-    finally:
-        os.close(devnull)
+        return self._handling.__exit__(*exc)
 
 
 class Trainer:
