@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ganzoo.train import checkpoint as ckpt
+from ganzoo.train.checkpoint import writing
 from helpers import SMOKE, invoke
 
 TRAIN = [*SMOKE, "--batch-size", 8, "--sample-every", 1000, "--checkpoint-every", 2]
@@ -228,7 +229,7 @@ def test_a_full_disk_during_a_save_is_one_error_and_keeps_the_previous_checkpoin
 @pytest.mark.skipif(USERNS, reason="the real full-disk test runs here")
 def test_an_injected_full_disk_during_a_save_is_one_error_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     """Where no small filesystem can be mounted: ENOSPC from step 2's trainer.pt, after a partial write."""
-    real = ckpt._write_synced
+    real = writing._write_synced
 
     def full_disk(path, write):
         if path.name == ckpt.TRAINER_STATE and ".step-0000002." in path.parent.name:
@@ -236,7 +237,7 @@ def test_an_injected_full_disk_during_a_save_is_one_error_and_keeps_the_previous
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real(path, write)
 
-    monkeypatch.setattr(ckpt, "_write_synced", full_disk)
+    monkeypatch.setattr(writing, "_write_synced", full_disk)
     run_dir = tmp_path / "run"
     result = invoke("train", "dcgan", *TRAIN, "--checkpoint-every", 1, "--steps", 5, "--set", "keep_checkpoints=1",
                     "--out", run_dir)

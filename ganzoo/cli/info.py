@@ -61,11 +61,3 @@ def _parameter_counts(path: Path) -> dict[str, int]:
         role = name.split("/", 1)[0]
         counts[role] = counts.get(role, 0) + math.prod(entry["shape"])
     return counts
-    for line in reversed(path.read_text(errors="replace").splitlines()):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            return record
-    return None

@@ -1,279 +1,28 @@
-"""Checkpoints without pickle: networks in safetensors, trainer state for weights_only loading.
-
-A checkpoint is a folder `checkpoints/step-NNNNNNN/` holding `networks.safetensors`
-(every network by role, EMA copies as `<role>_ema`) and `trainer.pt` (optimizers,
-step, RNG states as tensors, data position) that loads with
-`torch.load(weights_only=True)`. The folder is written under a temporary name
-(`.step-N.tmp-PID`) and renamed into place, so a checkpoint either exists whole or
-not at all; an old one is renamed to a hidden name (`.step-N.del-PID`) before it is
-deleted, so a half-deleted checkpoint is never named `step-N`. Hidden folders a
-killed process left behind are removed at the next start (`remove_stale`).
-
-Readers pick the newest intact checkpoint (`newest_intact`) and say which newer
-ones they skipped and why, so one damaged file never blocks a run.
-"""
+"""Reading checkpoints without trusting them: bounded safetensors headers, weights-only trainer state
+checked for structure, and loading that names the tensor or key that does not fit."""
 
 from __future__ import annotations
 
-import io
 import json
 import math
-import os
 import pickle
 import re
-import shutil
-import sys
 import warnings
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
-from safetensors.torch import save as safetensors_bytes
 
-from ..errors import UserError
+from ...errors import UserError
+from .layout import NETWORKS, TRAINER_STATE, DamagedCheckpoint
 
-NETWORKS = "networks.safetensors"
-TRAINER_STATE = "trainer.pt"
-FILES = (NETWORKS, TRAINER_STATE)
-_STEP_DIR = re.compile(r"^step-(\d+)$")
-_SCRATCH_DIR = re.compile(r"^\.step-(\d+)\.(tmp|old|del)-(\d+)$")  # in flight, or left by a killed process
 _MAX_HEADER = 100_000_000  # the safetensors library's own limit on a header's size
 _DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
                 "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
-
-
-class DamagedCheckpoint(UserError):
-    """A checkpoint file that cannot be used as it is: missing, truncated, garbage or of the wrong structure."""
-
-
-# -- which checkpoints exist -------------------------------------------------------------------------
-
-
-def step_of(checkpoint: Path) -> int:
-    return int(Path(checkpoint).name.split("-")[1])
-
-
-def _step_folders(run_dir: Path) -> list[Path]:
-    """Every `step-N` folder, complete or not, oldest first."""
-    root = Path(run_dir) / "checkpoints"
-    if not root.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _STEP_DIR.match(p.name)) and p.is_dir()]
-    return [p for _, p in sorted(found)]
-
-
-def _complete(folder: Path) -> bool:
-    return all((folder / name).is_file() for name in FILES)
-
-
-def checkpoint_dirs(run_dir: Path) -> list[Path]:
-    """Complete checkpoints of a run (both files present), oldest first."""
-    return [p for p in _step_folders(run_dir) if _complete(p)]
-
-
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    dirs = checkpoint_dirs(run_dir)
-    return dirs[-1] if dirs else None
-
-
-def newest_intact(run_dir: Path) -> tuple[Path | None, list[tuple[Path, str]]]:
-    """The newest checkpoint that reads, and the newer ones skipped with why: (path, [(damaged, reason)]).
-
-    Reads headers and the trainer state's structure, not the tensors. (None, [])
-    when the run has no checkpoint; a UserError naming each one when none is intact.
-    """
-    damaged = []
-    for folder in reversed(_step_folders(run_dir)):
-        reason = problem(folder)
-        if reason is None:
-            return folder, damaged
-        damaged.append((folder, reason))
-    if damaged:
-        raise UserError(f"no intact checkpoint in {Path(run_dir) / 'checkpoints'}: "
-                        + "; ".join(reason for _, reason in damaged))
-    return None, []
-
-
-def fallback_warnings(chosen: Path, damaged: list[tuple[Path, str]]) -> list[str]:
-    """One line per skipped checkpoint, naming it, why, and the one used instead (for stderr)."""
-    return [f"warning: skipping damaged checkpoint {folder.name} ({reason}); using {chosen}"
-            for folder, reason in damaged]
-
-
-def problem(folder: Path) -> str | None:
-    """Why a checkpoint folder cannot be used (naming the file), or None when it is intact."""
-    missing = [name for name in FILES if not (folder / name).is_file()]
-    if missing:
-        return f"{folder}: {' and '.join(missing)} missing" + (" (empty folder)" if len(missing) == len(FILES) else "")
-    try:
-        read_header(folder / NETWORKS)
-        load_trainer_state(folder, mmap=True)
-    except DamagedCheckpoint as exc:
-        return str(exc)
-    return None
-
-
-# -- writing ------------------------------------------------------------------------------------------
-
-
-def flatten_networks(nets: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
-    """{'G': module} -> {'G/main.0.weight': tensor}; contiguous CPU copies for safetensors."""
-    return {f"{role}/{key}": value.detach().contiguous().cpu()
-            for role, module in nets.items() for key, value in module.state_dict().items()}
-
-
-def unflatten_networks(tensors: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
-    out: dict[str, dict[str, torch.Tensor]] = {}
-    for name, value in tensors.items():
-        role, _, key = name.partition("/")
-        out.setdefault(role, {})[key] = value
-    return out
-
-
-def save_checkpoint(run_dir: Path, step: int, nets: dict[str, torch.nn.Module], state: dict,
-                    metadata: dict[str, str] | None = None, keep: int = 2) -> Path:
-    """Write networks and trainer state for `step` atomically; keep the newest `keep`.
-
-    A write that fails (a full disk, a read-only folder) removes its temporary
-    folder and raises one UserError naming the path; earlier checkpoints are untouched.
-    """
-    root = Path(run_dir) / "checkpoints"
-    final = root / f"step-{step:07d}"
-    tmp = root / f".step-{step:07d}.tmp-{os.getpid()}"
-    writers: dict[str, Callable] = {
-        NETWORKS: lambda f: f.write(safetensors_bytes(flatten_networks(nets), metadata=metadata or {})),
-        TRAINER_STATE: lambda f: f.write(_torch_bytes(state)),
-    }
-    target = root
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        _remove(tmp)
-        tmp.mkdir()
-        for name, write in writers.items():
-            target = final / name
-            _write_synced(tmp / name, write)
-        target = final
-        if final.exists():  # the same step saved again: move the old one aside, never delete it first
-            old = root / f".step-{step:07d}.old-{os.getpid()}"
-            _remove(old)
-            os.replace(final, old)
-            os.replace(tmp, final)
-            _remove(old)
-        else:
-            os.replace(tmp, final)
-        _fsync(root)
-    except OSError as exc:
-        _remove(tmp)
-        kept = [p for p in checkpoint_dirs(run_dir) if step_of(p) < step]
-        previous = f"the previous checkpoint {kept[-1]} is kept" if kept else "no earlier checkpoint exists"
-        raise UserError(f"cannot write checkpoint {target}: {exc.strerror or exc}; {previous}") from None
-    older = [p for p in checkpoint_dirs(run_dir) if step_of(p) < step]  # never the one just written
-    for old in older[:max(len(older) - (keep - 1), 0)]:
-        _discard(old)
-    return final
-
-
-def _torch_bytes(state: dict) -> memoryview:
-    """torch.save into memory: written to the file by Python, a failed write (ENOSPC) stays a plain OSError."""
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    return buffer.getbuffer()
-
-
-def _write_synced(path: Path, write: Callable) -> None:
-    with open(path, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _fsync(folder: Path) -> None:
-    """Make a rename inside `folder` durable (a power loss keeps the new name)."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _remove(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def _discard(folder: Path) -> None:
-    """Delete a checkpoint folder under a hidden name, so a kill midway never leaves a half `step-N`."""
-    hidden = folder.with_name(f".{folder.name}.del-{os.getpid()}")
-    _remove(hidden)
-    try:
-        os.replace(folder, hidden)
-    except OSError:
-        return
-    _remove(hidden)
-
-
-def remove_stale(run_dir: Path) -> list[Path]:
-    """At a run's start: remove what killed processes left in checkpoints/; returns what was cleaned.
-
-    Hidden temporary, set-aside and half-deleted folders whose process is gone
-    (or that carry this process's id: nothing of ours is in flight yet) are
-    removed, except that a set-aside checkpoint whose replacement never arrived
-    is renamed back. A live process's folders are left alone. `step-N` folders
-    missing a file (half deleted by older versions) older than the newest
-    complete checkpoint are removed too.
-    """
-    root = Path(run_dir) / "checkpoints"
-    if not root.is_dir():
-        return []
-    cleaned = []
-    for path in sorted(root.iterdir()):
-        m = _SCRATCH_DIR.match(path.name)
-        if not m or not path.is_dir() or _alive(int(m.group(3))):
-            continue
-        final = root / f"step-{m.group(1)}"
-        if m.group(2) == "old" and not final.exists() and _complete(path):
-            os.replace(path, final)
-        else:
-            _remove(path)
-        cleaned.append(path)
-    newest = latest_checkpoint(run_dir)
-    for folder in _step_folders(run_dir):
-        if newest is not None and step_of(folder) < step_of(newest) and not _complete(folder):
-            _discard(folder)
-            cleaned.append(folder)
-    return cleaned
-
-
-def clean_up(run_dir: Path) -> None:
-    """remove_stale, each folder named on stderr."""
-    report(f"removed unfinished checkpoint folder {path}" for path in remove_stale(run_dir))
-
-
-def report(lines) -> None:
-    """Warnings for the user, on stderr (the CLI's own output stays on stdout)."""
-    for line in lines:
-        print(line, file=sys.stderr, flush=True)
-
-
-def _alive(pid: int) -> bool:
-    """Whether another process with this id runs (our own id counts as gone: called before we save)."""
-    if pid == os.getpid() or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    except (OverflowError, OSError):
-        return False
-    return True
-
-
-# -- reading ------------------------------------------------------------------------------------------
 
 
 def read_header(path: Path) -> dict[str, dict]:
@@ -465,3 +214,11 @@ def first_nonfinite(weights: dict[str, dict[str, torch.Tensor]]) -> str | None:
             if value.is_floating_point() and not bool(torch.isfinite(value).all()):
                 return f"{role}/{key}"
     return None
+
+
+def unflatten_networks(tensors: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+    out: dict[str, dict[str, torch.Tensor]] = {}
+    for name, value in tensors.items():
+        role, _, key = name.partition("/")
+        out.setdefault(role, {})[key] = value
+    return out

@@ -1,0 +1,25 @@
+"""Checkpoints without pickle: networks in safetensors, trainer state for weights_only loading.
+
+A checkpoint is a folder `checkpoints/step-NNNNNNN/` holding `networks.safetensors`
+(every network by role, EMA copies as `<role>_ema`) and `trainer.pt` (optimizers,
+step, RNG states as tensors, data position) that loads with
+`torch.load(weights_only=True)`. The folder is written under a temporary name
+(`.step-N.tmp-PID`) and renamed into place, so a checkpoint either exists whole or
+not at all; an old one is renamed to a hidden name (`.step-N.del-PID`) before it is
+deleted, so a half-deleted checkpoint is never named `step-N`. Hidden folders a
+killed process left behind are removed at the next start (`remove_stale`).
+
+Readers pick the newest intact checkpoint (`newest_intact`) and say which newer
+ones they skipped and why, so one damaged file never blocks a run.
+"""
+
+from .layout import FILES, NETWORKS, TRAINER_STATE, DamagedCheckpoint, step_of
+from .listing import checkpoint_dirs, fallback_warnings, latest_checkpoint, newest_intact, problem
+from .reading import (check_trainer_state, first_nonfinite, load_into, load_networks, load_trainer_state,
+                      read_header, restoring, unflatten_networks)
+from .writing import clean_up, flatten_networks, remove_stale, report, save_checkpoint
+
+__all__ = ["FILES", "NETWORKS", "TRAINER_STATE", "DamagedCheckpoint", "step_of", "checkpoint_dirs",
+           "fallback_warnings", "latest_checkpoint", "newest_intact", "problem", "check_trainer_state",
+           "first_nonfinite", "load_into", "load_networks", "load_trainer_state", "read_header", "restoring",
+           "unflatten_networks", "clean_up", "flatten_networks", "remove_stale", "report", "save_checkpoint"]

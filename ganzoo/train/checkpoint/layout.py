@@ -1,0 +1,22 @@
+"""What a checkpoint folder is made of: its two files, the names of its folders, and the error for damage."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ...errors import UserError
+
+NETWORKS = "networks.safetensors"
+TRAINER_STATE = "trainer.pt"
+FILES = (NETWORKS, TRAINER_STATE)
+STEP_DIR = re.compile(r"^step-(\d+)$")
+SCRATCH_DIR = re.compile(r"^\.step-(\d+)\.(tmp|old|del)-(\d+)$")  # in flight, or left by a killed process
+
+
+class DamagedCheckpoint(UserError):
+    """A checkpoint file that cannot be used as it is: missing, truncated, garbage or of the wrong structure."""
+
+
+def step_of(checkpoint: Path) -> int:
+    return int(Path(checkpoint).name.split("-")[1])

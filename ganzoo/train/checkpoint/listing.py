@@ -1,0 +1,69 @@
+"""Which checkpoints a run has, and the newest one that is intact (readers fall back past damaged ones)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ...errors import UserError
+from .layout import FILES, NETWORKS, STEP_DIR, DamagedCheckpoint
+from .reading import load_trainer_state, read_header
+
+
+def _step_folders(run_dir: Path) -> list[Path]:
+    """Every `step-N` folder, complete or not, oldest first."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := STEP_DIR.match(p.name)) and p.is_dir()]
+    return [p for _, p in sorted(found)]
+
+
+def _complete(folder: Path) -> bool:
+    return all((folder / name).is_file() for name in FILES)
+
+
+def checkpoint_dirs(run_dir: Path) -> list[Path]:
+    """Complete checkpoints of a run (both files present), oldest first."""
+    return [p for p in _step_folders(run_dir) if _complete(p)]
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    dirs = checkpoint_dirs(run_dir)
+    return dirs[-1] if dirs else None
+
+
+def newest_intact(run_dir: Path) -> tuple[Path | None, list[tuple[Path, str]]]:
+    """The newest checkpoint that reads, and the newer ones skipped with why: (path, [(damaged, reason)]).
+
+    Reads headers and the trainer state's structure, not the tensors. (None, [])
+    when the run has no checkpoint; a UserError naming each one when none is intact.
+    """
+    damaged = []
+    for folder in reversed(_step_folders(run_dir)):
+        reason = problem(folder)
+        if reason is None:
+            return folder, damaged
+        damaged.append((folder, reason))
+    if damaged:
+        raise UserError(f"no intact checkpoint in {Path(run_dir) / 'checkpoints'}: "
+                        + "; ".join(reason for _, reason in damaged))
+    return None, []
+
+
+def fallback_warnings(chosen: Path, damaged: list[tuple[Path, str]]) -> list[str]:
+    """One line per skipped checkpoint, naming it, why, and the one used instead (for stderr)."""
+    return [f"warning: skipping damaged checkpoint {folder.name} ({reason}); using {chosen}"
+            for folder, reason in damaged]
+
+
+def problem(folder: Path) -> str | None:
+    """Why a checkpoint folder cannot be used (naming the file), or None when it is intact."""
+    missing = [name for name in FILES if not (folder / name).is_file()]
+    if missing:
+        return f"{folder}: {' and '.join(missing)} missing" + (" (empty folder)" if len(missing) == len(FILES) else "")
+    try:
+        read_header(folder / NETWORKS)
+        load_trainer_state(folder, mmap=True)
+    except DamagedCheckpoint as exc:
+        return str(exc)
+    return None

@@ -1,0 +1,162 @@
+"""Writing checkpoints atomically, pruning old ones safely, and cleaning up after killed processes."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Callable
+
+import torch
+from safetensors.torch import save as safetensors_bytes
+
+from ...errors import UserError
+from .layout import NETWORKS, SCRATCH_DIR, TRAINER_STATE, step_of
+from .listing import _complete, _step_folders, checkpoint_dirs, latest_checkpoint
+
+
+def flatten_networks(nets: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
+    """{'G': module} -> {'G/main.0.weight': tensor}; contiguous CPU copies for safetensors."""
+    return {f"{role}/{key}": value.detach().contiguous().cpu()
+            for role, module in nets.items() for key, value in module.state_dict().items()}
+
+
+def save_checkpoint(run_dir: Path, step: int, nets: dict[str, torch.nn.Module], state: dict,
+                    metadata: dict[str, str] | None = None, keep: int = 2) -> Path:
+    """Write networks and trainer state for `step` atomically; keep the newest `keep`.
+
+    A write that fails (a full disk, a read-only folder) removes its temporary
+    folder and raises one UserError naming the path; earlier checkpoints are untouched.
+    """
+    root = Path(run_dir) / "checkpoints"
+    final = root / f"step-{step:07d}"
+    tmp = root / f".step-{step:07d}.tmp-{os.getpid()}"
+    writers: dict[str, Callable] = {
+        NETWORKS: lambda f: f.write(safetensors_bytes(flatten_networks(nets), metadata=metadata or {})),
+        TRAINER_STATE: lambda f: f.write(_torch_bytes(state)),
+    }
+    target = root
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        _remove(tmp)
+        tmp.mkdir()
+        for name, write in writers.items():
+            target = final / name
+            _write_synced(tmp / name, write)
+        target = final
+        if final.exists():  # the same step saved again: move the old one aside, never delete it first
+            old = root / f".step-{step:07d}.old-{os.getpid()}"
+            _remove(old)
+            os.replace(final, old)
+            os.replace(tmp, final)
+            _remove(old)
+        else:
+            os.replace(tmp, final)
+        _fsync(root)
+    except OSError as exc:
+        _remove(tmp)
+        kept = [p for p in checkpoint_dirs(run_dir) if step_of(p) < step]
+        previous = f"the previous checkpoint {kept[-1]} is kept" if kept else "no earlier checkpoint exists"
+        raise UserError(f"cannot write checkpoint {target}: {exc.strerror or exc}; {previous}") from None
+    older = [p for p in checkpoint_dirs(run_dir) if step_of(p) < step]  # never the one just written
+    for old in older[:max(len(older) - (keep - 1), 0)]:
+        _discard(old)
+    return final
+
+
+def _torch_bytes(state: dict) -> memoryview:
+    """torch.save into memory: written to the file by Python, a failed write (ENOSPC) stays a plain OSError."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getbuffer()
+
+
+def _write_synced(path: Path, write: Callable) -> None:
+    with open(path, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync(folder: Path) -> None:
+    """Make a rename inside `folder` durable (a power loss keeps the new name)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _discard(folder: Path) -> None:
+    """Delete a checkpoint folder under a hidden name, so a kill midway never leaves a half `step-N`."""
+    hidden = folder.with_name(f".{folder.name}.del-{os.getpid()}")
+    _remove(hidden)
+    try:
+        os.replace(folder, hidden)
+    except OSError:
+        return
+    _remove(hidden)
+
+
+def remove_stale(run_dir: Path) -> list[Path]:
+    """At a run's start: remove what killed processes left in checkpoints/; returns what was cleaned.
+
+    Hidden temporary, set-aside and half-deleted folders whose process is gone
+    (or that carry this process's id: nothing of ours is in flight yet) are
+    removed, except that a set-aside checkpoint whose replacement never arrived
+    is renamed back. A live process's folders are left alone. `step-N` folders
+    missing a file (half deleted by older versions) older than the newest
+    complete checkpoint are removed too.
+    """
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    cleaned = []
+    for path in sorted(root.iterdir()):
+        m = SCRATCH_DIR.match(path.name)
+        if not m or not path.is_dir() or _alive(int(m.group(3))):
+            continue
+        final = root / f"step-{m.group(1)}"
+        if m.group(2) == "old" and not final.exists() and _complete(path):
+            os.replace(path, final)
+        else:
+            _remove(path)
+        cleaned.append(path)
+    newest = latest_checkpoint(run_dir)
+    for folder in _step_folders(run_dir):
+        if newest is not None and step_of(folder) < step_of(newest) and not _complete(folder):
+            _discard(folder)
+            cleaned.append(folder)
+    return cleaned
+
+
+def clean_up(run_dir: Path) -> None:
+    """remove_stale, each folder named on stderr."""
+    report(f"removed unfinished checkpoint folder {path}" for path in remove_stale(run_dir))
+
+
+def report(lines) -> None:
+    """Warnings for the user, on stderr (the CLI's own output stays on stdout)."""
+    for line in lines:
+        print(line, file=sys.stderr, flush=True)
+
+
+def _alive(pid: int) -> bool:
+    """Whether another process with this id runs (our own id counts as gone: called before we save)."""
+    if pid == os.getpid() or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    except (OverflowError, OSError):
+        return False
+    return True
