@@ -81,18 +81,25 @@ def open_run(run_dir: Path) -> Run:
     return Run(Path(run_dir), arch, resolved, record)
 
 
-def load_sampling_nets(run: Run, device):
-    """Networks of the newest intact checkpoint in eval mode, EMA weights in place of live ones.
+def load_sampling_nets(run: Run, device, step: int | None = None):
+    """Networks of the newest intact checkpoint (or that of ``step``) in eval mode, EMA weights in place of live ones.
 
     Newer damaged checkpoints are named on stderr and skipped; generator
     weights holding NaN or inf are refused (they cannot make images), naming the tensor.
     """
     from .train import checkpoint as ckpt
 
-    source, damaged = ckpt.newest_intact(run.path)
-    if source is None:
-        raise UserError(f"{run.path}: no checkpoint yet (nothing in {run.path / 'checkpoints'})")
-    ckpt.report(ckpt.fallback_warnings(source, damaged))
+    if step is not None:
+        source = run.path / "checkpoints" / f"step-{step:07d}"
+        problem = ckpt.problem(source) if source.is_dir() else "no such checkpoint"
+        if problem is not None:
+            steps = ", ".join(str(ckpt.step_of(d)) for d in ckpt.checkpoint_dirs(run.path)) or "none"
+            raise UserError(f"{run.path}: cannot use the checkpoint of step {step} ({problem}); steps kept: {steps}")
+    else:
+        source, damaged = ckpt.newest_intact(run.path)
+        if source is None:
+            raise UserError(f"{run.path}: no checkpoint yet (nothing in {run.path / 'checkpoints'})")
+        ckpt.report(ckpt.fallback_warnings(source, damaged))
     nets = run.arch.build(run.resolved.config)
     weights = ckpt.load_networks(source)
     names = {role: f"{role}_ema" if f"{role}_ema" in weights else role for role in nets}

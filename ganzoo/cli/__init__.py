@@ -13,6 +13,7 @@ from .. import __version__
 from ..errors import UserError
 from .bench import bench
 from .data import data
+from .eval import eval_cmd
 from .export import export
 from .sample import sample
 from .translate import translate
@@ -47,7 +48,7 @@ def cli():
     """ganzoo: a plugin-based GAN zoo. Train, sample and inspect GANs from one CLI."""
 
 
-for _command in (list_cmd, train, info, sample, translate, export, bench, data):
+for _command in (list_cmd, train, info, sample, translate, export, eval_cmd, bench, data):
     cli.add_command(_command)
 
 

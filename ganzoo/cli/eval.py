@@ -1,0 +1,177 @@
+"""`ganzoo eval`: sample quality of a run's checkpoint or an exported model, in the field's units.
+
+Registered on the main group in ganzoo.cli, which turns a UserError into one
+"Error: ..." line.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from ..errors import UserError
+
+DEFAULT_N = 50_000
+
+
+@click.command("eval")
+@click.argument("source", type=click.Path(path_type=Path), metavar="RUN_DIR|MODEL.onnx")
+@click.option("--data", help="Real images to compare with (default: the run's own data; the embedded "
+              "Fashion-MNIST for a model).")
+@click.option("--metrics", "metric_names", help="Comma-separated: fid, kid, pr, fd-dinov2, fd-fmnist (default: "
+              "fd-fmnist,kid,pr on the embedded data, fid,kid,pr otherwise).")
+@click.option("--features", help="The extractor kid and pr use: fmnist, inception or dinov2 (default: fmnist on "
+              "the embedded data, inception otherwise).")
+@click.option("--n", "n", type=int, help=f"Images generated, and real images compared (default {DEFAULT_N:,} or "
+              "all the real images when fewer).")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--step", type=int, help="The checkpoint of this step (default: the newest intact one).")
+@click.option("--weights", multiple=True, metavar="EXTRACTOR=PATH", help="A local weights file for an extractor "
+              "(repeatable), e.g. inception=pt_inception-2015-12-05.pth.")
+@click.option("--out", type=click.Path(path_type=Path), help="Results JSON (default RUN_DIR/eval/step-N.json, or "
+              "MODEL-eval.json beside a model).")
+def eval_cmd(source, data, metric_names, features, n, batch_size, device, seed, step, weights, out):
+    """Evaluate RUN_DIR's generators (EMA weights) or MODEL.onnx against real images: FID, KID, precision/recall."""
+    from .. import __version__
+    from ..data import DEFAULT_DATASET
+    from ..fileio import require_writable, write_json
+    from ..metrics.extractors import EXTRACTORS
+    from ..metrics.suite import extractors_needed, parse_metrics
+
+    embedded = (data or _recorded_data(source) or DEFAULT_DATASET) == DEFAULT_DATASET
+    metrics = parse_metrics(metric_names or ("fd-fmnist,kid,pr" if embedded else "fid,kid,pr"))
+    features = features or ("fmnist" if embedded else "inception")
+    if features not in EXTRACTORS:
+        raise UserError(f"unknown --features {features!r}; extractors: {', '.join(EXTRACTORS)}")
+    weight_files = _weights(weights)
+    for option, value in (("--n", n), ("--batch-size", batch_size)):
+        if value is not None and value < 1:
+            raise UserError(f"{option} must be at least 1, got {value}")
+    if seed < 0:
+        raise UserError(f"--seed must not be negative, got {seed}")
+    onnx_model = source.suffix.lower() == ".onnx"
+    started = time.perf_counter()
+    made = _open(source, onnx_model, data, step, device, batch_size, seed)
+    out = out or (source.with_name(f"{source.stem}-eval.json") if onnx_model
+                  else source / "eval" / f"step-{made.step:07d}.json")
+    require_writable(out.parent, "pass --out with a .json path in a folder you can write")
+    needed = extractors_needed(metrics, features)
+    extractors = {name: _load_extractor(name, device, weight_files.get(name), batch_size) for name in needed}
+    results = {}
+    for task in made.tasks:
+        results[task.label or "samples"] = _evaluate(task, metrics, features, extractors, n, seed)
+    record = {"ganzoo_version": __version__, "source": str(source), "step": made.step, "kind": made.kind,
+              "data": made.data or DEFAULT_DATASET, "seed": seed, "metrics": metrics, "features": features,
+              "extractors": {name: e.describe() for name, e in extractors.items()}, "results": results,
+              "seconds": round(time.perf_counter() - started, 1)}
+    write_json(out, record)
+    _print_table(made.label, results)
+    click.echo(f"results: {out}")
+
+
+def _recorded_data(source: Path) -> str | None:
+    """The run's data, when SOURCE is a run directory with a readable config.json (for the defaults)."""
+    try:
+        from .. import rundir
+
+        return rundir.read_config(source).get("data") if source.suffix.lower() != ".onnx" else None
+    except UserError:
+        return None
+
+
+def _weights(pairs) -> dict[str, Path]:
+    from ..metrics.extractors import EXTRACTORS
+
+    out = {}
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not sep or name not in EXTRACTORS:
+            raise UserError(f"--weights expects EXTRACTOR=PATH with EXTRACTOR one of {', '.join(EXTRACTORS)}, "
+                            f"got {pair!r}")
+        out[name] = Path(path).expanduser()
+        if not out[name].is_file():
+            raise UserError(f"--weights {pair}: no such file {out[name]}")
+    return out
+
+
+def _open(source: Path, onnx_model: bool, data, step, device, batch_size, seed):
+    from ..metrics.sources import from_onnx, from_run
+
+    if onnx_model:
+        if step is not None:
+            raise UserError("--step picks a checkpoint of a run directory; a model file has none")
+        return from_onnx(source, data, device, batch_size, seed)
+    from ..train.engine import pick_device
+
+    return from_run(source, data, step, pick_device(device), batch_size, seed)
+
+
+def _load_extractor(name, device, weights, batch_size):
+    from ..metrics.extractors import load_extractor
+    from ..train.engine import pick_device
+
+    return load_extractor(name, pick_device(device), weights=weights, batch_size=batch_size)
+
+
+def _evaluate(task, metrics, features, extractors, n, seed) -> dict:
+    """Real features (cached), fake features (streamed chunk by chunk), then every metric."""
+    import numpy as np
+
+    from ..metrics.reference import reference_features
+    from ..metrics.suite import compute
+
+    available = len(task.real) if task.inputs is None else min(len(task.real), task.inputs)
+    what = f"{task.label} " if task.label else ""
+    if n is None:
+        n = min(DEFAULT_N, available)
+    elif n > len(task.real):
+        raise UserError(f"--n {n} is more than the {len(task.real)} real {what}images to compare with (the "
+                        f"reference statistics need as many); use --n {len(task.real)} or more data")
+    elif task.inputs is not None and n > task.inputs:
+        raise UserError(f"--n {n} is more than the {task.inputs} held-out images {task.label} can translate")
+    real = task.real
+    if n < len(real):  # a seeded subset, the same for every run with this seed
+        real = real[np.sort(np.random.default_rng(seed).permutation(len(real))[:n])]
+    real_features, cached = {}, {}
+    for name, extractor in extractors.items():
+        with _progress(f"{what}real / {name}", len(real)) as bar:
+            real_features[name], images_hash, cached[name] = reference_features(real, extractor, bar)
+    fake_parts = {name: [] for name in extractors}
+    with _progress(f"{what}generated / {', '.join(extractors)}", n) as bar:
+        for chunk in task.fake(n):
+            for name, extractor in extractors.items():
+                fake_parts[name].append(extractor.features(chunk))
+            bar(len(chunk))
+    fake_features = {name: np.concatenate(parts) for name, parts in fake_parts.items()}
+    values = compute(metrics, features, real_features, fake_features, seed)
+    return {"n": n, "real_images_sha256": images_hash, "reference_cached": cached, "values": values}
+
+
+class _progress:
+    """A tqdm bar on a terminal, nothing otherwise; called with the count of images just done."""
+
+    def __init__(self, label: str, total: int):
+        import sys
+
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, desc=label, unit="img", disable=not sys.stderr.isatty(), leave=False)
+
+    def __enter__(self):
+        return self.bar.update
+
+    def __exit__(self, *exc):
+        self.bar.close()
+
+
+def _print_table(label: str, results: dict) -> None:
+    click.echo(f"{label}")
+    for task, result in results.items():
+        title = f"{task}: " if task != "samples" else ""
+        click.echo(f"  {title}n = {result['n']:,}")
+        for key, value in result["values"].items():
+            click.echo(f"    {key:<22} {value:.6g}")

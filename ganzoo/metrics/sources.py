@@ -1,0 +1,146 @@
+"""What `ganzoo eval` measures: images from a run's checkpoint or an exported model, and the real images to compare.
+
+A sampling generator is drawn in fixed chunks, each from its own seed derived
+from ``--seed`` (numpy SeedSequence), so a run directory and its ONNX export
+make the same images for the same seed whatever the batch size. An
+image-to-image generator translates held-out images of its source domain
+(``testA/`` when the folder has one, else ``trainA/``; the embedded pair has
+no held-out split) and is compared with real images of its target domain, in
+each direction, as the CycleGAN literature reports it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from ..api import IMAGES, DataSpec
+from ..errors import UserError
+
+CHUNK = 500  # images per generator call: fixed, so results never depend on --batch-size
+
+
+def chunk_seed(seed: int, index: int) -> int:
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
+@dataclass
+class Task:
+    """One comparison: fake images (made on demand) against a set of real ones."""
+
+    label: str  # "" for a sampling generator, "a2b" / "b2a" for translators
+    real: np.ndarray  # uint8 (N, C, H, W)
+    fake: Callable[[int], Iterator[np.ndarray]]  # n -> uint8 chunks, n images in all
+    inputs: int | None = None  # translators: how many held-out inputs exist (n is bounded by it)
+
+
+@dataclass
+class Source:
+    """A run directory's checkpoint or an exported model, ready to make images."""
+
+    label: str
+    kind: str  # "run" or "onnx"
+    step: int | None
+    data: str | None
+    tasks: list[Task] = field(default_factory=list)
+
+
+def center_crop(images, resolution: int) -> np.ndarray:
+    images = np.asarray(images)
+    top = (images.shape[-1] - resolution) // 2
+    return np.ascontiguousarray(images[..., top:top + resolution, top:top + resolution])
+
+
+def real_images(data: str | None, resolution: int, channels: int) -> np.ndarray:
+    from ..data import load_data
+
+    dataset = load_data(data, DataSpec(IMAGES, resolution, channels))
+    return center_crop(dataset.images.numpy(), resolution)
+
+
+def domain_images(data: str | None, resolution: int, channels: int, domain: str) -> np.ndarray:
+    """Held-out images of one domain: test{domain}/ when present, else train{domain}/, else the embedded pair's."""
+    from ..api import UNPAIRED
+    from ..data import source_folder
+    from ..data.folder import load_folder
+    from ..data.unpaired import embedded_pair
+
+    spec = DataSpec(UNPAIRED, resolution, channels)
+    root = source_folder(data, download=True)
+    if root is None:
+        return center_crop(getattr(embedded_pair(spec), domain).numpy(), resolution)
+    for split in ("test", "train"):
+        folder = Path(root) / f"{split}{domain}"
+        if folder.is_dir():
+            return load_folder(folder, resolution, channels)
+    raise UserError(f"{root} has neither test{domain}/ nor train{domain}/ to evaluate domain {domain}")
+
+
+def _to_unit(images: np.ndarray) -> np.ndarray:
+    return images.astype(np.float32) / 127.5 - 1.0
+
+
+def from_run(run_dir: Path, data: str | None, step: int | None, device, batch_size: int, seed: int) -> Source:
+    """The EMA generators of a run's checkpoint (``step``, or the newest intact one)."""
+    import torch
+
+    from .. import rundir
+    from ..sampling import generate, to_uint8
+
+    run = rundir.open_run(run_dir)
+    data = run.resolved.data if data is None else data
+    spec = run.arch.data_spec(run.resolved.config)
+    nets, used = rundir.load_sampling_nets(run, device, step=step)
+    source = Source(f"{run_dir} (step {used})", "run", used, data)
+    for name, gen in run.arch.generators(run.resolved.config).items():
+        net = nets[gen.role]
+        if gen.translates:
+            a, b = gen.translates
+
+            def translated(n, inputs, net=net):
+                for start in range(0, n, batch_size):
+                    x = torch.from_numpy(_to_unit(inputs[start:min(n, start + batch_size)])).to(device)
+                    with torch.no_grad():
+                        yield to_uint8(net(x)).cpu().numpy()
+
+            inputs = domain_images(data, spec.resolution, spec.channels, a)
+            source.tasks.append(Task(f"{a.lower()}2{b.lower()}", domain_images(data, spec.resolution, spec.channels, b),
+                                     lambda n, inputs=inputs, t=translated: t(n, inputs), len(inputs)))
+        elif not any(t.label == "" for t in source.tasks):
+
+            def sampled(n, net=net, gen=gen):
+                for index, start in enumerate(range(0, n, CHUNK)):
+                    count = min(CHUNK, n - start)
+                    yield generate(net, gen, count, chunk_seed(seed, index), device, chunk=batch_size).numpy()
+
+            source.tasks.insert(0, Task("", real_images(data, spec.resolution, spec.channels), sampled))
+    return source
+
+
+def from_onnx(path: Path, data: str | None, device: str, batch_size: int, seed: int) -> Source:
+    """An exported generator through the torch-free runtime (same images as its run for the same seed)."""
+    from ..runtime import load
+
+    model = load(path, device)
+    meta = model.metadata
+    source = Source(f"{path} (ONNX Runtime)", "onnx", None, data)
+    if meta.translates:
+        a, b = meta.translates
+        inputs = domain_images(data, meta.resolution, meta.channels, a)
+
+        def translated(n):
+            for start in range(0, n, batch_size):
+                yield np.stack([model.translate(_to_unit(image[None])) for image in inputs[start:min(n, start + batch_size)]])
+
+        source.tasks.append(Task(f"{a.lower()}2{b.lower()}", domain_images(data, meta.resolution, meta.channels, b),
+                                 translated, len(inputs)))
+    else:
+        def sampled(n):
+            for index, start in enumerate(range(0, n, CHUNK)):
+                yield model.sample(min(CHUNK, n - start), chunk_seed(seed, index), chunk=batch_size)
+
+        source.tasks.append(Task("", real_images(data, meta.resolution, meta.channels), sampled))
+    return source
