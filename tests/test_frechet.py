@@ -1,4 +1,4 @@
-"""Frechet distance against closed forms and a slow general-sqrtm reference."""
+"""Frechet distance against closed forms, a slow general-sqrtm reference and scipy's sqrtm."""
 
 from __future__ import annotations
 
@@ -72,6 +72,64 @@ def test_commuting_covariances_closed_form():
     mu1, mu2 = rng.standard_normal(dim), rng.standard_normal(dim)
     expected = np.sum((np.sqrt(a) - np.sqrt(b)) ** 2) + np.sum((mu1 - mu2) ** 2)
     assert frechet_distance(mu1, sigma1, mu2, sigma2) == pytest.approx(expected, rel=1e-9)
+
+
+def test_non_commuting_two_by_two_closed_form():
+    # For 2x2 PSD matrices Tr((S1 S2)^{1/2}) = sqrt(Tr(S1 S2) + 2 sqrt(det S1 det S2)):
+    # the square roots of the two eigenvalues of S1 S2, whose sum and product those are.
+    sigma1 = np.array([[2.0, 0.9], [0.9, 1.0]])
+    sigma2 = np.array([[0.5, -0.3], [-0.3, 3.0]])
+    assert not np.allclose(sigma1 @ sigma2, sigma2 @ sigma1)
+    mu1, mu2 = np.array([1.0, -1.0]), np.array([0.5, 2.0])
+    trace_root = np.sqrt(np.trace(sigma1 @ sigma2) + 2 * np.sqrt(np.linalg.det(sigma1) * np.linalg.det(sigma2)))
+    expected = np.sum((mu1 - mu2) ** 2) + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_root
+    assert frechet_distance(mu1, sigma1, mu2, sigma2) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("dim", [2, 16, 64])
+def test_agrees_with_scipy_sqrtm(dim):
+    # The route pytorch-fid takes: a general matrix square root of the non-symmetric product.
+    from scipy import linalg
+
+    rng = np.random.default_rng(200 + dim)
+    mu1, mu2 = rng.standard_normal(dim), rng.standard_normal(dim)
+    sigma1, sigma2 = random_spd(rng, dim), random_spd(rng, dim)
+    assert not np.allclose(sigma1 @ sigma2, sigma2 @ sigma1)
+    root = linalg.sqrtm(sigma1 @ sigma2)
+    assert np.allclose(np.diagonal(root).imag, 0.0, atol=1e-3)
+    diff = mu1 - mu2
+    expected = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(root.real)
+    assert frechet_distance(mu1, sigma1, mu2, sigma2) == pytest.approx(expected, rel=1e-6)
+
+
+def test_indefinite_covariance_is_refused_naming_its_eigenvalues():
+    q = random_rotation(np.random.default_rng(9), 3)
+    indefinite = (q * np.array([2.0, 1.0, -0.5])) @ q.T
+    zeros = np.zeros(3)
+    with pytest.raises(ValueError, match=r"sigma1 is not a covariance .* 1 negative eigenvalue\(s\) -0\.5,"):
+        frechet_distance(zeros, indefinite, zeros, np.eye(3))
+    with pytest.raises(ValueError, match=r"sigma2 is not a covariance .* -0\.5, .*magnitude 2\b"):
+        frechet_distance(zeros, np.eye(3), zeros, indefinite)
+    with pytest.raises(ValueError, match=r"sigma1 .* 2 negative eigenvalue\(s\) -2, -1,"):
+        frechet_distance(np.zeros(2), -np.diag([1.0, 2.0]), np.zeros(2), np.eye(2))
+
+
+def test_round_off_negative_eigenvalues_are_clipped():
+    # A rank-deficient covariance stored in float32 has eigenvalues a hair below zero.
+    rng = np.random.default_rng(10)
+    sigma1, sigma2 = random_spd(rng, 64, rank=10), random_spd(rng, 64, rank=20)
+    rounded = sigma1.astype(np.float32).astype(np.float64)
+    assert np.linalg.eigvalsh((rounded + rounded.T) / 2).min() < 0
+    mu = np.zeros(64)
+    exact = frechet_distance(mu, sigma1, mu, sigma2)
+    # Not closer: float32 moves the zero eigenvalues by ~1e-8, their roots by ~1e-4.
+    assert frechet_distance(mu, rounded, mu, sigma2) == pytest.approx(exact, rel=1e-3)
+
+
+def test_feature_statistics_are_unbiased():
+    # Two samples 0 and 2: unbiased variance 2 (the biased one would be 1).
+    _, sigma = feature_statistics(np.array([[0.0, 1.0], [2.0, 5.0]]))
+    np.testing.assert_allclose(sigma, [[2.0, 4.0], [4.0, 8.0]], rtol=1e-15)
 
 
 def test_symmetric_in_its_arguments():

@@ -1,7 +1,8 @@
-"""Sample-quality metrics: Frechet distance now; KID and precision/recall later.
+"""Sample-quality metrics: Frechet distance, KID, precision/recall/density/coverage.
 
-Everything here works on plain numpy feature matrices, so any feature extractor
-(Inception, DINOv2, a small test classifier) can feed the same implementation.
+Everything here works on plain numpy feature matrices (rows are samples), so
+any feature extractor (Inception, DINOv2, a small test classifier) can feed the
+same implementation.
 """
 
 from ganzoo.metrics.frechet import (
@@ -9,5 +10,13 @@ from ganzoo.metrics.frechet import (
     frechet_distance,
     frechet_distance_from_features,
 )
+from ganzoo.metrics.kid import kernel_inception_distance
+from ganzoo.metrics.prdc import precision_recall_density_coverage
 
-__all__ = ["feature_statistics", "frechet_distance", "frechet_distance_from_features"]
+__all__ = [
+    "feature_statistics",
+    "frechet_distance",
+    "frechet_distance_from_features",
+    "kernel_inception_distance",
+    "precision_recall_density_coverage",
+]
