@@ -232,6 +232,17 @@ def test_failed_inception_download_is_one_error_and_leaves_nothing(empty_caches,
     assert list(expected.parent.iterdir()) == []  # no partial download left behind
 
 
+def test_download_into_a_path_through_a_file_is_one_error(empty_caches, monkeypatch):
+    """TORCH_HOME below a regular file: the checkpoints folder cannot exist; said, not a NotADirectoryError."""
+    monkeypatch.delenv("GANZOO_OFFLINE")
+    monkeypatch.setattr(inception, "URL", f"http://127.0.0.1:{closed_port()}/{inception.FILE_NAME}")
+    blocker = empty_caches / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("TORCH_HOME", str(blocker / "torch"))
+    with pytest.raises(UserError, match=f"cannot create {blocker / 'torch' / 'hub' / 'checkpoints'}: Not a directory"):
+        load_extractor("inception", "cpu")
+
+
 def test_inception_weights_are_found_in_the_torch_hub_cache(empty_caches, inception_file):
     for name in (inception.PYTORCH_FID_FILE_NAME, inception.FILE_NAME):  # either tool's copy; torch-fidelity's first
         cached = empty_caches / "torch_home" / "hub" / "checkpoints" / name
@@ -299,6 +310,15 @@ def test_wrong_size_dinov2_weights_name_file_and_tensor(dinov2_file):
     message = str(caught.value)
     assert str(dinov2_file) in message and "cls_token" in message
     assert "(1, 1, 384)" in message and "(1, 1, 1024)" in message
+
+
+def test_dinov2_position_embeddings_of_no_square_grid_are_named(tmp_path):
+    state = dinov2_state()
+    state["pos_embed"] = state["pos_embed"][:, :1000]
+    path = write_safetensors(tmp_path / "odd.safetensors", state)
+    with pytest.raises(UserError, match=r"tensor pos_embed has shape \(1, 1000, 384\) in the file, "
+                                        r"the network needs \(1, 257, 384\)"):
+        dinov2.load("cpu", weights=path, model_name=SMALL)
 
 
 def test_missing_and_unexpected_tensors_are_named(inception_file, tmp_path):

@@ -214,19 +214,27 @@ def network(model_name: str = MODEL, device="meta"):
                                  global_pool="token")
 
 
-def _fit_state(state: dict, net) -> dict:
+def _fit_state(state: dict, net, path: Path) -> dict:
     """A timm or original DINOv2 state dict in the layout of ``net``, position embeddings as DINOv2 interpolates them."""
     import torch
     from timm.models.vision_transformer import checkpoint_filter_fn
 
     grid = INPUT_SIZE // PATCH
     pos = state.get("pos_embed")
+    odd = None  # position embeddings that are no square grid: kept away from timm, named by check_fits
     if torch.is_tensor(pos) and pos.ndim == 3 and pos.shape[1] > 1 and pos.shape[1] != 1 + grid * grid:
         try:
             state["pos_embed"] = interpolate_pos_embed(pos, grid)
         except ValueError:
-            pass  # left as it is: check_fits names the tensor and its shape
-    state = checkpoint_filter_fn(state, net)  # the original release's key names -> timm's (mask_token dropped)
+            odd = state.pop("pos_embed")
+    try:
+        state = checkpoint_filter_fn(state, net)  # the original release's key names -> timm's (mask_token dropped)
+    except Exception as error:  # noqa: BLE001 - timm's converter on a malformed file can raise anything
+        text = str(error).strip()
+        raise UserError(f"weights file {path} does not fit the {NAME} network: timm cannot convert it "
+                        f"({type(error).__name__}{': ' + text.splitlines()[0] if text else ''})") from None
+    if odd is not None:
+        state["pos_embed"] = odd
     return {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
 
 
@@ -245,7 +253,7 @@ def load(device, weights: Path | None = None, batch_size: int = 64, model_name: 
     digest = sha256_of(path)
     _check_hub_hash(path, digest)
     net = network(model_name)
-    state = _fit_state(read_state_dict(path), net)
+    state = _fit_state(read_state_dict(path), net, path)
     check_fits(state, net.state_dict(), path, NAME)
     net.load_state_dict(state, strict=True, assign=True)
     left = [name for name, t in [*net.named_parameters(), *net.named_buffers()] if t.is_meta]
