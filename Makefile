@@ -25,6 +25,7 @@ demo: install
 	$(BIN)/ganzoo train dcgan --device cpu --batch-size 64 --steps 1500 --sample-every 250 \
 		--out $(DEMO_DIR) --resume auto
 	$(BIN)/ganzoo sample $(DEMO_DIR) --n 64 --seed 0 --out $(DEMO_DIR)/samples/final-seed0.png
+	$(BIN)/ganzoo eval $(DEMO_DIR) --device cpu
 
 test: install
 	$(BIN)/python -m pytest -q -rs --durations=10
