@@ -239,7 +239,7 @@ def test_download_into_a_path_through_a_file_is_one_error(empty_caches, monkeypa
     blocker = empty_caches / "a-file"
     blocker.write_text("not a folder")
     monkeypatch.setenv("TORCH_HOME", str(blocker / "torch"))
-    with pytest.raises(UserError, match=f"cannot create {blocker / 'torch' / 'hub' / 'checkpoints'}: Not a directory"):
+    with pytest.raises(UserError, match=f"into {blocker / 'torch' / 'hub' / 'checkpoints'}: Not a directory"):
         load_extractor("inception", "cpu")
 
 

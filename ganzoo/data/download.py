@@ -60,7 +60,10 @@ def download(
     when stderr is not a terminal.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"cannot download {url} into {dest.parent}: {error.strerror or error}") from None
     part = dest.with_name(f"{dest.name}.part-{os.getpid()}")
     try:
         size, digest = _fetch(url, part, expected_bytes, progress, timeout)

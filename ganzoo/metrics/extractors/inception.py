@@ -18,7 +18,6 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from ...errors import UserError
 from .base import Extractor
 from .weights import WeightsSource, check_fits, locate, read_state_dict, sha256_of, torch_hub_checkpoints
 
@@ -42,10 +41,6 @@ def weights_source() -> WeightsSource:
     def download() -> Path:
         from ...data.download import download as fetch
 
-        try:
-            put_at.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise UserError(f"cannot create {put_at.parent}: {error.strerror or error}") from None
         return fetch(URL, put_at, expected_bytes=BYTES, sha256=SHA256, progress=True).path
 
     return WeightsSource(what="the inception (FID) weights", put_at=put_at, url=URL,
