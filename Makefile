@@ -22,7 +22,7 @@ install: $(STAMP)
 # continues the same run directory (--resume auto) instead of failing.
 demo: install
 	$(BIN)/ganzoo list
-	$(BIN)/ganzoo train dcgan --device cpu --batch-size 64 --steps 1500 --sample-every 250 \
+	$(BIN)/ganzoo train dcgan --device cpu --batch-size 64 --steps 1500 --sample-every 250 --eval-every 250 \
 		--out $(DEMO_DIR) --resume auto
 	$(BIN)/ganzoo sample $(DEMO_DIR) --n 64 --seed 0 --out $(DEMO_DIR)/samples/final-seed0.png
 	$(BIN)/ganzoo eval $(DEMO_DIR) --device cpu

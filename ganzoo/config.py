@@ -48,6 +48,13 @@ class TrainOptions:
     keep_checkpoints: int = 2
     max_nonfinite: int = 20  # consecutive skipped steps before training stops
     max_image_pixels: int = 4096 * 4096  # a data image declaring more (width x height) is a bad file, never decoded
+    # Evaluation during training (ganzoo.train.evaluation): every eval_every steps (0: never) the EMA
+    # generator is scored by eval_metric ("" : fd-fmnist on the embedded data, fid otherwise) on eval_n
+    # images (0: all the real images, at most 10,000); checkpoints/best links to the best-scoring checkpoint.
+    eval_every: int = 0
+    eval_metric: str = ""
+    eval_n: int = 0
+    eval_weights: str = ""  # the extractor's weights file ("": its caches, else a download when online)
 
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -66,6 +73,12 @@ def _check_train_options(opts: TrainOptions) -> None:
                 "max_image_pixels"):
         require(getattr(opts, key) >= 1, key, getattr(opts, key), "must be at least 1")
     require(0 <= opts.seed < 2**32, "seed", opts.seed, "must lie in [0, 2**32) (numpy seeds data order with it)")
+    for key in ("eval_every", "eval_n"):
+        require(getattr(opts, key) >= 0, key, getattr(opts, key), "must not be negative (0 is the default)")
+    from .metrics.suite import RANKED
+
+    require(opts.eval_metric in ("", *RANKED), "eval_metric", opts.eval_metric,
+            f"must be one of {', '.join(RANKED)} (a metric that ranks checkpoints: lower is better)")
     for key in ("epochs", "ema_kimg", "ema_rampup"):
         require(getattr(opts, key) >= 0, key, getattr(opts, key), "must not be negative")
 

@@ -201,15 +201,17 @@ def export_generator(arch, cfg, name: str, spec: Generator, net: nn.Module, out:
     return Exported(name, out, errors, tolerance, len(model))
 
 
-def export_run(run, out_dir: Path | None = None, *, generator: str | None = None, **options) -> list[Exported]:
-    """Every generator of a run directory's latest checkpoint (EMA weights) to ``out_dir``/ARCH-NAME.onnx."""
+def export_run(run, out_dir: Path | None = None, *, step: int | str | None = None, generator: str | None = None,
+               **options) -> list[Exported]:
+    """Every generator of a run directory's checkpoint (``step``, "best" or the newest; EMA weights) to
+    ``out_dir``/ARCH-NAME.onnx."""
     from .rundir import load_sampling_nets
 
     generators = run.arch.generators(run.resolved.config)
     if generator is not None and generator not in generators:
         raise UserError(f"unknown generator {generator!r}; {run.arch.name} has: {', '.join(generators)}")
     out_dir = Path(out_dir) if out_dir is not None else run.path / "export"
-    nets, step = load_sampling_nets(run, torch.device("cpu"))
+    nets, step = load_sampling_nets(run, torch.device("cpu"), step=step)
     plugin = {**run.record.get("plugin", {}), "step": step}
     return [export_generator(run.arch, run.resolved.config, name, spec, nets[spec.role],
                              out_dir / f"{run.arch.name}-{name}.onnx", plugin=plugin, **options)

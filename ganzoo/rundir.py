@@ -81,15 +81,20 @@ def open_run(run_dir: Path) -> Run:
     return Run(Path(run_dir), arch, resolved, record)
 
 
-def load_sampling_nets(run: Run, device, step: int | None = None):
-    """Networks of the newest intact checkpoint (or that of ``step``) in eval mode, EMA weights in place of live ones.
+def load_sampling_nets(run: Run, device, step: int | str | None = None):
+    """Networks of the newest intact checkpoint (or that of ``step``, or "best") in eval mode, EMA weights in place of live ones.
 
     Newer damaged checkpoints are named on stderr and skipped; generator
     weights holding NaN or inf are refused (they cannot make images), naming the tensor.
     """
     from .train import checkpoint as ckpt
 
-    if step is not None:
+    if step == "best":
+        source = ckpt.best_checkpoint(run.path)
+        if source is None:
+            raise UserError(f"{run.path}: no best checkpoint ({run.path / 'checkpoints' / ckpt.BEST} is made by "
+                            "training with --eval-every)")
+    elif step is not None:
         source = run.path / "checkpoints" / f"step-{step:07d}"
         problem = ckpt.problem(source) if source.is_dir() else "no such checkpoint"
         if problem is not None:

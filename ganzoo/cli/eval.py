@@ -12,8 +12,9 @@ from pathlib import Path
 import click
 
 from ..errors import UserError
+from .checkpoint_step import refuse_for_model, step_option
+from ..metrics.evaluate import DEFAULT_N
 
-DEFAULT_N = 50_000
 
 
 @click.command("eval")
@@ -29,7 +30,7 @@ DEFAULT_N = 50_000
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--step", type=int, help="The checkpoint of this step (default: the newest intact one).")
+@step_option
 @click.option("--weights", multiple=True, metavar="EXTRACTOR=PATH", help="A local weights file for an extractor "
               "(repeatable), e.g. inception=pt_inception-2015-12-05.pth.")
 @click.option("--out", type=click.Path(path_type=Path), help="Results JSON (default RUN_DIR/eval/step-N.json, or "
@@ -40,11 +41,11 @@ def eval_cmd(source, data, metric_names, features, n, batch_size, device, seed, 
     from ..data import DEFAULT_DATASET
     from ..fileio import require_writable, write_json
     from ..metrics.extractors import EXTRACTORS
-    from ..metrics.suite import extractors_needed, parse_metrics
+    from ..metrics.suite import default_features, default_metrics, extractors_needed, parse_metrics
 
     embedded = (data or _recorded_data(source) or DEFAULT_DATASET) == DEFAULT_DATASET
-    metrics = parse_metrics(metric_names or ("fd-fmnist,kid,pr" if embedded else "fid,kid,pr"))
-    features = features or ("fmnist" if embedded else "inception")
+    metrics = parse_metrics(metric_names or default_metrics(embedded))
+    features = features or default_features(embedded)
     if features not in EXTRACTORS:
         raise UserError(f"unknown --features {features!r}; extractors: {', '.join(EXTRACTORS)}")
     weight_files = _weights(weights)
@@ -102,8 +103,7 @@ def _open(source: Path, onnx_model: bool, data, step, device, batch_size, seed):
     from ..metrics.sources import from_onnx, from_run
 
     if onnx_model:
-        if step is not None:
-            raise UserError("--step picks a checkpoint of a run directory; a model file has none")
+        refuse_for_model(step)
         return from_onnx(source, data, device, batch_size, seed)
     from ..train.engine import pick_device
 
@@ -118,37 +118,9 @@ def _load_extractor(name, device, weights, batch_size):
 
 
 def _evaluate(task, metrics, features, extractors, n, seed) -> dict:
-    """Real features (cached), fake features (streamed chunk by chunk), then every metric."""
-    import numpy as np
+    from ..metrics.evaluate import evaluate_task, sample_count
 
-    from ..metrics.reference import reference_features
-    from ..metrics.suite import compute
-
-    available = len(task.real) if task.inputs is None else min(len(task.real), task.inputs)
-    what = f"{task.label} " if task.label else ""
-    if n is None:
-        n = min(DEFAULT_N, available)
-    elif n > len(task.real):
-        raise UserError(f"--n {n} is more than the {len(task.real)} real {what}images to compare with (the "
-                        f"reference statistics need as many); use --n {len(task.real)} or more data")
-    elif task.inputs is not None and n > task.inputs:
-        raise UserError(f"--n {n} is more than the {task.inputs} held-out images {task.label} can translate")
-    real = task.real
-    if n < len(real):  # a seeded subset, the same for every run with this seed
-        real = real[np.sort(np.random.default_rng(seed).permutation(len(real))[:n])]
-    real_features, cached = {}, {}
-    for name, extractor in extractors.items():
-        with _progress(f"{what}real / {name}", len(real)) as bar:
-            real_features[name], images_hash, cached[name] = reference_features(real, extractor, bar)
-    fake_parts = {name: [] for name in extractors}
-    with _progress(f"{what}generated / {', '.join(extractors)}", n) as bar:
-        for chunk in task.fake(n):
-            for name, extractor in extractors.items():
-                fake_parts[name].append(extractor.features(chunk))
-            bar(len(chunk))
-    fake_features = {name: np.concatenate(parts) for name, parts in fake_parts.items()}
-    values = compute(metrics, features, real_features, fake_features, seed)
-    return {"n": n, "real_images_sha256": images_hash, "reference_cached": cached, "values": values}
+    return evaluate_task(task, metrics, features, extractors, sample_count(task, n, "--n"), seed, _progress)
 
 
 class _progress:

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from ..errors import UserError
+from .checkpoint_step import step_option
 
 
 def parse_batch(value: str) -> int | None:
@@ -35,7 +36,8 @@ def parse_batch(value: str) -> int | None:
 @click.option("--generator", "generator_name", help="Export only this generator (default: all of them).")
 @click.option("--tolerance", type=float, help="Largest |ONNX Runtime - PyTorch| accepted, in [-1, 1] image units "
               "(default 1e-3, or 5e-2 with --fp16).")
-def export(run_dir, out, opset, batch, fp16, generator_name, tolerance):
+@step_option
+def export(run_dir, out, opset, batch, fp16, generator_name, tolerance, step):
     """Export every generator of RUN_DIR to ONNX (EMA weights), verified against PyTorch before writing."""
     from .. import rundir
     from ..export import export_run
@@ -44,7 +46,7 @@ def export(run_dir, out, opset, batch, fp16, generator_name, tolerance):
     run = rundir.open_run(run_dir)
     out = out or run.path / "export"
     require_writable(out, "pass --out FOLDER in a place you can write")
-    results = export_run(run, out, generator=generator_name, opset=opset, batch=parse_batch(batch), fp16=fp16,
+    results = export_run(run, out, step=step, generator=generator_name, opset=opset, batch=parse_batch(batch), fp16=fp16,
                          tolerance=tolerance)
     for result in results:
         checks = ", ".join(f"{label} {error:.1e}" for label, error in result.errors.items())

@@ -41,11 +41,26 @@ def info(run_dir):
     metrics = Path(run_dir) / "metrics.jsonl"
     if metrics.exists():
         records, damaged_lines = read_records(metrics)
-        if records:
-            click.echo("last metrics: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                                    for k, v in records[-1].items()))
+        losses = [r for r in records if not _is_eval(r)]
+        evals = [r for r in records if _is_eval(r)]
+        if losses:
+            click.echo(f"last metrics: {_pairs(losses[-1])}")
+        if evals:
+            click.echo(f"last eval:    {_pairs(evals[-1])}")
+    best = ckpt.best_checkpoint(run_dir)
+    if best is not None:
+        click.echo(f"best:         {best}")
         if damaged_lines:
             click.echo(f"metrics:      {damaged_lines} damaged line(s) in {metrics} (a resume drops them)")
+
+
+def _is_eval(record: dict) -> bool:
+    """A line written by evaluation during training (its keys start with eval/) rather than by the loss log."""
+    return any(key.startswith("eval/") for key in record)
+
+
+def _pairs(record: dict) -> str:
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
 
 
 def _parameter_counts(path: Path) -> dict[str, int]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from ..errors import UserError
+from .checkpoint_step import refuse_for_model, step_option
 
 
 @click.command()
@@ -24,7 +25,8 @@ from ..errors import UserError
 @click.option("--truncation", type=float, help="Truncation psi (generators with a truncation input): 1 = none, "
               "lower trades variety for typical images.")
 @click.option("--device", default="auto", show_default=True)
-def sample(run_dir, n, seed, out, generator_name, truncation, device):
+@step_option
+def sample(run_dir, n, seed, out, generator_name, truncation, device, step):
     """Sample images from a run's latest checkpoint (EMA weights when present) or an exported MODEL.onnx."""
     from ..fileio import require_writable_file
     from ..runtime.model import truncation_psi
@@ -41,15 +43,16 @@ def sample(run_dir, n, seed, out, generator_name, truncation, device):
     if run_dir.exists():  # a missing RUN_DIR or model is its loader's message, which comes first
         require_writable_file(out, "pass --out with a .png or .npz path in a folder you can write")
     if onnx_model:
+        refuse_for_model(step)
         images, source = _sample_onnx(run_dir, n, seed, generator_name, truncation, device)
     else:
-        images, source = _sample_run(run_dir, n, seed, generator_name, truncation, device)
+        images, source = _sample_run(run_dir, n, seed, generator_name, truncation, device, step)
     _write_samples(images, out)
     psi = f", truncation {truncation:g}" if truncation is not None else ""
     click.echo(f"{n} images from {run_dir} ({source}, seed {seed}{psi}) -> {out}")
 
 
-def _sample_run(run_dir, n, seed, generator_name, truncation, device):
+def _sample_run(run_dir, n, seed, generator_name, truncation, device, step=None):
     from .. import rundir
     from ..sampling import generate
     from ..train.engine import pick_device
@@ -69,7 +72,7 @@ def _sample_run(run_dir, n, seed, generator_name, truncation, device):
                             f"(its inputs: {', '.join(generators[name].inputs)})")
         values["truncation"] = truncation
     torch_device = pick_device(device)
-    nets, step = rundir.load_sampling_nets(run, torch_device)
+    nets, step = rundir.load_sampling_nets(run, torch_device, step=step)
     images = generate(nets[generators[name].role], generators[name], n, seed, torch_device, values=values)
     return images.numpy(), f"step {step}"
 

@@ -34,11 +34,18 @@ from ..signals import exit_status
 @click.option("--seed", type=int)
 @click.option("--sample-every", type=int)
 @click.option("--checkpoint-every", type=int)
+@click.option("--eval-every", type=int, help="Score the EMA generator every N steps (and at the end); "
+              "checkpoints/best links to the best-scoring checkpoint. 0: never (the default).")
+@click.option("--eval-metric", help="What ranks checkpoints: fd-fmnist (default on the embedded data), fid (default "
+              "otherwise), fd-dinov2 or kid.")
+@click.option("--eval-n", type=int, help="Images per evaluation (default: the real images there are, at most 10,000).")
+@click.option("--eval-weights", help="The weights file of the extractor --eval-metric uses (default: its caches, "
+              "else a download when online).")
 @click.option("--skip-bad-files", is_flag=True, help="Skip unreadable images (each is reported) instead of stopping.")
 @click.option("--allow-data-change", is_flag=True, help="With --resume: continue although the data changed since "
               "the run started (the new data's fingerprint is recorded).")
 def train(arch, data, preset, sets, steps, epochs, batch_size, out, device, precision, compile_, resume, seed,
-          sample_every, checkpoint_every, skip_bad_files, allow_data_change):
+          sample_every, checkpoint_every, eval_every, eval_metric, eval_n, eval_weights, skip_bad_files, allow_data_change):
     """Train ARCH; everything the run makes goes into one run directory."""
     from .. import config as config_mod
     from .. import fileio, registry, rundir
@@ -46,7 +53,8 @@ def train(arch, data, preset, sets, steps, epochs, batch_size, out, device, prec
     if steps is not None and epochs is not None:
         raise UserError("give --steps or --epochs, not both")
     flags = {"steps": steps, "epochs": epochs, "batch_size": batch_size, "device": device, "precision": precision,
-             "compile": compile_, "seed": seed, "sample_every": sample_every, "checkpoint_every": checkpoint_every}
+             "compile": compile_, "seed": seed, "sample_every": sample_every, "checkpoint_every": checkpoint_every,
+             "eval_every": eval_every, "eval_metric": eval_metric, "eval_n": eval_n, "eval_weights": eval_weights}
     set_values = config_mod.split_assignments(list(sets))
     if resume == "auto":
         if out is None:

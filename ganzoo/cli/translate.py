@@ -17,6 +17,7 @@ from typing import Callable
 import click
 
 from ..errors import UserError
+from .checkpoint_step import refuse_for_model, step_option
 from ..runtime.image_files import DEFAULT_MAX_PIXELS
 
 
@@ -46,7 +47,8 @@ class Translator:
 @click.option("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, show_default=True,
               help="Refuse an input that declares, or would be scaled to, more pixels (width x height) than this.")
 @click.option("--device", default="auto", show_default=True)
-def translate(run_dir, inputs, direction, out, overwrite, size, max_pixels, device):
+@step_option
+def translate(run_dir, inputs, direction, out, overwrite, size, max_pixels, device, step):
     """Translate images and folders of images with a run's generator or an exported MODEL.onnx, keeping file names."""
     from ..runtime.image_files import bad_files_error
     from ..runtime.translation import (checked_size, collect_inputs, declared_size, load_for_translation,
@@ -57,10 +59,11 @@ def translate(run_dir, inputs, direction, out, overwrite, size, max_pixels, devi
     if max_pixels < 1:
         raise UserError(f"--max-pixels must be positive, got {max_pixels}")
     if run_dir.suffix.lower() == ".onnx":
+        refuse_for_model(step)
         net = _onnx_translator(run_dir, direction, device)
         out = out or run_dir.with_name(f"{run_dir.stem}-translations")
     else:
-        net = _run_translator(run_dir, direction or "a2b", device)
+        net = _run_translator(run_dir, direction or "a2b", device, step)
         out = out or run_dir / "translations" / f"{net.source.lower()}2{net.target.lower()}"
     files = collect_inputs(list(inputs))
     targets = output_paths(files, out, overwrite)
@@ -79,7 +82,7 @@ def translate(run_dir, inputs, direction, out, overwrite, size, max_pixels, devi
     click.echo(f"{len(files)} image(s) translated {net.source} -> {net.target} by {net.label} -> {out}")
 
 
-def _run_translator(run_dir, direction, device) -> Translator:
+def _run_translator(run_dir, direction, device, step=None) -> Translator:
     """A run's PyTorch generator for ``direction``."""
     import torch
 
@@ -98,7 +101,7 @@ def _run_translator(run_dir, direction, device) -> Translator:
     spec = translators[(source, target)]
     data_spec = run.arch.data_spec(run.resolved.config)
     torch_device = pick_device(device)
-    nets, step = rundir.load_sampling_nets(run, torch_device)
+    nets, step = rundir.load_sampling_nets(run, torch_device, step=step)
     net = nets[spec.role]
 
     @torch.no_grad()

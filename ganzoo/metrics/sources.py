@@ -83,19 +83,25 @@ def _to_unit(images: np.ndarray) -> np.ndarray:
     return images.astype(np.float32) / 127.5 - 1.0
 
 
-def from_run(run_dir: Path, data: str | None, step: int | None, device, batch_size: int, seed: int) -> Source:
-    """The EMA generators of a run's checkpoint (``step``, or the newest intact one)."""
-    import torch
-
+def from_run(run_dir: Path, data: str | None, step: int | str | None, device, batch_size: int, seed: int) -> Source:
+    """The EMA generators of a run's checkpoint (``step``, "best", or the newest intact one)."""
     from .. import rundir
-    from ..sampling import generate, to_uint8
 
     run = rundir.open_run(run_dir)
     data = run.resolved.data if data is None else data
-    spec = run.arch.data_spec(run.resolved.config)
     nets, used = rundir.load_sampling_nets(run, device, step=step)
-    source = Source(f"{run_dir} (step {used})", "run", used, data)
-    for name, gen in run.arch.generators(run.resolved.config).items():
+    return from_nets(run.arch, run.resolved.config, nets, data, device, batch_size, seed,
+                     Source(f"{run_dir} (step {used})", "run", used, data))
+
+
+def from_nets(arch, cfg, nets: dict, data: str | None, device, batch_size: int, seed: int, source: Source) -> Source:
+    """Tasks for an architecture's generators held in memory (a checkpoint's, or a training run's EMA ones)."""
+    import torch
+
+    from ..sampling import generate, to_uint8
+
+    spec = arch.data_spec(cfg)
+    for name, gen in arch.generators(cfg).items():
         net = nets[gen.role]
         if gen.translates:
             a, b = gen.translates

@@ -16,6 +16,21 @@ from ..errors import UserError
 FRECHET = {"fid": "inception", "fd-dinov2": "dinov2", "fd-fmnist": "fmnist"}
 ON_FEATURES = ("kid", "pr")
 METRICS = (*FRECHET, *ON_FEATURES)
+RANKED = (*FRECHET, "kid")  # one number each, lower is better: these can pick a run's best checkpoint
+
+
+def default_metrics(embedded: bool) -> str:
+    return "fd-fmnist,kid,pr" if embedded else "fid,kid,pr"
+
+
+def default_features(embedded: bool) -> str:
+    """The extractor kid and pr use when none is named: the shipped classifier on the embedded data."""
+    return "fmnist" if embedded else "inception"
+
+
+def ranking_key(metric: str, features: str) -> str:
+    """The result key (from ``compute``) whose value ranks checkpoints for a RANKED metric."""
+    return f"kid-{features}" if metric == "kid" else metric
 
 
 def parse_metrics(text: str) -> list[str]:

@@ -120,7 +120,7 @@ class Progress:
             self.warm = (step, now)
         if scalars is not None and not self.estimated and not first and step < self.total:
             self.estimated = True
-            self._print(f"estimate: {self.total - step} more steps at {self._rate(step, now):.3g} step/s, "
+            self.note(f"estimate: {self.total - step} more steps at {self._rate(step, now):.3g} step/s, "
                         f"about {duration(self._left(step, now))} (started {duration(now - self.started)} ago)")
         if self.bar is not None:
             self.bar.update(done)
@@ -142,7 +142,8 @@ class Progress:
     def _left(self, step: int, now: float) -> float:
         return (self.total - step) / max(self._rate(step, now), 1e-9)
 
-    def _print(self, text: str) -> None:
+    def note(self, text: str) -> None:
+        """A line between progress updates (an estimate, an evaluation), above the bar on a terminal."""
         if self.bar is not None:
             self.bar.write(text, file=sys.stderr)
         else:

@@ -28,6 +28,7 @@ from ..signals import on_stop_signals
 from . import checkpoint as ckpt
 from .ema import ema_beta, make_ema, update_ema
 from .engine import Engine, pick_device
+from .evaluation import TrainingEval
 from .feed import make_feed
 from .loggers import MetricsLog, Progress, drop_records_after
 
@@ -92,6 +93,19 @@ class _StopSignals:
         return self._handling.__exit__(*exc)
 
 
+@contextlib.contextmanager
+def _eval_mode(nets: dict):
+    """Networks in eval mode for a preview or an evaluation, each put back in the mode it was in."""
+    modes = {role: m.training for role, m in nets.items()}
+    for m in nets.values():
+        m.eval()
+    try:
+        yield nets
+    finally:
+        for role, m in nets.items():
+            m.train(modes[role])
+
+
 class Trainer:
     """One run: build everything from (architecture, resolved config, dataset), then `run()`."""
 
@@ -125,10 +139,15 @@ class Trainer:
         self.nonfinite = {phase.name: 0 for phase in self.phases}  # consecutive skips per phase
         self.resumed_from: Path | None = None  # the checkpoint a resume started from
         self.damaged_metrics = 0  # lines of metrics.jsonl a resume found damaged and dropped
+        # Evaluation during training: the best score so far {"step", "value", "signature"}, kept in checkpoints.
+        self.evaluator = (TrainingEval(arch, self.cfg, self.opts, resolved.data, self.device, self.sampling_nets())
+                          if self.opts.eval_every > 0 else None)
+        self.best: dict | None = None
         ckpt.clean_up(self.run_dir)  # what a killed run left half written or half deleted
         if resume:
             self._restore()
             self.damaged_metrics = drop_records_after(self.run_dir, self.step)
+            self._restore_best_link()
         self.first_step = self.step
         self._sums: dict[str, torch.Tensor] = {}
         self._counts: dict[str, int] = {}
@@ -174,6 +193,7 @@ class Trainer:
             "data": self.feed.state_dict(),
             "nonfinite": self.nonfinite,
             "plugin": self.plugin_state,
+            **({"best": self.best} if self.best is not None else {}),
         }
 
     def _restore(self) -> None:
@@ -210,6 +230,25 @@ class Trainer:
         self.nonfinite.update({name: int(count) for name, count in state["nonfinite"].items()})
         with ckpt.restoring(source, "plugin"):
             self.plugin_state.update(_to_device(state.get("plugin", {}), self.device))
+        self.best = state.get("best")
+
+    def _restore_best_link(self) -> None:
+        """checkpoints/best as the restored state says (steps after the checkpoint resumed from never happened).
+
+        A best measured otherwise (another metric, n, seed or extractor) is not
+        comparable: ranking starts afresh, and says so.
+        """
+        notes = []
+        if self.best is not None and self.evaluator is not None and self.best["signature"] != self.evaluator.signature():
+            notes.append(f"the best checkpoint so far (step {self.best['step']}) was ranked by another evaluation "
+                         f"setting; ranking starts afresh with {self.evaluator.key}")
+            self.best = None
+        folder = self.run_dir / "checkpoints" / f"step-{self.best['step']:07d}" if self.best is not None else None
+        if folder is not None and ckpt.problem(folder) is not None:
+            notes.append(f"the best checkpoint so far, {folder}, is gone or damaged; ranking starts afresh")
+            self.best, folder = None, None
+        ckpt.report(f"warning: {note}" for note in notes)
+        ckpt.mark_best(self.run_dir, ckpt.step_of(folder) if folder is not None else None)
 
     def _restore_schedulers(self, saved: dict | None) -> None:
         """Scheduler states, then this step's lr for the run's length now (--steps may have changed it).
@@ -284,17 +323,10 @@ class Trainer:
 
     def save_preview(self) -> Path:
         """A grid from a fixed latent (the run's seed) and a fixed batch of real images, by the EMA generators."""
-        nets = self.sampling_nets()
-        modes = {role: m.training for role, m in nets.items()}
-        for m in nets.values():
-            m.eval()
         real = {k: self.engine.place_images(v) for k, v in self.feed.fixed_batch(self.opts.sample_n).items()}
-        try:
+        with _eval_mode(self.sampling_nets()) as nets:
             images, nrow = self.arch.preview(nets, self.cfg, self.opts.sample_n, self.opts.seed, self.device,
                                              real=real)
-        finally:
-            for role, m in nets.items():
-                m.train(modes[role])
         path = self.run_dir / "samples" / f"step-{self.step:07d}.png"
         write_png(path, grid(images, nrow))
         return path
@@ -303,6 +335,22 @@ class Trainer:
         nets = {**self.nets, **{f"{role}_ema": m for role, m in self.ema.items()}}
         meta = {"ganzoo_version": __version__, "architecture": self.arch.name, "step": str(self.step)}
         return ckpt.save_checkpoint(self.run_dir, self.step, nets, self._state(), meta, self.opts.keep_checkpoints)
+
+    def evaluate(self, progress: Progress | None = None) -> bool:
+        """Score the EMA generators, log it, and keep it as the best if it is; returns whether it is."""
+        with _eval_mode(self.sampling_nets()):
+            score, record = self.evaluator.measure()
+        self.metrics.write({"step": self.step, **record})
+        improved = self.best is None or score < self.best["value"]
+        previous = self.best
+        if improved:
+            self.best = {"step": self.step, "value": float(score), "signature": self.evaluator.signature()}
+        if progress is not None:
+            standing = ("best so far" if improved and previous is None else
+                        f"best so far; was {previous['value']:.4g} at step {previous['step']}" if improved else
+                        f"best {self.best['value']:.4g} at step {self.best['step']}")
+            progress.note(f"eval at step {self.step}: {self.evaluator.key} {score:.4g} ({standing})")
+        return improved
 
     def _flush_metrics(self, started: float, first_step: int) -> dict[str, float]:
         # Means over the interval; nonfinite/<phase> counts the steps whose loss was skipped.
@@ -339,8 +387,13 @@ class Trainer:
                     progress.update(self.step, scalars)
                     if self.step % opts.sample_every == 0:
                         sample = self.save_preview()
-                    if self.step % opts.checkpoint_every == 0:
+                    improved = (self.evaluator is not None and (self.evaluator.due(self.step) or self.step == opts.steps)
+                                and self.evaluate(progress))
+                    if self.step % opts.checkpoint_every == 0 or improved:
                         checkpoint = self.save_checkpoint()
+                    if improved:  # the checkpoint holds the new best in its state; now the link follows
+                        ckpt.mark_best(self.run_dir, self.step)
+                        ckpt.prune(self.run_dir, opts.keep_checkpoints, self.step)
                 if self._counts:  # stopped between log points: keep what was measured
                     self._flush_metrics(interval_start, interval_step)
             finally:

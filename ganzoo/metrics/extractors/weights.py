@@ -96,7 +96,8 @@ def locate(source: WeightsSource, weights: Path | None) -> Path:
             reason = str(error)
     raise UserError(
         f"{source.what} are not on this machine: put the file at {source.put_at} "
-        f"(get it from {source.url}), or pass --weights FILE; {reason}"
+        f"(get it from {source.url}), or give its path (ganzoo eval --weights EXTRACTOR=FILE, "
+        f"ganzoo train --eval-weights FILE); {reason}"
     )
 
 

@@ -11,15 +11,18 @@ killed process left behind are removed at the next start (`remove_stale`).
 
 Readers pick the newest intact checkpoint (`newest_intact`) and say which newer
 ones they skipped and why, so one damaged file never blocks a run.
+
+With evaluation during training, `checkpoints/best` is a relative symlink to the
+step-N folder that scored best; pruning never deletes the folder it links to.
 """
 
-from .layout import FILES, NETWORKS, TRAINER_STATE, DamagedCheckpoint, step_of
-from .listing import checkpoint_dirs, fallback_warnings, latest_checkpoint, newest_intact, problem
+from .layout import BEST, FILES, NETWORKS, TRAINER_STATE, DamagedCheckpoint, step_of
+from .listing import best_checkpoint, checkpoint_dirs, fallback_warnings, latest_checkpoint, newest_intact, problem
 from .reading import (check_trainer_state, first_nonfinite, load_into, load_networks, load_trainer_state,
                       read_header, restoring, unflatten_networks)
-from .writing import clean_up, flatten_networks, remove_stale, report, save_checkpoint
+from .writing import clean_up, flatten_networks, mark_best, prune, remove_stale, report, save_checkpoint
 
-__all__ = ["FILES", "NETWORKS", "TRAINER_STATE", "DamagedCheckpoint", "step_of", "checkpoint_dirs",
+__all__ = ["BEST", "best_checkpoint", "mark_best", "prune", "FILES", "NETWORKS", "TRAINER_STATE", "DamagedCheckpoint", "step_of", "checkpoint_dirs",
            "fallback_warnings", "latest_checkpoint", "newest_intact", "problem", "check_trainer_state",
            "first_nonfinite", "load_into", "load_networks", "load_trainer_state", "read_header", "restoring",
            "unflatten_networks", "clean_up", "flatten_networks", "remove_stale", "report", "save_checkpoint"]

@@ -12,6 +12,8 @@ TRAINER_STATE = "trainer.pt"
 FILES = (NETWORKS, TRAINER_STATE)
 STEP_DIR = re.compile(r"^step-(\d+)$")
 SCRATCH_DIR = re.compile(r"^\.step-(\d+)\.(tmp|old|del)-(\d+)$")  # in flight, or left by a killed process
+BEST = "best"  # a symlink to the step-N folder that scored best during training
+BEST_SCRATCH = re.compile(r"^\.best\.tmp-(\d+)$")  # the new link, before it is renamed over `best`
 
 
 class DamagedCheckpoint(UserError):

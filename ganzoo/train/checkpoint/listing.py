@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...errors import UserError
-from .layout import FILES, NETWORKS, STEP_DIR, DamagedCheckpoint
+from .layout import BEST, FILES, NETWORKS, STEP_DIR, DamagedCheckpoint
 from .reading import load_trainer_state, read_header
 
 
@@ -30,6 +30,18 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
 def latest_checkpoint(run_dir: Path) -> Path | None:
     dirs = checkpoint_dirs(run_dir)
     return dirs[-1] if dirs else None
+
+
+def best_checkpoint(run_dir: Path) -> Path | None:
+    """The folder `checkpoints/best` links to, when it is a complete step-N folder of this run; else None."""
+    link = Path(run_dir) / "checkpoints" / BEST
+    if not link.is_symlink():
+        return None
+    target = Path(link.readlink())
+    if target.is_absolute() or len(target.parts) != 1 or not STEP_DIR.match(target.name):
+        return None  # only a sibling step-N folder is ours; anything else is never followed
+    folder = link.parent / target.name
+    return folder if folder.is_dir() and _complete(folder) else None
 
 
 def newest_intact(run_dir: Path) -> tuple[Path | None, list[tuple[Path, str]]]:

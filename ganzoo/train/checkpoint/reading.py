@@ -128,8 +128,9 @@ def _first_line(exc: Exception) -> str:
 
 # What trainer.pt holds: key -> type; "schedulers" and "plugin" are absent from older checkpoints.
 _REQUIRED = {"step": int, "optimizers": dict, "scaler": dict, "rng": dict, "data": dict, "nonfinite": dict}
-_OPTIONAL = {"schedulers": dict, "plugin": dict}
-_KINDS = {int: "an integer", dict: "a dict", list: "a list"}
+_OPTIONAL = {"schedulers": dict, "plugin": dict, "best": dict}
+_BEST = {"step": int, "value": float, "signature": str}  # evaluation during training: the best so far
+_KINDS = {int: "an integer", dict: "a dict", list: "a list", float: "a number", str: "a string"}
 
 
 def check_trainer_state(state, path: Path) -> None:
@@ -159,6 +160,8 @@ def check_trainer_state(state, path: Path) -> None:
         _expect(count, int, path, f"nonfinite/{name}")
     for name, value in state.get("schedulers", {}).items():
         _expect(value, dict, path, f"schedulers/{name}")
+    for name, kind in _BEST.items() if "best" in state else ():
+        _expect(state["best"].get(name), kind, path, f"best/{name}")
 
 
 def _expect(value, kind: type, path: Path, key: str) -> None:

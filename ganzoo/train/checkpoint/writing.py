@@ -13,8 +13,8 @@ import torch
 from safetensors.torch import save as safetensors_bytes
 
 from ...errors import UserError
-from .layout import NETWORKS, SCRATCH_DIR, TRAINER_STATE, step_of
-from .listing import _complete, _step_folders, checkpoint_dirs, latest_checkpoint
+from .layout import BEST, BEST_SCRATCH, NETWORKS, SCRATCH_DIR, TRAINER_STATE, step_of
+from .listing import _complete, _step_folders, best_checkpoint, checkpoint_dirs, latest_checkpoint
 
 
 def flatten_networks(nets: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
@@ -25,7 +25,7 @@ def flatten_networks(nets: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor
 
 def save_checkpoint(run_dir: Path, step: int, nets: dict[str, torch.nn.Module], state: dict,
                     metadata: dict[str, str] | None = None, keep: int = 2) -> Path:
-    """Write networks and trainer state for `step` atomically; keep the newest `keep`.
+    """Write networks and trainer state for `step` atomically; keep the newest `keep` (and the best).
 
     A write that fails (a full disk, a read-only folder) removes its temporary
     folder and raises one UserError naming the path; earlier checkpoints are untouched.
@@ -60,10 +60,37 @@ def save_checkpoint(run_dir: Path, step: int, nets: dict[str, torch.nn.Module], 
         kept = [p for p in checkpoint_dirs(run_dir) if step_of(p) < step]
         previous = f"the previous checkpoint {kept[-1]} is kept" if kept else "no earlier checkpoint exists"
         raise UserError(f"cannot write checkpoint {target}: {exc.strerror or exc}; {previous}") from None
-    older = [p for p in checkpoint_dirs(run_dir) if step_of(p) < step]  # never the one just written
-    for old in older[:max(len(older) - (keep - 1), 0)]:
-        _discard(old)
+    prune(run_dir, keep, step)
     return final
+
+
+def prune(run_dir: Path, keep: int, newest: int) -> None:
+    """Keep the newest `keep` checkpoints up to step `newest`, and the one `best` links to besides."""
+    best = best_checkpoint(run_dir)
+    older = [p for p in checkpoint_dirs(run_dir) if step_of(p) < newest]  # never the newest
+    for old in older[:max(len(older) - (keep - 1), 0)]:
+        if old == best:
+            continue
+        _discard(old)
+
+
+def mark_best(run_dir: Path, step: int | None) -> None:
+    """Point `checkpoints/best` at `step-N` (relative, atomically replaced); None removes the link."""
+    root = Path(run_dir) / "checkpoints"
+    link = root / BEST
+    if step is None:
+        if link.is_symlink():
+            link.unlink()
+        return
+    tmp = root / f".best.tmp-{os.getpid()}"
+    try:
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        os.symlink(f"step-{step:07d}", tmp)
+        os.replace(tmp, link)
+        _fsync(root)
+    except OSError as exc:
+        raise UserError(f"cannot link {link} to step-{step:07d}: {exc.strerror or exc}") from None
 
 
 def _torch_bytes(state: dict) -> memoryview:
@@ -119,6 +146,11 @@ def remove_stale(run_dir: Path) -> list[Path]:
         return []
     cleaned = []
     for path in sorted(root.iterdir()):
+        m = BEST_SCRATCH.match(path.name)
+        if m and path.is_symlink() and not _alive(int(m.group(1))):
+            path.unlink()
+            cleaned.append(path)
+            continue
         m = SCRATCH_DIR.match(path.name)
         if not m or not path.is_dir() or _alive(int(m.group(3))):
             continue

@@ -1,0 +1,63 @@
+"""One evaluation: real features (cached), generated features (streamed chunk by chunk), then every metric.
+
+Shared by `ganzoo eval` and evaluation during training, so a number logged
+while a run trains is the number `ganzoo eval` gives for that checkpoint with
+the same n, seed and extractor.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Callable
+
+import numpy as np
+
+from ..errors import UserError
+
+DEFAULT_N = 50_000
+
+
+def sample_count(task, n: int | None, option: str, default: int = DEFAULT_N) -> int:
+    """How many images a task compares: ``n``, or ``default`` capped at what exists; too many is one UserError."""
+    available = len(task.real) if task.inputs is None else min(len(task.real), task.inputs)
+    what = f"{task.label} " if task.label else ""
+    if n is None:
+        return min(default, available)
+    if n > len(task.real):
+        raise UserError(f"{option} {n} is more than the {len(task.real)} real {what}images to compare with (the "
+                        f"reference statistics need as many); use {option} {len(task.real)} or more data")
+    if task.inputs is not None and n > task.inputs:
+        raise UserError(f"{option} {n} is more than the {task.inputs} held-out images {task.label} can translate")
+    return n
+
+
+def real_subset(real: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """The first n of a seeded permutation, in their original order: the same for every run with this seed."""
+    if n >= len(real):
+        return real
+    return real[np.sort(np.random.default_rng(seed).permutation(len(real))[:n])]
+
+
+def evaluate_task(task, metrics: list[str], features: str, extractors: dict, n: int, seed: int,
+                  progress: Callable[[str, int], object] | None = None) -> dict:
+    """{"n", "real_images_sha256", "reference_cached", "values"} for one task; ``n`` already checked."""
+    from .reference import reference_features
+    from .suite import compute
+
+    bar = progress or (lambda label, total: nullcontext(None))
+    what = f"{task.label} " if task.label else ""
+    real = real_subset(task.real, n, seed)
+    real_features, cached, images_hash = {}, {}, None
+    for name, extractor in extractors.items():
+        with bar(f"{what}real / {name}", len(real)) as update:
+            real_features[name], images_hash, cached[name] = reference_features(real, extractor, update)
+    fake_parts = {name: [] for name in extractors}
+    with bar(f"{what}generated / {', '.join(extractors)}", n) as update:
+        for chunk in task.fake(n):
+            for name, extractor in extractors.items():
+                fake_parts[name].append(extractor.features(chunk))
+            if update is not None:
+                update(len(chunk))
+    fake_features = {name: np.concatenate(parts) for name, parts in fake_parts.items()}
+    values = compute(metrics, features, real_features, fake_features, seed)
+    return {"n": n, "real_images_sha256": images_hash, "reference_cached": cached, "values": values}

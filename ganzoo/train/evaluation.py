@@ -1,0 +1,77 @@
+"""Evaluation during training: every ``eval_every`` steps the EMA generators are scored and the best kept.
+
+The number logged for step S is the number ``ganzoo eval RUN --step S`` gives
+with the same metric, ``--n`` and ``--seed`` (the run's seed): the images come
+from the same sources (``metrics.sources.from_nets``: fixed latent chunks from
+the seed, held-out inputs for translators), the real features from the same
+cache, the statistics from the same ``metrics.evaluate``. Ranking uses one
+number, lower is better (a Frechet distance or KID); for an image-to-image
+architecture it is the mean over its directions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import torch
+
+from ..data import DEFAULT_DATASET
+from ..metrics.evaluate import evaluate_task, sample_count
+from ..metrics.extractors import load_extractor
+from ..metrics.sources import Source, from_nets
+from ..metrics.suite import default_features, extractors_needed, ranking_key
+
+DEFAULT_N = 10_000  # images per evaluation when eval_n is 0 (capped at the real images there are)
+BATCH = 64  # generator and extractor batch: results never depend on it (fixed latent chunks)
+
+
+class TrainingEval:
+    """The run's metric on its in-memory generators; built before the run folder is made, so missing
+    extractor weights or too large an ``eval_n`` stop the command before anything is written."""
+
+    def __init__(self, arch, cfg, opts, data: str | None, device: torch.device, nets: dict):
+        embedded = (data or DEFAULT_DATASET) == DEFAULT_DATASET
+        self.every = opts.eval_every
+        self.seed = opts.seed
+        self.metric = opts.eval_metric or ("fd-fmnist" if embedded else "fid")
+        self.features = default_features(embedded)
+        self.key = ranking_key(self.metric, self.features)
+        self.device = device
+        with self._own_randomness():  # building an extractor initialises a network: not from the run's RNG
+            self.extractors = {name: load_extractor(name, device, weights=opts.eval_weights or None, batch_size=BATCH)
+                               for name in extractors_needed([self.metric], self.features)}
+            source = from_nets(arch, cfg, nets, data, device, BATCH, self.seed, Source("training", "run", None, data))
+        self.tasks = source.tasks
+        self.n = {task.label: sample_count(task, opts.eval_n or None, "--eval-n", default=DEFAULT_N)
+                  for task in self.tasks}
+
+    def _own_randomness(self):
+        """torch's global generators as they were afterwards: an evaluation never changes the training."""
+        return torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else [])
+
+    def due(self, step: int) -> bool:
+        return self.every > 0 and step % self.every == 0
+
+    def signature(self) -> str:
+        """What a best-so-far value is comparable with: another metric, n, seed or extractor starts afresh."""
+        extractors = {name: e.describe() | {"weights": None} for name, e in self.extractors.items()}
+        return json.dumps({"metric": self.key, "n": self.n, "seed": self.seed, "extractors": extractors},
+                          sort_keys=True)
+
+    def measure(self) -> tuple[float, dict[str, float]]:
+        """(the ranking value, {metrics.jsonl key: value}); leaves every random number generator as it was."""
+        started = time.perf_counter()
+        record: dict[str, float] = {}
+        scores = []
+        with self._own_randomness():
+            for task in self.tasks:
+                result = evaluate_task(task, [self.metric], self.features, self.extractors, self.n[task.label],
+                                       self.seed)
+                prefix = f"eval/{task.label}/" if task.label else "eval/"
+                record.update({prefix + key: value for key, value in result["values"].items()})
+                scores.append(result["values"][self.key])
+        record["eval/seconds"] = time.perf_counter() - started
+        score = sum(scores) / len(scores)
+        return (score if math.isfinite(score) else math.inf), record
