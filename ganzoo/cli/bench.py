@@ -175,12 +175,13 @@ def _stopped(stop, record: dict, save, json_path: Path) -> None:
     record["stopped_by"] = stop.name
     save(record)
     done = record["cases"]
-    kept = f" ({', '.join(c['arch'] + ' ' + c['label'] for c in done)})" if done else ""
-    section = record.get("eval")
-    if section:
-        measured = [f"{e['extractor']} {e['precision']}" for e in section["measured"]]
-        kept += (f" and {len(measured)} of {len(section['planned'])} feature-extraction measurements"
-                 + (f" ({', '.join(measured)})" if measured else ""))
-    click.echo(f"stopped by {stop.name}: kept {len(done)} of {len(record['planned'])} cases{kept} in {json_path}, "
-               "marked incomplete", err=True)
+    parts = []
+    if record["planned"] or not record.get("eval"):
+        named = f" ({', '.join(c['arch'] + ' ' + c['label'] for c in done)})" if done else ""
+        parts.append(f"{len(done)} of {len(record['planned'])} cases{named}")
+    if record.get("eval"):
+        measured = [f"{e['extractor']} {e['precision']}" for e in record["eval"]["measured"]]
+        named = f" ({', '.join(measured)})" if measured else ""
+        parts.append(f"{len(measured)} of {len(record['eval']['planned'])} feature-extraction measurements{named}")
+    click.echo(f"stopped by {stop.name}: kept {' and '.join(parts)} in {json_path}, marked incomplete", err=True)
     sys.exit(exit_status(stop.name))
