@@ -145,3 +145,24 @@ def test_a_bad_eval_precision_is_one_line_before_anything_runs(tmp_path):
     result = invoke("eval", tmp_path / "no-such-run", "--precision", "fp8")
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.strip() == "Error: unknown precision 'fp8'; precisions: fp32, bf16, fp16"
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_cuda_features_in_each_precision_are_close_to_the_cpus_fp32(precision):
+    """fmnist, DINOv2 ViT-S and Inception (random weights) on CUDA: autocast there is real bf16/fp16 arithmetic."""
+    images = fashion(16, size=40, channels=3)
+    cpu = load_extractor("fmnist", "cpu").features(images)
+    cuda = load_extractor("fmnist", "cuda", precision=precision).features(images)
+    assert relative_error(cuda, cpu) < (1e-4 if precision == "fp32" else 0.02)
+    vit = dinov2.random_network(SMALL)
+    cpu = dinov2.wrap(vit, "cpu", None, "random", model_name=SMALL).features(images)
+    cuda = dinov2.wrap(vit, "cuda", None, "random", precision=precision, model_name=SMALL).features(images)
+    assert relative_error(cuda, cpu) < (1e-3 if precision == "fp32" else 0.05)
+    net = inception.random_network()
+    cpu = inception.wrap(net, "cpu", None, "random").features(images[:4])
+    cuda = inception.wrap(net, "cuda", None, "random", precision=precision).features(images[:4])
+    assert relative_error(cuda, cpu) < (1e-3 if precision == "fp32" else 0.05)
+    if precision != "fp32":
+        assert not np.array_equal(cuda, inception.wrap(net, "cuda", None, "random").features(images[:4]))

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .plan import EVAL_RESOLUTIONS, EvalPlan
+from .report import percent
 from .timing import noisy_note, time_calls
 
 RANDOM_NOTE = "random weights (throughput only; the FD effect is for random weights)"
@@ -138,7 +139,7 @@ def line(entry: dict) -> str:
     if "vs_fp32" in entry:
         vs = entry["vs_fp32"]
         text += (" (vs fp32: x" + "/x".join(f"{v:.2f}" for v in vs["speedup"].values()) + " speed, FD " +
-                 ", ".join(f"{pair} {d['rel_diff']:.2%}" for pair, d in vs["fd"].items()) + ")")
+                 ", ".join(f"{pair} {percent(d['rel_diff'])}" for pair, d in vs["fd"].items()) + ")")
     if entry["weights"]["kind"] == "random":
         text += " [random weights]"
     return text

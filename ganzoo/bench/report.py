@@ -142,8 +142,8 @@ def eval_section(section: dict) -> str:
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for e in measured:
         vs = e.get("vs_fp32")
-        diffs = (f"{vs['fd']['halves']['abs_diff']:.3g} | {vs['fd']['halves']['rel_diff']:.2%} | "
-                 f"{vs['fd']['blurred']['abs_diff']:.3g} | {vs['fd']['blurred']['rel_diff']:.2%} | "
+        diffs = (f"{vs['fd']['halves']['abs_diff']:.3g} | {percent(vs['fd']['halves']['rel_diff'])} | "
+                 f"{vs['fd']['blurred']['abs_diff']:.3g} | {percent(vs['fd']['blurred']['rel_diff'])} | "
                  f"{vs['feature_rel_error_median']:.2e}") if vs else " | | | | "
         out.append(f"| {e['extractor']} | {e['precision']} | {e['fd']['halves']:.5g} | {e['fd']['blurred']:.5g} | "
                    f"{diffs} |")
@@ -156,6 +156,11 @@ def eval_section(section: dict) -> str:
         out += ["", f"**Noisy** (p90/p10 of like calls above {NOISY_SPREAD}, {BUSY}; rerun on an idle machine before "
                 f"trusting them): {', '.join(noisy)}."]
     return "\n".join(out).rstrip() + "\n"
+
+
+def percent(fraction: float) -> str:
+    """A relative difference with three significant digits, however small (0.0123%, 1.23%)."""
+    return f"{fraction * 100:.3g}%"
 
 
 def _weights(weights: dict) -> str:
