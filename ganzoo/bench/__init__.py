@@ -83,9 +83,11 @@ def describe_plan(cases: list[Case], device: torch.device) -> str:
 
 
 def run_suite(cases: list[Case], device: torch.device, record: dict | None = None, echo=print,
-              save=lambda record: None) -> dict:
+              save=lambda record: None, last: bool = True) -> dict:
     """Measure the cases one by one, printing an estimate first and each case's tables as soon as it is
-    measured; ``save(record)`` after every case, so a run stopped part-way keeps what it measured."""
+    measured; ``save(record)`` after every case, so a run stopped part-way keeps what it measured.
+    ``last``: nothing is measured after the cases (the feature-extraction section comes after them when
+    not), so the record is marked complete."""
     record = new_record(device, cases) if record is None else record
     echo(describe_plan(cases, device))
     echo(f"estimating: one reference training step and one eager call per batch of each of {_cases(len(cases))} ...")
@@ -105,6 +107,7 @@ def run_suite(cases: list[Case], device: torch.device, record: dict | None = Non
         left = sum(estimates[i + 1:])
         echo(f"[{i + 1}/{len(cases)}] {case.title} took {duration(measured['seconds'])} "
              f"(estimated {duration(estimates[i])})" + (f"; about {duration(left)} left\n" if left else "\n"))
-    record["complete"] = True
-    save(record)
+    if last:
+        record["complete"] = True
+        save(record)
     return record

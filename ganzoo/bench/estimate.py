@@ -124,3 +124,39 @@ def count(case: Case, window: int) -> Count:
                 timed = case.repeats if i == 0 else max(3, case.repeats // 4)
                 _calls(work, name, batch, 2 + timed + (3 if i == 0 else 0))  # warm-up, timed, first and parity
     return work
+
+
+@dataclass
+class ExtractionProbe:
+    """Seconds of one ``features`` call at the section's batch, by (extractor, precision, resolution)."""
+
+    call_s: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    seconds: float = 0.0  # what the probe itself took
+
+
+def probe_extraction(loaded: dict, batches: dict[str, torch.Tensor], device: torch.device) -> ExtractionProbe:
+    """For every extractor (``loaded``: name -> extraction.Loaded), precision and resolution: an untimed call
+    on one image (one-off costs), then one timed call on the full batch."""
+    started = time.perf_counter()
+    sync = synchronizer(device)
+    found = ExtractionProbe()
+    for name, item in loaded.items():
+        for precision, extractor in item.by_precision.items():
+            for label, batch in batches.items():
+                extractor.features(batch[:1])
+                sync()
+                start = time.perf_counter()
+                extractor.features(batch)
+                sync()
+                found.call_s[(name, precision, label)] = time.perf_counter() - start
+    found.seconds = time.perf_counter() - started
+    return found
+
+
+def extraction_seconds(plan, found: ExtractionProbe, name: str, precision: str) -> float:
+    """What ``extraction.measure`` will take for one (extractor, precision), counted as it runs: warm-up and
+    timed calls at each resolution, then the FD pairs' three sets of n images at the first resolution."""
+    first = next(iter(label for (n, p, label) in found.call_s if (n, p) == (name, precision)))
+    calls = sum((plan.warmup + plan.repeats) * seconds for (n, p, _), seconds in found.call_s.items()
+                if (n, p) == (name, precision))
+    return calls + 3 * plan.n / plan.batch * found.call_s[(name, precision, first)]

@@ -83,3 +83,62 @@ def plan_case(name: str, size: str, device: torch.device, *, resolution: int | N
                 variants=variants_for(device, variants) if training else {}, backends=chosen,
                 batches=inference_batches or ([1, 8, 32, 128] if device.type == "cuda" else [1, 4, 16]),
                 warmup=warmup, steps=steps, repeats=repeats, peak_tflops=peak_tflops)
+
+
+EVAL_RESOLUTIONS = {"32x32x1": (32, 1), "256x256x3": (256, 3)}  # the embedded data; a full-size RGB image
+EVAL_MAX_N = 5000  # two disjoint sets of n from the embedded 10,000 Fashion-MNIST test images
+
+
+@dataclass
+class EvalPlan:
+    """The feature-extraction section (`ganzoo bench --eval`): what it measures, every value checked.
+
+    Per extractor and precision: images/s of ``Extractor.features`` on uint8 images at each of
+    EVAL_RESOLUTIONS, ``batch`` images a call, ``warmup`` + ``repeats`` calls; then the Frechet distance
+    of two image pairs of ``n`` images each, so reduced precision can be compared with fp32.
+    """
+
+    extractors: list[str]
+    precisions: list[str]  # fp32 first: every other precision is compared with it
+    batch: int
+    repeats: int
+    warmup: int
+    n: int
+
+    @property
+    def titles(self) -> list[str]:
+        return [f"{name} {precision}" for name in self.extractors for precision in self.precisions]
+
+
+def default_eval_precisions(device: torch.device) -> list[str]:
+    """fp32 everywhere; bf16 and fp16 autocast on CUDA (on a CPU they are emulated or slow, see docs/metrics.md)."""
+    return ["fp32", "bf16", "fp16"] if device.type == "cuda" else ["fp32"]
+
+
+def _names(text: str, option: str, allowed: tuple[str, ...]) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [name for name in names if name not in allowed]
+    if unknown or not names:
+        raise ValueError(f"unknown {option} {', '.join(map(repr, unknown)) or repr(text)}; "
+                         f"choices: {', '.join(allowed)}")
+    return list(dict.fromkeys(names))
+
+
+def plan_eval(device: torch.device, extractors: str | None = None, precisions: str | None = None,
+              batch: int | None = None, repeats: int = 5, n: int | None = None, warmup: int = 1) -> EvalPlan:
+    """The section's plan, every option checked (a ValueError names a bad one); nothing is loaded."""
+    from ..metrics.extractors import EXTRACTORS, PRECISIONS
+
+    names = _names(extractors or ",".join(EXTRACTORS), "--extractors", EXTRACTORS)
+    chosen = _names(precisions, "--eval-precisions", PRECISIONS) if precisions else default_eval_precisions(device)
+    chosen = ["fp32"] + [p for p in chosen if p != "fp32"]  # the reference every other precision is compared with
+    cuda = device.type == "cuda"
+    batch = batch if batch is not None else (64 if cuda else 16)
+    n = n if n is not None else (2000 if cuda else 200)
+    for option, value, low in (("--eval-batch", batch, 1), ("--eval-repeats", repeats, 1), ("--eval-n", n, 2)):
+        if value < low:
+            raise ValueError(f"{option} must be at least {low}, got {value}")
+    if n > EVAL_MAX_N:
+        raise ValueError(f"--eval-n {n} is more than {EVAL_MAX_N}: the two image sets of each pair are disjoint "
+                         "halves of the 10,000 embedded Fashion-MNIST test images")
+    return EvalPlan(extractors=names, precisions=chosen, batch=batch, repeats=repeats, warmup=warmup, n=n)

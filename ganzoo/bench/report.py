@@ -110,8 +110,70 @@ def case_section(case: dict) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+def eval_noisy(section: dict) -> list[str]:
+    """The throughput measurements of the feature-extraction section too spread to trust."""
+    return [f"{e['extractor']} {e['precision']} {label}" for e in section.get("measured", [])
+            for label, row in e["throughput"].items() if row.get("noisy")]
+
+
+def eval_section(section: dict) -> str:
+    """The feature-extraction section: images/s per extractor, precision and resolution, then the FD effect."""
+    settings, measured = section["settings"], section["measured"]
+    labels = settings["resolutions"]
+    out = [f"### Feature extraction: `Extractor.features`, {settings['warmup']} warm-up + {settings['repeats']} "
+           f"timed calls of {settings['batch']} uint8 images", ""]
+    if section.get("complete") is False:
+        out += [f"**Incomplete**: {len(measured)} of {len(section['planned'])} planned measurements.", ""]
+    out += ["| extractor | precision | weights | " + " | ".join(f"img/s at {label}" for label in labels) +
+            " | vs fp32 | p90/p10 (widest) |",
+            "| --- | --- | --- |" + " --- |" * len(labels) + " --- | --- |"]
+    for e in measured:
+        widest = max(e["throughput"].values(), key=lambda timed: timed.get("spread") or 0.0)
+        vs = e.get("vs_fp32")
+        speed = "/".join(f"x{vs['speedup'][label]:.2f}" for label in labels) if vs else ""
+        out.append(f"| {e['extractor']} | {e['precision']} | {_weights(e['weights'])} | " +
+                   " | ".join(f"{e['throughput'][label]['images_per_s']:,.1f}" for label in labels) +
+                   f" | {speed} | {_spread(widest)} |")
+    out += ["", f"Frechet distance on each extractor's features, {settings['n']} images a set: `halves` two disjoint "
+            f"sets of embedded test images, `blurred` the first against the second box-blurred "
+            f"({settings['blur']}x{settings['blur']}); reduced precision against fp32:", "",
+            "| extractor | precision | FD halves | FD blurred | abs diff halves | rel diff halves | abs diff blurred | "
+            "rel diff blurred | feature rel. error (median) |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for e in measured:
+        vs = e.get("vs_fp32")
+        diffs = (f"{vs['fd']['halves']['abs_diff']:.3g} | {percent(vs['fd']['halves']['rel_diff'])} | "
+                 f"{vs['fd']['blurred']['abs_diff']:.3g} | {percent(vs['fd']['blurred']['rel_diff'])} | "
+                 f"{vs['feature_rel_error_median']:.2e}") if vs else " | | | | "
+        out.append(f"| {e['extractor']} | {e['precision']} | {e['fd']['halves']:.5g} | {e['fd']['blurred']:.5g} | "
+                   f"{diffs} |")
+    if any(e["weights"]["kind"] == "random" for e in measured):
+        random = sorted({e["extractor"] for e in measured if e["weights"]["kind"] == "random"})
+        out += ["", f"{', '.join(random)}: random weights (throughput only; the FD effect is for random weights): "
+                "no weights file was in the caches `ganzoo eval` reads, and the bench never downloads."]
+    noisy = eval_noisy(section)
+    if noisy:
+        out += ["", f"**Noisy** (p90/p10 of like calls above {NOISY_SPREAD}, {BUSY}; rerun on an idle machine before "
+                f"trusting them): {', '.join(noisy)}."]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def percent(fraction: float) -> str:
+    """A relative difference with three significant digits, however small (0.0123%, 1.23%)."""
+    return f"{fraction * 100:.3g}%"
+
+
+def _weights(weights: dict) -> str:
+    if weights["kind"] == "random":
+        return "random"
+    return f"{weights['kind']} ({(weights['sha256'] or '')[:8]})"
+
+
 def markdown(record: dict) -> str:
-    return "\n".join([header(record), *(case_section(case) for case in record["cases"])]).rstrip() + "\n"
+    parts = [header(record), *(case_section(case) for case in record["cases"])]
+    if record.get("eval"):
+        parts.append(eval_section(record["eval"]))
+    return "\n".join(parts).rstrip() + "\n"
 
 
 def speedup_plot(records: list[dict], path: Path) -> Path:

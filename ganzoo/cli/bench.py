@@ -48,6 +48,17 @@ def _ints(text: str | None, option: str) -> list[int] | None:
 @click.option("--backends", help="Inference backends: eager, compiled, onnxruntime-cpu, onnxruntime-cuda.")
 @click.option("--training/--no-training", default=True)
 @click.option("--inference/--no-inference", default=True)
+@click.option("--eval", "eval_", is_flag=True, help="Also measure feature extraction (`ganzoo eval`'s extractors): "
+              "images/s per extractor and precision, and the effect of bf16/fp16 on FD. Alone with --no-training "
+              "--no-inference.")
+@click.option("--extractors", help="Extractors for --eval (default fmnist,inception,dinov2; fmnist with --smoke).")
+@click.option("--eval-precisions", help="Precisions for --eval (default fp32 on the CPU, fp32,bf16,fp16 on CUDA).")
+@click.option("--eval-batch", type=int, help="Images per features() call for --eval (default 16 on the CPU, 64 on "
+              "CUDA).")
+@click.option("--eval-repeats", type=int, default=5, show_default=True, help="Timed calls per extractor, precision "
+              "and resolution for --eval.")
+@click.option("--eval-n", type=int, help="Images in each set of the FD pairs for --eval (default 200 on the CPU, "
+              "2000 on CUDA; at most 5000).")
 @click.option("--smoke", is_flag=True, help="Tiny configs, few steps, no compilation: checks the suite end to end.")
 @click.option("--peak-tflops", type=float, help="The device's peak TFLOP/s for model-FLOPs utilisation.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path),
@@ -56,13 +67,15 @@ def _ints(text: str | None, option: str) -> list[int] | None:
               help="Write the tables as markdown, after every case.")
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path), help="Write the speed-up plot (PNG).")
 def bench(archs, device, sizes, resolution, batch_size, sets, warmup, steps, variants, inference_batches, repeats,
-          backends, training, inference, smoke, peak_tflops, json_path, markdown_path, plot_path):
+          backends, training, inference, eval_, extractors, eval_precisions, eval_batch, eval_repeats, eval_n, smoke,
+          peak_tflops, json_path, markdown_path, plot_path):
     """Training and inference speed of ARCHS (default: every registered architecture) on this machine."""
     from .. import config as config_mod
     from .. import registry
     from ..bench import SIZES, new_record, plan_suite, run_suite
     from ..bench.machine import slug
-    from ..bench.report import header, markdown, noisy_measurements, speedup_plot
+    from ..bench.extraction import new_section, run_eval
+    from ..bench.report import eval_noisy, eval_section, header, markdown, noisy_measurements, speedup_plot
     from ..bench.stop import Stopped, stop_on_signals
     from ..bench.timing import BUSY, NOISY_SPREAD
     from ..fileio import atomic_write, write_json
@@ -80,18 +93,22 @@ def bench(archs, device, sizes, resolution, batch_size, sets, warmup, steps, var
         backends = backends or "eager,onnxruntime-cpu"
         inference_batches = inference_batches or "1,2"
     torch_device = pick_device(device)
+    eval_plan = _eval_plan(torch_device, eval_, smoke, extractors, eval_precisions, eval_batch, eval_repeats, eval_n)
     options = dict(resolution=resolution, batch_size=batch_size, sets=config_mod.split_assignments(list(sets)),
                    warmup=warmup, steps=steps, training=training, inference=inference,
                    variants=variants.split(",") if variants else None,
                    inference_batches=_ints(inference_batches, "--inference-batches"), repeats=repeats,
                    backends=backends.split(",") if backends else None, peak_tflops=peak_tflops)
+    architectures = training or inference or eval_plan is None  # --eval alone measures feature extraction only
     try:
-        cases = plan_suite(list(archs) or None, size_list, torch_device, **options)
+        cases = plan_suite(list(archs) or None, size_list, torch_device, **options) if architectures else []
     except ValueError as exc:  # an unknown variant or backend
         raise UserError(str(exc)) from None
-    if not cases:
+    if architectures and not cases:
         raise UserError("no architecture to benchmark: none is registered and loadable (see `ganzoo list`)")
     record = new_record(torch_device, cases)
+    if eval_plan is not None:
+        record["eval"] = new_section(eval_plan)
     json_path = json_path or _default_results(slug(record["machine"]["device"]))
 
     def save(record):  # atomic: a failed write is one UserError, and the file keeps the earlier cases
@@ -105,16 +122,41 @@ def bench(archs, device, sizes, resolution, batch_size, sets, warmup, steps, var
                " (rewritten after every case; marked complete at the end)")
     try:
         with stop_on_signals():
-            run_suite(cases, torch_device, record, echo=click.echo, save=save)
+            if cases:
+                run_suite(cases, torch_device, record, echo=click.echo, save=save, last=eval_plan is None)
+            if eval_plan is not None:
+                run_eval(eval_plan, torch_device, record, echo=click.echo, save=save)
+                record["complete"] = True
+                save(record)
+                click.echo("\n" + eval_section(record["eval"]))
     except Stopped as stop:
         _stopped(stop, record, save, json_path)
-    noisy = sum(len(noisy_measurements(case)) for case in record["cases"])
+    noisy = sum(len(noisy_measurements(case)) for case in record["cases"]) + len(eval_noisy(record.get("eval", {})))
     if noisy:
         click.echo(f"{noisy} measurements spread more than p90/p10 {NOISY_SPREAD} ({BUSY}): marked noisy in the "
                    "tables; rerun them on an idle machine before trusting them")
     click.echo(f"results: {json_path}" + (f"\ntables:  {markdown_path}" if markdown_path else ""))
-    if plot_path and training:
+    if plot_path and training and cases:
         click.echo(f"plot:    {speedup_plot([record], plot_path)}")
+
+
+def _eval_plan(device, eval_, smoke, extractors, precisions, batch, repeats, n):
+    """The --eval section's plan, every option checked; None without --eval (its options then refused)."""
+    from ..bench.plan import plan_eval
+
+    if not eval_:
+        given = [option for option, value in (("--extractors", extractors), ("--eval-precisions", precisions),
+                                              ("--eval-batch", batch), ("--eval-n", n)) if value is not None]
+        if given:
+            raise UserError(f"{', '.join(given)} set the feature-extraction section: add --eval")
+        return None
+    if smoke:  # fmnist only, tiny counts, bf16 beside fp32 so the FD comparison runs too
+        extractors, precisions = extractors or "fmnist", precisions or "fp32,bf16"
+        batch, repeats, n = batch or 4, min(repeats, 2), n or 64
+    try:
+        return plan_eval(device, extractors, precisions, batch, repeats, n)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 def _default_results(device_slug: str) -> Path:
@@ -133,7 +175,13 @@ def _stopped(stop, record: dict, save, json_path: Path) -> None:
     record["stopped_by"] = stop.name
     save(record)
     done = record["cases"]
-    kept = f" ({', '.join(c['arch'] + ' ' + c['label'] for c in done)})" if done else ""
-    click.echo(f"stopped by {stop.name}: kept {len(done)} of {len(record['planned'])} cases{kept} in {json_path}, "
-               "marked incomplete", err=True)
+    parts = []
+    if record["planned"] or not record.get("eval"):
+        named = f" ({', '.join(c['arch'] + ' ' + c['label'] for c in done)})" if done else ""
+        parts.append(f"{len(done)} of {len(record['planned'])} cases{named}")
+    if record.get("eval"):
+        measured = [f"{e['extractor']} {e['precision']}" for e in record["eval"]["measured"]]
+        named = f" ({', '.join(measured)})" if measured else ""
+        parts.append(f"{len(measured)} of {len(record['eval']['planned'])} feature-extraction measurements{named}")
+    click.echo(f"stopped by {stop.name}: kept {' and '.join(parts)} in {json_path}, marked incomplete", err=True)
     sys.exit(exit_status(stop.name))

@@ -33,14 +33,17 @@ from ..metrics.evaluate import DEFAULT_N
 @step_option
 @click.option("--weights", multiple=True, metavar="EXTRACTOR=PATH", help="A local weights file for an extractor "
               "(repeatable), e.g. inception=pt_inception-2015-12-05.pth.")
+@click.option("--precision", default="fp32", show_default=True, help="The extractors' network arithmetic: fp32, "
+              "or bf16/fp16 autocast (faster on GPUs; recorded with the results, which then compare only with "
+              "results of the same precision).")
 @click.option("--out", type=click.Path(path_type=Path), help="Results JSON (default RUN_DIR/eval/step-N.json, or "
               "MODEL-eval.json beside a model).")
-def eval_cmd(source, data, metric_names, features, n, batch_size, device, seed, step, weights, out):
+def eval_cmd(source, data, metric_names, features, n, batch_size, device, seed, step, weights, precision, out):
     """Evaluate RUN_DIR's generators (EMA weights) or MODEL.onnx against real images: FID, KID, precision/recall."""
     from .. import __version__
     from ..data import DEFAULT_DATASET
     from ..fileio import require_writable, write_json
-    from ..metrics.extractors import EXTRACTORS
+    from ..metrics.extractors import EXTRACTORS, check_precision
     from ..metrics.suite import default_features, default_metrics, extractors_needed, parse_metrics
 
     embedded = (data or _recorded_data(source) or DEFAULT_DATASET) == DEFAULT_DATASET
@@ -49,6 +52,7 @@ def eval_cmd(source, data, metric_names, features, n, batch_size, device, seed, 
     if features not in EXTRACTORS:
         raise UserError(f"unknown --features {features!r}; extractors: {', '.join(EXTRACTORS)}")
     weight_files = _weights(weights)
+    check_precision(precision)
     for option, value in (("--n", n), ("--batch-size", batch_size)):
         if value is not None and value < 1:
             raise UserError(f"{option} must be at least 1, got {value}")
@@ -61,12 +65,14 @@ def eval_cmd(source, data, metric_names, features, n, batch_size, device, seed, 
                   else source / "eval" / f"step-{made.step:07d}.json")
     require_writable(out.parent, "pass --out with a .json path in a folder you can write")
     needed = extractors_needed(metrics, features)
-    extractors = {name: _load_extractor(name, device, weight_files.get(name), batch_size) for name in needed}
+    extractors = {name: _load_extractor(name, device, weight_files.get(name), batch_size, precision)
+                  for name in needed}
     results = {}
     for task in made.tasks:
         results[task.label or "samples"] = _evaluate(task, metrics, features, extractors, n, seed)
     record = {"ganzoo_version": __version__, "source": str(source), "step": made.step, "kind": made.kind,
               "data": made.data or DEFAULT_DATASET, "seed": seed, "metrics": metrics, "features": features,
+              "precision": precision,
               "extractors": {name: e.describe() for name, e in extractors.items()}, "results": results,
               "seconds": round(time.perf_counter() - started, 1)}
     write_json(out, record)
@@ -110,11 +116,11 @@ def _open(source: Path, onnx_model: bool, data, step, device, batch_size, seed):
     return from_run(source, data, step, pick_device(device), batch_size, seed)
 
 
-def _load_extractor(name, device, weights, batch_size):
+def _load_extractor(name, device, weights, batch_size, precision):
     from ..metrics.extractors import load_extractor
     from ..train.engine import pick_device
 
-    return load_extractor(name, pick_device(device), weights=weights, batch_size=batch_size)
+    return load_extractor(name, pick_device(device), weights=weights, batch_size=batch_size, precision=precision)
 
 
 def _evaluate(task, metrics, features, extractors, n, seed) -> dict:

@@ -29,7 +29,7 @@ import re
 from pathlib import Path
 
 from ...errors import UserError
-from .base import Extractor
+from .base import Extractor, check_precision, network_precision
 from .weights import (
     WeightsSource,
     check_fits,
@@ -238,20 +238,25 @@ def _fit_state(state: dict, net, path: Path) -> dict:
     return {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
 
 
-def load(device, weights: Path | None = None, batch_size: int = 64, model_name: str = MODEL) -> Extractor:
-    """DINOv2 (ViT-L/14 unless ``model_name`` says another size) on ``device``.
+def load(device, weights: Path | None = None, batch_size: int = 64, model_name: str = MODEL,
+         precision: str = "fp32") -> Extractor:
+    """DINOv2 (ViT-L/14 unless ``model_name`` says another size) on ``device``, its network in ``precision``.
 
     Weights: ``weights`` (safetensors or a torch state dict, timm's layout or
     the original release's), else timm's file in the Hugging Face cache, else
     the release file in torch hub's cache, else a Hugging Face download.
     """
-    import torch
-
+    check_precision(precision)
     if model_name not in RELEASES:
         raise UserError(f"unknown DINOv2 model {model_name!r}; models: {', '.join(RELEASES)}")
     path = locate(weights_source(model_name), weights)
     digest = sha256_of(path)
     _check_hub_hash(path, digest)
+    return wrap(load_network(path, model_name), device, path, digest, batch_size, precision, model_name)
+
+
+def load_network(path: Path, model_name: str = MODEL):
+    """timm's network with the weights of ``path`` (weights-only), position embeddings fitted to 224 input."""
     net = network(model_name)
     state = _fit_state(read_state_dict(path), net, path)
     check_fits(state, net.state_dict(), path, NAME)
@@ -259,6 +264,31 @@ def load(device, weights: Path | None = None, batch_size: int = 64, model_name: 
     left = [name for name, t in [*net.named_parameters(), *net.named_buffers()] if t.is_meta]
     if left:
         raise RuntimeError(f"{model_name}: tensors not in the state dict stayed uninitialised: {left[:3]}")
+    return net
+
+
+def random_network(model_name: str = MODEL, device="cpu", seed: int = 0):
+    """The same network with timm's random initialisation (no file), built on ``device``, layer scales 1
+    instead of timm's 1e-5 (with 1e-5 every block is nearly the identity and the CLS token hardly depends
+    on the image; the release's are O(1)). For speed measurements where no weights file is on the machine."""
+    import torch
+
+    torch.manual_seed(seed)
+    net = network(model_name, device=device)
+    with torch.no_grad():
+        for name, tensor in net.named_parameters():
+            if name.endswith(".gamma"):
+                tensor.fill_(1.0)
+    return net
+
+
+def wrap(net, device, path: Path | None, digest: str, batch_size: int = 64, precision: str = "fp32",
+         model_name: str = MODEL) -> Extractor:
+    """An Extractor around a loaded network: Pillow's resize and the ImageNet scaling in float64/float32,
+    the ViT under autocast in ``precision``."""
+    import torch
+
+    check_precision(precision)
     net.requires_grad_(False).eval().to(device)
     mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
     std = torch.tensor(STD, device=device).view(1, 3, 1, 1)
@@ -269,8 +299,9 @@ def load(device, weights: Path | None = None, batch_size: int = 64, model_name: 
         elif images.shape[1] != 3:
             raise ValueError(f"{NAME}: expected 1 or 3 channels, got {images.shape[1]}")
         x = (resize_like_pil(images).float() / 255 - mean) / std  # torchvision's ToTensor, then Normalize
-        return net.forward_head(net.forward_features(x), pre_logits=True)
+        with network_precision(device, precision):
+            return net.forward_head(net.forward_features(x), pre_logits=True)
 
     return Extractor(name=NAME, input_size=INPUT_SIZE, feature_dim=net.num_features, resize=RESIZE,
                      normalisation=NORMALISATION, weights=path, weights_sha256=digest, batch_size=batch_size,
-                     embed=embed, device=torch.device(device), extra={"model": model_name})
+                     embed=embed, device=torch.device(device), extra={"model": model_name}, precision=precision)

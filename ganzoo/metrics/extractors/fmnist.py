@@ -34,7 +34,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ...errors import UserError
-from .base import Extractor
+from .base import Extractor, check_precision, network_precision
 
 INPUT_SIZE = 32
 FEATURE_DIM = 128
@@ -165,24 +165,30 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load(device, weights: Path | None = None, batch_size: int = 256) -> Extractor:
-    """The fmnist extractor: the shipped weights, or the file ``weights`` names (``--weights``)."""
+def load(device, weights: Path | None = None, batch_size: int = 256, precision: str = "fp32") -> Extractor:
+    """The fmnist extractor: the shipped weights, or the file ``weights`` names (``--weights``);
+    the network in ``precision`` (autocast), grey conversion, resize and scaling in float32."""
+    check_precision(precision)
     path = Path(weights).expanduser() if weights is not None else default_weights()
     device = torch.device(device)
     network, metadata = load_network(path, device)
 
     def embed(images: torch.Tensor) -> torch.Tensor:
-        return network.embedding(prepare(images))
+        x = prepare(images)
+        with network_precision(device, precision):
+            return network.embedding(x)
 
     def classify(images: torch.Tensor) -> torch.Tensor:
         """Class logits of uint8 images, one batch (for checking the network, not a metric)."""
-        return network(prepare(images))
+        x = prepare(images)
+        with network_precision(device, precision):
+            return network(x)
 
     return Extractor(
         name="fmnist", input_size=INPUT_SIZE, feature_dim=FEATURE_DIM, resize=RESIZE,
         normalisation=NORMALISATION, weights=path, weights_sha256=sha256_file(path),
         batch_size=batch_size, embed=embed, device=device,
-        extra={"metadata": metadata, "classify": classify},
+        extra={"metadata": metadata, "classify": classify, "network": network}, precision=precision,
     )
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from .base import Extractor
+from .base import Extractor, check_precision, network_precision
 from .weights import WeightsSource, check_fits, locate, read_state_dict, sha256_of, torch_hub_checkpoints
 
 NAME = "inception"
@@ -64,11 +64,15 @@ def network():
     return _InceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=empty)
 
 
-def load(device, weights: Path | None = None, batch_size: int = 64) -> Extractor:
+def load(device, weights: Path | None = None, batch_size: int = 64, precision: str = "fp32") -> Extractor:
     """The FID Inception on ``device``, from ``weights`` or the torch hub cache (downloaded there when online)."""
-    import torch
-
+    check_precision(precision)
     path = locate(weights_source(), weights)
+    return wrap(load_network(path), device, path, sha256_of(path), batch_size, precision)
+
+
+def load_network(path: Path):
+    """torch-fidelity's InceptionV3 with the weights of ``path`` (weights-only), checked to fit."""
     state = read_state_dict(path)
     net = network()
     expected = net.state_dict()
@@ -77,16 +81,46 @@ def load(device, weights: Path | None = None, batch_size: int = 64) -> Extractor
             state.setdefault(name, tensor)
     check_fits(state, expected, path, NAME)
     net.load_state_dict(state, strict=True)
-    net.to(device)
-    digest = sha256_of(path)
+    return net
+
+
+def random_network(seed: int = 0):
+    """The same network with random weights (no file): He-normal convolutions, so pool3 features are O(1)
+    as with the real weights (torch-fidelity's own initialisation leaves them near 1e-8). For speed
+    measurements and tests where no weights file is on the machine."""
+    import math
+
+    import torch
+
+    net = network()
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in net.state_dict().items():
+            if name.endswith("conv.weight"):
+                tensor.copy_(torch.randn(tensor.shape, generator=generator) * math.sqrt(2.0 / tensor[0].numel()))
+            elif name.startswith("fc."):
+                tensor.copy_(torch.randn(tensor.shape, generator=generator) * 0.02)
+    return net
+
+
+def wrap(net, device, path: Path | None, digest: str, batch_size: int = 64, precision: str = "fp32") -> Extractor:
+    """An Extractor around a loaded network. Autocast wraps torch-fidelity's forward, whose TF1 bilinear
+    resize (indexing and elementwise arithmetic) and ``(x - 128) / 128`` are no autocast ops, so they stay
+    float32; the convolutions run in ``precision``."""
+    import torch
+
+    check_precision(precision)
+    net.eval().to(device)
 
     def embed(images: torch.Tensor) -> torch.Tensor:
         if images.shape[1] == 1:
             images = images.expand(-1, 3, -1, -1)
         elif images.shape[1] != 3:
             raise ValueError(f"{NAME}: expected 1 or 3 channels, got {images.shape[1]}")
-        return net(images)[0]
+        with network_precision(device, precision):
+            return net(images)[0]
 
     return Extractor(name=NAME, input_size=INPUT_SIZE, feature_dim=FEATURE_DIM, resize=RESIZE,
                      normalisation=NORMALISATION, weights=path, weights_sha256=digest, batch_size=batch_size,
-                     embed=embed, device=torch.device(device), extra={"reference_weights": digest == SHA256})
+                     embed=embed, device=torch.device(device), extra={"reference_weights": digest == SHA256},
+                     precision=precision)
