@@ -162,16 +162,33 @@ def image_latents(channels: int, resolution: int, name: str = "image") -> Latent
 class LossContext:
     """What the trainer hands to ``Architecture.loss`` besides networks and batch.
 
-    ``cfg`` is the run's Config; ``randn``/``rand`` draw from the trainer's
-    seeded generator (its state is checkpointed, so resume is exact); ``log``
-    reports a scalar; ``stash`` is a dict that lives for one training step,
-    shared by its phases. ``state`` is a dict of tensors that lives for the
-    whole run (CycleGAN's image pools): the trainer checkpoints it with its own
-    state and restores it on resume, on the run's device.
+    ``cfg`` is the run's Config; ``log`` reports a scalar; ``stash`` is a dict
+    that lives for one training step, shared by its phases. ``state`` is a dict
+    of tensors that lives for the whole run (CycleGAN's image pools): the
+    trainer checkpoints it with its own state and restores it on resume, on the
+    run's device.
+
+    Random numbers come from the trainer's seeded generator (its state is
+    checkpointed, so resume is exact), and are drawn so that a run computes the
+    same thing on one process as on several (torchrun): the batch a loss sees is
+    this rank's slice of the global batch, and
+
+    - ``randn(n, ...)`` / ``rand(n, ...)`` draw *per-sample* values: the first
+      dimension is this rank's batch; they are drawn for the global batch
+      (``n * world_size`` rows) and this rank gets its rows;
+    - ``randn_shared(...)`` / ``rand_shared(...)`` draw values for the whole
+      batch (a mixing cutoff, a probability), the same on every rank;
+    - ``gather(t)`` is the global batch of a per-sample tensor (every rank's
+      rows, in rank order; not differentiable) and ``local(t)`` this rank's rows
+      of a global-batch tensor, for state that must see the whole batch (an
+      image pool).
+
+    With one process (``world_size == 1``) every one of these is the plain draw.
     """
 
     def __init__(self, *, cfg, device, generator, step: int, total_steps: int, log: Callable[[str, Any], None],
-                 state: dict[str, Any] | None = None):
+                 state: dict[str, Any] | None = None, rank: int = 0, world_size: int = 1,
+                 gather: Callable[["torch.Tensor"], "torch.Tensor"] | None = None):
         self.cfg = cfg
         self.device = device
         self.generator = generator
@@ -180,16 +197,41 @@ class LossContext:
         self.log = log
         self.stash: dict[str, Any] = {}
         self.state: dict[str, Any] = {} if state is None else state
+        self.rank, self.world_size = rank, world_size
+        self._gather = gather
 
-    def randn(self, *shape: int) -> "torch.Tensor":
+    def randn(self, n: int, *shape: int) -> "torch.Tensor":
+        import torch
+
+        return self.local(torch.randn((n * self.world_size, *shape), generator=self.generator, device=self.device))
+
+    def rand(self, n: int, *shape: int) -> "torch.Tensor":
+        import torch
+
+        return self.local(torch.rand((n * self.world_size, *shape), generator=self.generator, device=self.device))
+
+    def randn_shared(self, *shape: int) -> "torch.Tensor":
         import torch
 
         return torch.randn(shape, generator=self.generator, device=self.device)
 
-    def rand(self, *shape: int) -> "torch.Tensor":
+    def rand_shared(self, *shape: int) -> "torch.Tensor":
         import torch
 
         return torch.rand(shape, generator=self.generator, device=self.device)
+
+    def local(self, t: "torch.Tensor") -> "torch.Tensor":
+        """This rank's rows of a global-batch tensor."""
+        if self.world_size == 1:
+            return t
+        n = t.shape[0] // self.world_size
+        return t[self.rank * n:(self.rank + 1) * n]
+
+    def gather(self, t: "torch.Tensor") -> "torch.Tensor":
+        """The global batch of a per-sample tensor: every rank's rows in rank order."""
+        if self.world_size == 1:
+            return t
+        return self._gather(t)
 
 
 class Architecture:

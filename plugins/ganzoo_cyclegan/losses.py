@@ -62,7 +62,7 @@ def discriminator_loss(nets, batch, ctx) -> torch.Tensor:
     total = 0.0
     for domain in ("A", "B"):
         real = batch[domain]
-        fake = pool.query(ctx.state, f"pool_{domain}", fakes[domain], cfg.pool_size, ctx.rand).to(real.dtype)
+        fake = pool.query(ctx.state, f"pool_{domain}", fakes[domain], cfg.pool_size, ctx.rand_shared).to(real.dtype)
         logits = nets[f"D_{domain}"](torch.cat([real, fake]))
         real_logits, fake_logits = logits.split(len(real))
         loss = 0.5 * (_lsgan(real_logits, 1.0) + _lsgan(fake_logits, 0.0))

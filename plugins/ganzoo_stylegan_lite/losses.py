@@ -23,8 +23,8 @@ def mixing_mask(num_ws: int, probability: float, ctx) -> torch.Tensor:
     Returns a (num_ws,) bool mask of the layers that take the second z's styles,
     drawn on the device from the trainer's generator (no host sync).
     """
-    cutoff = 1 + (ctx.rand(1) * (num_ws - 1)).floor().clamp(max=num_ws - 2)
-    mix = ctx.rand(1) < probability
+    cutoff = 1 + (ctx.rand_shared(1) * (num_ws - 1)).floor().clamp(max=num_ws - 2)
+    mix = ctx.rand_shared(1) < probability
     return (torch.arange(num_ws, device=ctx.device) >= cutoff) & mix
 
 
