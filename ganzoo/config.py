@@ -47,6 +47,8 @@ class TrainOptions:
     checkpoint_every: int = 1000
     keep_checkpoints: int = 2
     max_nonfinite: int = 20  # consecutive skipped steps before training stops
+    # Under torchrun: batch norm statistics over the global batch instead of each rank's slice.
+    sync_batchnorm: bool = False
     max_image_pixels: int = 4096 * 4096  # a data image declaring more (width x height) is a bad file, never decoded
     # Evaluation during training (ganzoo.train.evaluation): every eval_every steps (0: never) the EMA
     # generator is scored by eval_metric ("" : fd-fmnist on the embedded data, fid otherwise) on eval_n

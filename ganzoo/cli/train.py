@@ -44,37 +44,135 @@ from ..signals import exit_status
 @click.option("--skip-bad-files", is_flag=True, help="Skip unreadable images (each is reported) instead of stopping.")
 @click.option("--allow-data-change", is_flag=True, help="With --resume: continue although the data changed since "
               "the run started (the new data's fingerprint is recorded).")
+@click.option("--nproc-per-node", type=click.IntRange(min=1), help="Train with N processes on this machine "
+              "(one per GPU, or CPU processes with gloo) through torchrun; --batch-size stays the global batch.")
 def train(arch, data, preset, sets, steps, epochs, batch_size, out, device, precision, compile_, resume, seed,
-          sample_every, checkpoint_every, eval_every, eval_metric, eval_n, eval_weights, skip_bad_files, allow_data_change):
+          sample_every, checkpoint_every, eval_every, eval_metric, eval_n, eval_weights, skip_bad_files, allow_data_change,
+          nproc_per_node):
     """Train ARCH; everything the run makes goes into one run directory."""
     from .. import config as config_mod
-    from .. import fileio, registry, rundir
+    from .. import registry, rundir
+    from ..train.distributed import World, check_batch_size, env_world_size
 
     if steps is not None and epochs is not None:
         raise UserError("give --steps or --epochs, not both")
+    if nproc_per_node is not None and env_world_size() > 1:
+        raise UserError("--nproc-per-node starts torchrun itself; under torchrun leave it out")
     flags = {"steps": steps, "epochs": epochs, "batch_size": batch_size, "device": device, "precision": precision,
              "compile": compile_, "seed": seed, "sample_every": sample_every, "checkpoint_every": checkpoint_every,
              "eval_every": eval_every, "eval_metric": eval_metric, "eval_n": eval_n, "eval_weights": eval_weights}
     set_values = config_mod.split_assignments(list(sets))
-    if resume == "auto":
-        if out is None:
-            raise UserError("--resume auto needs --out RUN_DIR")
-        resume = str(out) if (out / rundir.CONFIG).exists() else None
-    if resume:
-        run = rundir.open_run(Path(resume))
-        if run.arch.name != arch:
-            raise UserError(f"{resume} is a {run.arch.name} run, not {arch}")
-        fileio.require_writable(run.path, "a run continues in its own folder: make it writable or resume a copy")
-        resolved = _resumed_config(run, data, preset, set_values, flags)
-        run_dir, instance, entry = run.path, run.arch, run
-    else:
-        instance, entry = registry.get_with_entry(arch)
-        resolved = config_mod.resolve(instance, preset=preset, data=data, sets=set_values, flags=flags)
+    world = World() if nproc_per_node is not None else World.from_env()
+    try:
+        # Rank 0 alone looks at (and probes) the run directory; every rank follows its decision.
+        settled = world.broadcast(_settled(arch, out, resume) if world.is_writer else None)
+        if isinstance(settled, UserError):
+            raise settled
+        resume, run_dir = settled
+        if resume:
+            run = rundir.open_run(Path(resume))
+            resolved = _resumed_config(run, data, preset, set_values, flags)
+            instance, entry = run.arch, run
+        else:
+            instance, entry = registry.get_with_entry(arch)
+            resolved = config_mod.resolve(instance, preset=preset, data=data, sets=set_values, flags=flags)
+        check_batch_size(resolved.config.batch_size, nproc_per_node or world.size)
+        if nproc_per_node is not None:
+            _launch(nproc_per_node, resolved, run_dir, resume)
+        _train(instance, resolved, run_dir, entry, skip_bad_files=skip_bad_files, allow_data_change=allow_data_change,
+               world=world)
+    finally:
+        world.close()
+
+
+def _settled(arch: str, out: Path | None, resume: str | None):
+    """(the run to resume or None, the run directory), or the UserError that refuses them.
+
+    Decided once (by rank 0 or the launcher) and handed to every rank, so that
+    no rank sees a config.json another rank has just written. A default run
+    directory is named by the time, so it too is chosen once.
+    """
+    from .. import fileio, rundir
+
+    try:
+        if resume == "auto":
+            if out is None:
+                raise UserError("--resume auto needs --out RUN_DIR")
+            resume = str(out) if (out / rundir.CONFIG).exists() else None
+        if resume:
+            run = rundir.open_run(Path(resume))
+            if run.arch.name != arch:
+                raise UserError(f"{resume} is a {run.arch.name} run, not {arch}")
+            fileio.require_writable(run.path, "a run continues in its own folder: make it writable or resume a copy")
+            return str(run.path), run.path
         run_dir = out or Path("runs") / f"{arch}-{time.strftime('%Y%m%d-%H%M%S')}"
         if (run_dir / rundir.CONFIG).exists():
             raise UserError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --out")
         fileio.require_writable(run_dir, "pick another --out")
-    _train(instance, resolved, run_dir, entry, skip_bad_files=skip_bad_files, allow_data_change=allow_data_change)
+        return None, run_dir
+    except UserError as error:
+        return error
+
+
+def _launch(nproc: int, resolved, run_dir: Path, resume: str | None) -> None:
+    """Run this same command under torchrun with ``nproc`` processes, then exit with their status.
+
+    Everything refusable was refused above, once. The children get the run
+    directory settled here (--out, or --resume with the run's path). A stop
+    signal to this process goes to torchrun, which passes it to every rank:
+    they stop at the same step, rank 0 checkpoints, and this exits 128 + N.
+    """
+    import signal
+    import subprocess
+
+    from ..signals import on_stop_signals
+    from ..train.distributed import World
+
+    from ..data.run_location import refuse_run_inside_data
+
+    World(size=nproc).device(resolved.train.device)  # a device several processes cannot share is refused now
+    refuse_run_inside_data(run_dir, resolved.data)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               "-m", "ganzoo", "train", *_arguments_without_nproc(run_dir, resume)]
+    received: list[str] = []
+    child = subprocess.Popen(command)
+
+    def forward(name: str) -> None:
+        received.append(name)
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(getattr(signal, name))
+
+    with on_stop_signals(forward):
+        status = child.wait()
+    if received:
+        sys.exit(exit_status(received[0]))
+    sys.exit(status if status >= 0 else 128 - status)
+
+
+def _arguments_without_nproc(run_dir: Path, resume: str | None) -> list[str]:
+    """This invocation's own options (as given), less --nproc-per-node, with the settled run directory."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    args = [ctx.params["arch"]]
+    for param in ctx.command.params:
+        name = param.name
+        if name in ("arch", "nproc_per_node", "out", "resume"):
+            continue
+        if ctx.get_parameter_source(name) != ParameterSource.COMMANDLINE:
+            continue
+        value = ctx.params[name]
+        if param.is_flag and param.secondary_opts:
+            args.append(param.opts[0] if value else param.secondary_opts[0])
+        elif param.is_flag:
+            if value:
+                args.append(param.opts[0])
+        elif param.multiple:
+            for item in value:
+                args += [param.opts[0], str(item)]
+        else:
+            args += [param.opts[0], str(value)]
+    return args + (["--resume", str(resume)] if resume else ["--out", str(run_dir)])
 
 
 def _resumed_config(run, data, preset, set_values, flags):
@@ -102,7 +200,8 @@ def _resumed_config(run, data, preset, set_values, flags):
     return replace(run.resolved, train=opts, overrides=overrides)
 
 
-def _train(arch, resolved, run_dir: Path, entry, skip_bad_files: bool = False, allow_data_change: bool = False):
+def _train(arch, resolved, run_dir: Path, entry, skip_bad_files: bool = False, allow_data_change: bool = False,
+           world=None):
     """Load the data, build the trainer, record config.json and run; ``entry`` is a Run when resuming.
 
     Everything that can be refused is checked before the run directory is
@@ -113,8 +212,10 @@ def _train(arch, resolved, run_dir: Path, entry, skip_bad_files: bool = False, a
     from ..data import load_data
     from ..data.fingerprint import fingerprint_for_run
     from ..data.run_location import refuse_run_inside_data
+    from ..train.distributed import World
     from ..train.trainer import Trainer
 
+    world = world if world is not None else World()
     spec = arch.data_spec(resolved.config)
     skipped = []
 
@@ -123,14 +224,23 @@ def _train(arch, resolved, run_dir: Path, entry, skip_bad_files: bool = False, a
         click.echo(f"skipped: {error}", err=True)
 
     refuse_run_inside_data(run_dir, resolved.data)
-    fingerprint = fingerprint_for_run(resolved.data, spec, entry.record if isinstance(entry, rundir.Run) else None,
-                                      allow_data_change, run_dir / rundir.CONFIG)
-    dataset = load_data(resolved.data, spec, on_bad=report if skip_bad_files else None,
-                        max_pixels=resolved.train.max_image_pixels)
-    if skipped:
+    fingerprint = (fingerprint_for_run(resolved.data, spec, entry.record if isinstance(entry, rundir.Run) else None,
+                                       allow_data_change, run_dir / rundir.CONFIG) if world.is_writer else None)
+    if world.local_rank != 0:  # one process per machine loads first (a catalog download happens once)
+        world.barrier()
+    dataset = load_data(resolved.data, spec, on_bad=report if skip_bad_files and world.is_writer else
+                        (skipped.append if skip_bad_files else None), max_pixels=resolved.train.max_image_pixels)
+    if world.local_rank == 0:
+        world.barrier()
+    if skipped and world.is_writer:
         click.echo(f"{len(skipped)} unreadable file(s) skipped", err=True)
     resuming = isinstance(entry, rundir.Run)
-    trainer = Trainer(arch, resolved, dataset, run_dir, resume=resuming)
+    trainer = Trainer(arch, resolved, dataset, run_dir, resume=resuming, world=world)
+    if not world.is_writer:  # other ranks train and say nothing; rank 0 writes and reports
+        result = trainer.run()
+        if result.stopped_by:
+            sys.exit(exit_status(result.stopped_by))
+        return
     with _removed_on_early_failure(run_dir, lambda: trainer.step > trainer.first_step):
         run_dir.mkdir(parents=True, exist_ok=True)
         resolved = _record(arch, resolved, trainer, run_dir, entry, fingerprint)

@@ -113,12 +113,21 @@ class Engine:
                 pass
         return torch.optim.Adam(params, foreach=True, **kwargs)
 
-    def backward_and_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, eager: bool) -> None:
-        """Backward pass and optimizer step; the fp16 scaler only wraps autocast phases."""
+    def backward_and_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, eager: bool,
+                          reduce=None) -> None:
+        """Backward pass and optimizer step; the fp16 scaler only wraps autocast phases.
+
+        ``reduce()`` runs between them (the all-reduce of the gradients across ranks); with fp16 it
+        reduces the scaled gradients, so every rank's scaler sees the same ones and decides alike.
+        """
         if self.scaler.is_enabled() and not eager:
             self.scaler.scale(loss).backward()
+            if reduce is not None:
+                reduce()
             self.scaler.step(optimizer)
             self.scaler.update()
         else:
             loss.backward()
+            if reduce is not None:
+                reduce()
             optimizer.step()

@@ -4,6 +4,10 @@ The order is a fresh permutation per epoch drawn from (seed, epoch); random
 crops, flips and CycleGAN's random B images come from the feed's own seeded
 generator. Position (epoch, index) and that generator's state are all resume
 needs to continue exactly.
+
+Under torchrun every rank runs the same feed (same seed, same draws) over the
+global batch and keeps only its own rows (``rank``, ``world_size``): it decodes
+and copies just those, so N processes see exactly the batches one process sees.
 """
 
 from __future__ import annotations
@@ -31,12 +35,14 @@ def _to_unit(images: torch.Tensor) -> torch.Tensor:
 class _Feed:
     """Epochs of `length` items in a per-epoch order, plus crop/flip augmentation."""
 
-    def __init__(self, length: int, batch_size: int, seed: int, device: torch.device, spec, name: str):
+    def __init__(self, length: int, batch_size: int, seed: int, device: torch.device, spec, name: str,
+                 rank: int = 0, world_size: int = 1):
         if batch_size < 1:
             raise UserError(f"batch_size must be positive, got {batch_size}")
         if batch_size > length:
             raise UserError(f"batch_size {batch_size} is larger than {name} ({length} images)")
         self.length, self.batch_size, self.seed, self.device = length, batch_size, seed, device
+        self.rank, self.world_size = rank, world_size
         self.resolution = spec.resolution if spec is not None else None
         self.flip = bool(spec is not None and spec.flip)
         self.rng = torch.Generator().manual_seed(seed * 1_000_003 + 7)  # augmentation and random draws
@@ -61,16 +67,28 @@ class _Feed:
         self.index += self.batch_size
         return indices
 
+    def local(self, t: torch.Tensor) -> torch.Tensor:
+        """This rank's rows of a global-batch tensor (all of it with one process)."""
+        if self.world_size == 1:
+            return t
+        n = len(t) // self.world_size
+        return t[self.rank * n:(self.rank + 1) * n]
+
     def augment(self, images: torch.Tensor) -> torch.Tensor:
-        """Random crops to the spec's resolution and random left-right flips, per image, in one gather."""
+        """Random crops to the spec's resolution and random left-right flips, per image, in one gather.
+
+        ``images`` are this rank's rows; the draws are made for the global batch and sliced.
+        """
         size = images.shape[-1]
         target = self.resolution or size
         if target == size and not self.flip:
             return images
         n = len(images)
-        ys = torch.randint(0, size - target + 1, (n,), generator=self.rng)
-        xs = torch.randint(0, size - target + 1, (n,), generator=self.rng)
-        flips = torch.rand(n, generator=self.rng) < 0.5 if self.flip else torch.zeros(n, dtype=torch.bool)
+        total = n * self.world_size
+        ys = self.local(torch.randint(0, size - target + 1, (total,), generator=self.rng))
+        xs = self.local(torch.randint(0, size - target + 1, (total,), generator=self.rng))
+        flips = (self.local(torch.rand(total, generator=self.rng) < 0.5) if self.flip
+                 else torch.zeros(n, dtype=torch.bool))
         span = torch.arange(target)
         rows = ys[:, None] + span
         cols = torch.where(flips[:, None], xs[:, None] + span.flip(0), xs[:, None] + span)
@@ -101,15 +119,15 @@ class ImageFeed(_Feed):
     """Yields {"image": float (B, C, H, W) in [-1, 1]} batches, dropping the ragged last batch."""
 
     def __init__(self, images: torch.Tensor, batch_size: int, seed: int, device: torch.device,
-                 name: str = "data", spec=None, resident: bool = True):
-        super().__init__(len(images), batch_size, seed, device, spec, name)
+                 name: str = "data", spec=None, resident: bool = True, rank: int = 0, world_size: int = 1):
+        super().__init__(len(images), batch_size, seed, device, spec, name, rank, world_size)
         self.images = _resident(images, device, DEVICE_RESIDENT_BYTES if resident else 0)
 
     def __len__(self) -> int:
         return len(self.images)
 
     def next(self) -> dict[str, torch.Tensor]:
-        raw = self.images[self.next_indices().to(self.images.device)].to(self.device)
+        raw = self.images[self.local(self.next_indices()).to(self.images.device)].to(self.device)
         return {"image": _to_unit(self.augment(raw))}
 
     def fixed_batch(self, n: int) -> dict[str, torch.Tensor]:
@@ -127,8 +145,8 @@ class UnpairedFeed(_Feed):
     """
 
     def __init__(self, a: torch.Tensor, b: torch.Tensor, batch_size: int, seed: int, device: torch.device,
-                 name: str = "data", spec=None, resident: bool = True):
-        super().__init__(max(len(a), len(b)), batch_size, seed, device, spec, name)
+                 name: str = "data", spec=None, resident: bool = True, rank: int = 0, world_size: int = 1):
+        super().__init__(max(len(a), len(b)), batch_size, seed, device, spec, name, rank, world_size)
         fits = resident and a.numel() + b.numel() <= DEVICE_RESIDENT_BYTES
         budget = DEVICE_RESIDENT_BYTES if fits else 0
         self.A, self.B = _resident(a, device, budget), _resident(b, device, budget)
@@ -137,8 +155,8 @@ class UnpairedFeed(_Feed):
         return self.length
 
     def next(self) -> dict[str, torch.Tensor]:
-        index_a = self.next_indices() % len(self.A)
-        index_b = torch.randint(0, len(self.B), (self.batch_size,), generator=self.rng)
+        index_a = self.local(self.next_indices()) % len(self.A)
+        index_b = self.local(torch.randint(0, len(self.B), (self.batch_size,), generator=self.rng))
         a = self.A[index_a.to(self.A.device)].to(self.device)
         b = self.B[index_b.to(self.B.device)].to(self.device)
         return {"A": _to_unit(self.augment(a)), "B": _to_unit(self.augment(b))}
@@ -151,10 +169,12 @@ class UnpairedFeed(_Feed):
         return out
 
 
-def make_feed(dataset, batch_size: int, seed: int, device: torch.device, spec, resident: bool = True):
+def make_feed(dataset, batch_size: int, seed: int, device: torch.device, spec, resident: bool = True,
+              rank: int = 0, world_size: int = 1):
     """The feed for ``spec.kind``: an ImageFeed over an ImageSet, an UnpairedFeed over an UnpairedSet.
 
-    ``resident=False`` keeps the images in host memory and copies each batch over.
+    ``resident=False`` keeps the images in host memory and copies each batch over. ``batch_size`` is
+    global; ``rank`` of ``world_size`` gets its slice of every batch.
     """
     from ..data import ImageSet
     from ..data.unpaired import UnpairedSet
@@ -164,5 +184,6 @@ def make_feed(dataset, batch_size: int, seed: int, device: torch.device, spec, r
         raise TypeError(f"DataSpec kind {spec.kind!r} needs an {expected.__name__}, got {type(dataset).__name__}")
     if spec.kind == UNPAIRED:
         return UnpairedFeed(dataset.A, dataset.B, batch_size, seed, device, name=dataset.source, spec=spec,
-                            resident=resident)
-    return ImageFeed(dataset.images, batch_size, seed, device, name=dataset.source, spec=spec, resident=resident)
+                            resident=resident, rank=rank, world_size=world_size)
+    return ImageFeed(dataset.images, batch_size, seed, device, name=dataset.source, spec=spec, resident=resident,
+                     rank=rank, world_size=world_size)

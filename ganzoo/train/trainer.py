@@ -26,8 +26,9 @@ from ..fileio import write_png
 from ..sampling import grid
 from ..signals import on_stop_signals
 from . import checkpoint as ckpt
+from .distributed import World, check_batch_size
 from .ema import ema_beta, make_ema, update_ema
-from .engine import Engine, pick_device
+from .engine import Engine
 from .evaluation import TrainingEval
 from .feed import make_feed
 from .loggers import MetricsLog, Progress, drop_records_after
@@ -106,23 +107,50 @@ def _eval_mode(nets: dict):
             m.train(modes[role])
 
 
-class Trainer:
-    """One run: build everything from (architecture, resolved config, dataset), then `run()`."""
+class _Quiet:
+    """Progress for ranks other than 0: they report nothing."""
 
-    def __init__(self, arch, resolved, dataset, run_dir: Path, resume: bool = False):
+    def update(self, step, scalars=None):
+        pass
+
+    def note(self, text):
+        pass
+
+    def close(self):
+        pass
+
+
+class Trainer:
+    """One run: build everything from (architecture, resolved config, dataset), then `run()`.
+
+    ``world`` is this process's place under torchrun (ganzoo.train.distributed);
+    every rank builds the same Trainer, computes its slice of each global batch,
+    and rank 0 alone writes the run directory.
+    """
+
+    def __init__(self, arch, resolved, dataset, run_dir: Path, resume: bool = False, world: World | None = None):
         self.arch, self.cfg, self.opts = arch, resolved.config, resolved.train
+        self.world = world if world is not None else World()
         self.run_dir = Path(run_dir)
-        self.device = pick_device(self.opts.device)
+        self.device = self.world.device(self.opts.device)
         self.engine = Engine(self.device, self.opts)
+        check_batch_size(self.cfg.batch_size, self.world.size)
         spec = arch.data_spec(self.cfg)
         self.feed = make_feed(dataset, self.cfg.batch_size, self.opts.seed, self.device, spec,
-                              resident=self.opts.data_on_device == "auto")
+                              resident=self.opts.data_on_device == "auto", rank=self.world.rank,
+                              world_size=self.world.size)
         self.cfg = arch.fit_to_data(self.cfg, len(self.feed))
         validate(arch, self.cfg, lambda key: "fit_to_data")
         if arch.data_spec(self.cfg) != spec:
             raise ValueError(f"{arch.name}.fit_to_data changed the data spec; it may only fix data-dependent settings")
         torch.manual_seed(self.opts.seed)
-        self.nets = {role: self.engine.place(module) for role, module in arch.build(self.cfg).items()}
+        built = arch.build(self.cfg)
+        if self.opts.sync_batchnorm:
+            from .sync_batchnorm import convert_sync_batchnorm
+
+            built = {role: convert_sync_batchnorm(module) for role, module in built.items()}
+        self.nets = {role: self.engine.place(module) for role, module in built.items()}
+        self.world.broadcast_modules(self.nets.values())  # identical by seed already; made certain
         self.phases = arch.phases(self.cfg)
         check_phases(self.phases, self.nets)
         self.generators = arch.generators(self.cfg)
@@ -141,13 +169,15 @@ class Trainer:
         self.damaged_metrics = 0  # lines of metrics.jsonl a resume found damaged and dropped
         # Evaluation during training: the best score so far {"step", "value", "signature"}, kept in checkpoints.
         self.evaluator = (TrainingEval(arch, self.cfg, self.opts, resolved.data, self.device, self.sampling_nets())
-                          if self.opts.eval_every > 0 else None)
+                          if self.opts.eval_every > 0 and self.world.is_writer else None)
         self.best: dict | None = None
-        ckpt.clean_up(self.run_dir)  # what a killed run left half written or half deleted
+        if self.world.is_writer:
+            ckpt.clean_up(self.run_dir)  # what a killed run left half written or half deleted
         if resume:
             self._restore()
-            self.damaged_metrics = drop_records_after(self.run_dir, self.step)
-            self._restore_best_link()
+            if self.world.is_writer:
+                self.damaged_metrics = drop_records_after(self.run_dir, self.step)
+                self._restore_best_link()
         self.first_step = self.step
         self._sums: dict[str, torch.Tensor] = {}
         self._counts: dict[str, int] = {}
@@ -181,9 +211,12 @@ class Trainer:
         return out
 
     def _state(self) -> dict:
+        """The trainer's state; with several ranks, every rank's global RNG states too (a collective)."""
         rng = {"loss": self.rng.get_state(), "torch": torch.get_rng_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        if self.world.distributed:  # the shared generators are identical everywhere; the global ones may not be
+            rng["ranks"] = self.world.all_objects({k: v for k, v in rng.items() if k != "loss"})
         return {
             "step": self.step,
             "optimizers": {"+".join(k): opt.state_dict() for k, (opt, _) in self.optimizers.items()},
@@ -201,10 +234,12 @@ class Trainer:
 
         A run killed before its first checkpoint has none: it starts again from step 0 with its recorded config.
         """
-        source, damaged = ckpt.newest_intact(self.run_dir)
+        found = ckpt.newest_intact(self.run_dir) if self.world.is_writer else None
+        source, damaged = self.world.broadcast(found)  # every rank resumes from the checkpoint rank 0 chose
         if source is None:
             return
-        ckpt.report(ckpt.fallback_warnings(source, damaged))
+        if self.world.is_writer:
+            ckpt.report(ckpt.fallback_warnings(source, damaged))
         self.resumed_from = source
         weights = ckpt.load_networks(source)
         ckpt.load_into(self.nets, weights, source)
@@ -219,9 +254,10 @@ class Trainer:
                 self.engine.scaler.load_state_dict(state["scaler"])
         with ckpt.restoring(source, "rng"):
             self.rng.set_state(state["rng"]["loss"])
-            torch.set_rng_state(state["rng"]["torch"])
-            if "cuda" in state["rng"] and self.device.type == "cuda":
-                torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+            mine = self._rank_rng(state["rng"])
+            torch.set_rng_state(mine["torch"])
+            if "cuda" in mine and self.device.type == "cuda":
+                torch.cuda.set_rng_state(mine["cuda"], self.device)
         with ckpt.restoring(source, "data"):
             self.feed.load_state_dict(state["data"])
         self.step = int(state["step"])
@@ -231,6 +267,17 @@ class Trainer:
         with ckpt.restoring(source, "plugin"):
             self.plugin_state.update(_to_device(state.get("plugin", {}), self.device))
         self.best = state.get("best")
+
+    def _rank_rng(self, rng: dict) -> dict:
+        """This rank's global RNG states: its own entry of a checkpoint written by as many ranks.
+
+        A checkpoint from another number of processes (or from one) gives every
+        rank rank 0's states: the run continues, but not bit for bit as it would have.
+        """
+        ranks = rng.get("ranks")
+        if ranks is not None and len(ranks) == self.world.size:
+            return ranks[self.world.rank]
+        return rng
 
     def _restore_best_link(self) -> None:
         """checkpoints/best as the restored state says (steps after the checkpoint resumed from never happened).
@@ -282,7 +329,10 @@ class Trainer:
         nets = self.nets if phase.eager else self.runnable
         with self.engine.autocast(eager=phase.eager):
             loss = self.arch.loss(phase, nets, batch, ctx)
-        if not bool(torch.isfinite(loss.detach())):
+        finite = bool(torch.isfinite(loss.detach()))
+        if self.world.distributed:  # one decision for all ranks, or the others would wait in the all-reduce
+            finite = not self.world.any(not finite)
+        if not finite:
             self.nonfinite[phase.name] += 1
             ctx.log(f"nonfinite/{phase.name}", 1.0)
             if self.nonfinite[phase.name] >= self.opts.max_nonfinite:
@@ -292,14 +342,16 @@ class Trainer:
                     f"checkpoint is in {self.run_dir / 'checkpoints'} (try a lower lr or fp32)")
             return
         self.nonfinite[phase.name] = 0
-        self.engine.backward_and_step(loss, opt, phase.eager)
+        params = [p for group in opt.param_groups for p in group["params"]]
+        self.engine.backward_and_step(loss, opt, phase.eager, reduce=lambda: self.world.average_gradients(params))
         ctx.log(f"loss/{phase.name}", loss)
 
     def train_step(self) -> None:
         with self.timing("data"):
             batch = {k: self.engine.place_images(v) for k, v in self.feed.next().items()}
         ctx = LossContext(cfg=self.cfg, device=self.device, generator=self.rng, step=self.step,
-                          total_steps=self.opts.steps, log=self._log, state=self.plugin_state)
+                          total_steps=self.opts.steps, log=self._log, state=self.plugin_state,
+                          rank=self.world.rank, world_size=self.world.size, gather=self.world.gather)
         for phase in self.phases:
             if self.step % phase.interval == 0:
                 with self.timing(phase.name):
@@ -331,10 +383,14 @@ class Trainer:
         write_png(path, grid(images, nrow))
         return path
 
-    def save_checkpoint(self) -> Path:
+    def save_checkpoint(self) -> Path | None:
+        """Every rank calls this (the state gathers every rank's RNG); rank 0 writes and returns the folder."""
+        state = self._state()
+        if not self.world.is_writer:
+            return None
         nets = {**self.nets, **{f"{role}_ema": m for role, m in self.ema.items()}}
         meta = {"ganzoo_version": __version__, "architecture": self.arch.name, "step": str(self.step)}
-        return ckpt.save_checkpoint(self.run_dir, self.step, nets, self._state(), meta, self.opts.keep_checkpoints)
+        return ckpt.save_checkpoint(self.run_dir, self.step, nets, state, meta, self.opts.keep_checkpoints)
 
     def evaluate(self, progress: Progress | None = None) -> bool:
         """Score the EMA generators, log it, and keep it as the best if it is; returns whether it is."""
@@ -352,55 +408,105 @@ class Trainer:
             progress.note(f"eval at step {self.step}: {self.evaluator.key} {score:.4g} ({standing})")
         return improved
 
+    def _global_sums(self) -> dict[str, torch.Tensor]:
+        """The interval's sums averaged over the ranks (one all-reduce, at log time only).
+
+        Each rank's sum covers its equal slice of every batch, so the mean over
+        ranks of its mean is the global batch's mean; non-finite counts are
+        agreed, hence equal on every rank.
+        """
+        if not self.world.distributed or not self._sums:
+            return self._sums
+        names = sorted(self._sums)
+        total = self.world.sum(torch.stack([self._sums[k].to(self.device).float().reshape(()) for k in names]))
+        return dict(zip(names, total / self.world.size))
+
     def _flush_metrics(self, started: float, first_step: int) -> dict[str, float]:
         # Means over the interval; nonfinite/<phase> counts the steps whose loss was skipped.
-        values = {k: (v if k.startswith("nonfinite/") else v / self._counts[k]).item() for k, v in self._sums.items()}
+        sums = self._global_sums()
+        values = {k: (v if k.startswith("nonfinite/") else v / self._counts[k]).item() for k, v in sums.items()}
         elapsed = max(time.perf_counter() - started, 1e-9)
         steps = self.step - first_step
         record = {"step": self.step, "kimg": self.step * self.cfg.batch_size / 1000,
                   "sec_per_step": elapsed / max(steps, 1), "images_per_sec": steps * self.cfg.batch_size / elapsed,
                   **values}
-        self.metrics.write(record)
+        if self.world.is_writer:
+            self.metrics.write(record)
         self._sums, self._counts = {}, {}
         return {k: v for k, v in values.items() if k.startswith("loss/")}
 
     # -- the loop ------------------------------------------------------------------------
 
+    def _stop_agreed(self, stop: _StopSignals) -> str | None:
+        """The stop signal's name on every rank if any rank received one (one tiny all-reduce per step)."""
+        if not self.world.distributed:
+            return stop.received
+        if not self.world.any(stop.received is not None):
+            return None
+        return next(name for name in self.world.all_objects(stop.received) if name is not None)
+
+    def _check_ranks_identical(self) -> None:
+        """Test hook (GANZOO_CHECK_RANKS=1): fail loudly unless every rank holds the same weights now."""
+        from .distributed import weights_differ
+
+        differ = weights_differ(self.world, {**self.nets, **{f"{r}_ema": m for r, m in self.ema.items()}})
+        if differ:
+            raise RuntimeError(f"rank {self.world.rank}: weights differ between ranks after step {self.step}: "
+                               f"{', '.join(differ[:5])}")
+
     def run(self, until: int | None = None) -> TrainResult:
-        """Train until step `until` (default opts.steps) or a signal; leaves a checkpoint and a preview."""
+        """Train until step `until` (default opts.steps) or a signal; leaves a checkpoint and a preview.
+
+        With several ranks, rank 0 alone writes (metrics, previews, checkpoints, evaluation), and all
+        ranks stop at the same step.
+        """
+        import os
+
         opts = self.opts
+        writer = self.world.is_writer
+        check_ranks = self.world.distributed and os.environ.get("GANZOO_CHECK_RANKS") == "1"
         until = opts.steps if until is None else min(until, opts.steps)
-        self.metrics = MetricsLog(self.run_dir)
-        progress = Progress(until, self.step)
+        self.metrics = MetricsLog(self.run_dir) if writer else None
+        progress = Progress(until, self.step) if writer else _Quiet()
         checkpoint = sample = None
+        stopped_by = None
         with _StopSignals() as stop, self.engine.numerics():
             try:
-                if self.step == 0:
+                if self.step == 0 and writer:
                     sample = self.save_preview()
                 interval_start, interval_step = time.perf_counter(), self.step
-                while self.step < until and not stop.received:
+                while self.step < until and not (stopped_by := self._stop_agreed(stop)):
                     self.train_step()
+                    if check_ranks:
+                        self._check_ranks_identical()
                     scalars = None
                     if self.step % opts.log_every == 0 or self.step == until:
                         scalars = self._flush_metrics(interval_start, interval_step)
                         interval_start, interval_step = time.perf_counter(), self.step
                     progress.update(self.step, scalars)
-                    if self.step % opts.sample_every == 0:
+                    if self.step % opts.sample_every == 0 and writer:
                         sample = self.save_preview()
-                    improved = (self.evaluator is not None and (self.evaluator.due(self.step) or self.step == opts.steps)
-                                and self.evaluate(progress))
+                    due = opts.eval_every > 0 and (self.step % opts.eval_every == 0 or self.step == opts.steps)
+                    improved = due and self.world.broadcast(self.evaluate(progress) if writer else None)
                     if self.step % opts.checkpoint_every == 0 or improved:
                         checkpoint = self.save_checkpoint()
-                    if improved:  # the checkpoint holds the new best in its state; now the link follows
+                    if improved and writer:  # the checkpoint holds the new best in its state; now the link follows
                         ckpt.mark_best(self.run_dir, self.step)
                         ckpt.prune(self.run_dir, opts.keep_checkpoints, self.step)
                 if self._counts:  # stopped between log points: keep what was measured
                     self._flush_metrics(interval_start, interval_step)
             finally:
                 progress.close()
-                self.metrics.close()
-            latest = ckpt.latest_checkpoint(self.run_dir)
-            checkpoint = latest if latest is not None and latest.name == f"step-{self.step:07d}" else self.save_checkpoint()
-            if sample is None or sample.name != f"step-{self.step:07d}.png":
+                if self.metrics is not None:
+                    self.metrics.close()
+            if writer:
+                latest = ckpt.latest_checkpoint(self.run_dir)
+                saved = latest is not None and latest.name == f"step-{self.step:07d}"
+            if not self.world.broadcast(saved if writer else None):
+                checkpoint = self.save_checkpoint()
+            elif writer:
+                checkpoint = latest
+            if writer and (sample is None or sample.name != f"step-{self.step:07d}.png"):
                 sample = self.save_preview()
-        return TrainResult(self.run_dir, self.step, checkpoint, sample, stop.received)
+        return TrainResult(self.run_dir, self.step, checkpoint, sample,
+                           stopped_by if self.world.distributed else stop.received)

@@ -1,0 +1,232 @@
+"""The process group torchrun describes, and the few collectives the trainer needs.
+
+torchrun (torch.distributed.run) starts one process per rank and tells each
+its place through the environment: RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR
+and MASTER_PORT. :func:`World.from_env` joins that group when WORLD_SIZE > 1
+(gloo for CPU tensors, NCCL for CUDA tensors where CUDA exists) and is a plain
+one-process World otherwise: then every method below is the identity and
+torch.distributed is never imported.
+
+Gradients are averaged with ONE flat all-reduce per phase (flatten, all-reduce,
+divide, copy back), as NVlabs' StyleGAN3 training loop does, rather than with
+DDP: phases train different networks, and R1 / path-length penalties take a
+double backward that DDP's hooks do not follow.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import torch
+
+from ..errors import UserError
+
+# The variables torchrun sets for every rank; WORLD_SIZE > 1 means "several processes".
+ENV_KEYS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+def env_world_size() -> int:
+    """WORLD_SIZE from torchrun's environment (1 outside torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
+def check_batch_size(batch_size: int, world_size: int) -> None:
+    """The global batch must split evenly over the ranks: each takes batch_size / world_size samples."""
+    if world_size > 1 and batch_size % world_size:
+        below = batch_size // world_size * world_size
+        above = below + world_size
+        nearest = f"{below} or {above}" if below > 0 else f"{above}"
+        raise UserError(f"batch_size {batch_size} is the global batch and must divide evenly over the "
+                        f"{world_size} processes; use a multiple of {world_size} such as {nearest}")
+
+
+@dataclass
+class World:
+    """This process's place among the ranks of a run (one process: rank 0 of 1)."""
+
+    rank: int = 0
+    local_rank: int = 0
+    size: int = 1
+    backend: str | None = None
+    _closed: bool = field(default=False, repr=False)
+
+    @classmethod
+    def from_env(cls) -> "World":
+        """Join torchrun's process group when WORLD_SIZE > 1; otherwise the one-process World."""
+        size = env_world_size()
+        if size <= 1:
+            return cls()
+        import datetime
+
+        import torch.distributed as dist
+
+        missing = [key for key in ENV_KEYS if key not in os.environ]
+        if missing:
+            raise UserError(f"WORLD_SIZE={size} but {', '.join(missing)} not set: start several processes with "
+                            f"torchrun (or ganzoo train --nproc-per-node N)")
+        rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
+        # Collectives dispatch on the tensor's device: gloo for CPU tensors, NCCL for CUDA tensors.
+        backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() and dist.is_nccl_available() else "gloo"
+        if "nccl" in backend:
+            torch.cuda.set_device(local_rank % torch.cuda.device_count())
+        minutes = float(os.environ.get("GANZOO_DIST_TIMEOUT_MIN", "30"))
+        if not dist.is_initialized():
+            dist.init_process_group(backend=backend, rank=rank, world_size=size,
+                                    timeout=datetime.timedelta(minutes=minutes))
+        return cls(rank=rank, local_rank=local_rank, size=size, backend=backend)
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+    @property
+    def is_writer(self) -> bool:
+        """Rank 0 alone writes the run directory."""
+        return self.rank == 0
+
+    def device(self, name: str) -> torch.device:
+        """This rank's device for --device ``name``: cuda:LOCAL_RANK for cuda/auto with CUDA, else the CPU."""
+        from .engine import pick_device
+
+        if not self.distributed:
+            return pick_device(name)
+        if name == "cpu":
+            return torch.device("cpu")
+        if name in ("auto", "cuda") and torch.cuda.is_available():
+            return torch.device("cuda", self.local_rank % torch.cuda.device_count())
+        if name == "auto":
+            return torch.device("cpu")
+        raise UserError(f"device {name!r} cannot be shared by {self.size} processes: use --device cuda (each rank "
+                        f"takes cuda:LOCAL_RANK), auto or cpu")
+
+    # -- collectives (each is the identity with one process) -----------------------------
+
+    def _tensor_device(self) -> torch.device:
+        return torch.device("cuda", torch.cuda.current_device()) if "nccl" in (self.backend or "") else torch.device("cpu")
+
+    def average_gradients(self, params: Iterable[torch.Tensor]) -> None:
+        """Replace each parameter's gradient by its mean over the ranks, in one flat all-reduce.
+
+        Parameters without a gradient are left alone: every rank runs the same
+        code, so the same ones have none everywhere.
+        """
+        if not self.distributed:
+            return
+        import torch.distributed as dist
+
+        grads = [p.grad for p in params if p.grad is not None]
+        if not grads:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat.div_(self.size)
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            offset += g.numel()
+
+    def sum(self, t: torch.Tensor) -> torch.Tensor:
+        """The elementwise sum of ``t`` over the ranks (a new tensor)."""
+        if not self.distributed:
+            return t
+        import torch.distributed as dist
+
+        out = t.detach().clone()
+        dist.all_reduce(out)
+        return out
+
+    def gather(self, t: torch.Tensor) -> torch.Tensor:
+        """The global batch of a per-sample tensor: every rank's rows in rank order (not differentiable)."""
+        if not self.distributed:
+            return t
+        import torch.distributed as dist
+
+        t = t.detach().contiguous()
+        parts = [torch.empty_like(t) for _ in range(self.size)]
+        dist.all_gather(parts, t)
+        return torch.cat(parts)
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank if ``flag`` is true on any rank (a stop signal, a non-finite loss)."""
+        if not self.distributed:
+            return bool(flag)
+        import torch.distributed as dist
+
+        t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=self._tensor_device())
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` on every rank (a small picklable value: a run directory's name, a decision)."""
+        if not self.distributed:
+            return obj
+        import torch.distributed as dist
+
+        box = [obj if self.rank == 0 else None]
+        dist.broadcast_object_list(box, src=0, device=self._tensor_device())
+        return box[0]
+
+    def all_objects(self, obj: Any) -> list:
+        """Every rank's ``obj``, in rank order, on every rank (per-rank RNG states for a checkpoint)."""
+        if not self.distributed:
+            return [obj]
+        import torch.distributed as dist
+
+        out = [None] * self.size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def broadcast_modules(self, modules: Iterable[torch.nn.Module]) -> None:
+        """Rank 0's parameters and buffers on every rank, so training starts from identical weights."""
+        if not self.distributed:
+            return
+        import torch.distributed as dist
+
+        with torch.no_grad():
+            for module in modules:
+                for t in [*module.parameters(), *module.buffers()]:
+                    dense = t.data.contiguous()
+                    dist.broadcast(dense, src=0)
+                    if dense.data_ptr() != t.data.data_ptr():
+                        t.data.copy_(dense)
+
+    def barrier(self) -> None:
+        if self.distributed:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def close(self) -> None:
+        """Leave the process group (once); a one-process World has nothing to close."""
+        if self.distributed and not self._closed:
+            import torch.distributed as dist
+
+            self._closed = True
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+
+def weights_differ(world: World, nets: dict) -> list[str]:
+    """Names of the parameters that are not bitwise identical on every rank (a check for tests).
+
+    Each parameter is summarised by two float64 numbers (its sum and a position-weighted
+    sum); the ranks' maxima and minima must agree exactly.
+    """
+    if not world.distributed:
+        return []
+    import torch.distributed as dist
+
+    names, marks = [], []
+    for role, module in nets.items():
+        for name, p in module.named_parameters():
+            flat = p.detach().reshape(-1).double()
+            weights = torch.arange(1, flat.numel() + 1, dtype=torch.float64, device=flat.device)
+            names.append(f"{role}.{name}")
+            marks.append(torch.stack([flat.sum(), (flat * weights).sum()]))
+    stacked = torch.stack(marks).to(world._tensor_device())
+    high, low = stacked.clone(), stacked.clone()
+    dist.all_reduce(high, op=dist.ReduceOp.MAX)
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    return [name for name, h, l in zip(names, high, low) if not torch.equal(h, l)]
