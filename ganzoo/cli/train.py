@@ -132,7 +132,7 @@ def _launch(nproc: int, resolved, run_dir: Path, resume: str | None) -> None:
 
     World(size=nproc).device(resolved.train.device)  # a device several processes cannot share is refused now
     refuse_run_inside_data(run_dir, resolved.data)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+    command = [sys.executable, "-m", "ganzoo.train.torchrun", "--standalone", f"--nproc-per-node={nproc}",
                "-m", "ganzoo", "train", *_arguments_without_nproc(run_dir, resume)]
     received: list[str] = []
     child = subprocess.Popen(command)
