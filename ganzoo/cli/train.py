@@ -81,7 +81,13 @@ def train(arch, data, preset, sets, steps, epochs, batch_size, out, device, prec
             _launch(nproc_per_node, resolved, run_dir, resume)
         _train(instance, resolved, run_dir, entry, skip_bad_files=skip_bad_files, allow_data_change=allow_data_change,
                world=world)
-    finally:
+    except SystemExit:  # every rank stopped on the same signal
+        world.close()
+        raise
+    except BaseException:
+        world.close(wait=False)
+        raise
+    else:
         world.close()
 
 

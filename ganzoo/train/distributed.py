@@ -198,13 +198,20 @@ class World:
 
             dist.barrier()
 
-    def close(self) -> None:
-        """Leave the process group (once); a one-process World has nothing to close."""
+    def close(self, wait: bool = True) -> None:
+        """Leave the process group (once); a one-process World has nothing to close.
+
+        ``wait``: first wait for every rank to get here (rank 0 may still be writing), since gloo
+        aborts a process whose group is destroyed while a peer still talks to it. A failing rank
+        does not wait: torchrun stops the others.
+        """
         if self.distributed and not self._closed:
             import torch.distributed as dist
 
             self._closed = True
             if dist.is_initialized():
+                if wait:
+                    dist.barrier()
                 dist.destroy_process_group()
 
 
