@@ -92,3 +92,22 @@ def test_a_split_that_would_compute_something_else_is_refused_with_the_key(batch
 ])
 def test_a_split_that_keeps_groups_whole_is_accepted(batch, world, overrides):
     ARCH.validate_world_size(ARCH.make_config({**ARCH.smoke, "batch_size": batch, **overrides}), world)
+
+
+def test_the_cyclegan_pool_never_stores_a_non_finite_fake():
+    """A diverged generator step's fakes are returned (the trainer skips that update) but never kept."""
+    from ganzoo_cyclegan import pool
+
+    state, generator = {}, torch.Generator().manual_seed(0)
+
+    def rand(*shape):
+        return torch.rand(shape, generator=generator)
+
+    bad = torch.full((2, 1, 2, 2), float("nan"))
+    out = pool.query(state, "p", torch.cat([torch.ones(1, 1, 2, 2), bad]), 4, rand)
+    assert out[1:].isnan().all()  # returned as they are
+    assert torch.isfinite(state["p"]["images"]).all() and state["p"]["count"] == 3
+    for _ in range(10):  # full: half of them would swap into the pool
+        pool.query(state, "p", torch.full((4, 1, 2, 2), float("inf")), 4, rand)
+    assert torch.isfinite(state["p"]["images"]).all()
+    assert torch.equal(state["p"]["images"][0], torch.ones(1, 2, 2))
