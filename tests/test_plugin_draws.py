@@ -3,8 +3,8 @@
 The equivalence of one process and two is tests/test_plugin_equivalence.py; these
 pin the pieces it rests on: StyleGAN-lite's synthesis noise is handed in by the
 loss, DiffAugment draws through ``ctx.rand`` exactly as it drew from the
-generator, and a per-rank batch that would split D's minibatch-std groups or the
-path-length batch is refused.
+generator, a per-rank batch that would split D's minibatch-std groups or the
+path-length batch is refused, and CycleGAN's pool never keeps a non-finite fake.
 """
 
 from __future__ import annotations
