@@ -73,7 +73,7 @@ def test_two_processes_compute_the_losses_and_gradients_of_one(records, arch):
                 assert got["grads"].keys() == expected["grads"].keys()
                 for key, grad in expected["grads"].items():
                     deviation = (got["grads"][key] - grad).abs().max().item()
-                    assert deviation <= SCALED * scale, f"{where} {key}: {deviation:.3g} off, gradients up to {scale:.3g}"
+                    assert deviation <= SCALED * scale, f"{where} {key}: {deviation:.3g} off, at scale {scale:.3g}"
 
 
 def test_every_rank_holds_the_one_process_pools(records):
