@@ -62,7 +62,7 @@ def discriminator_loss(nets, batch, ctx) -> torch.Tensor:
     total = 0.0
     for domain in ("A", "B"):
         real = batch[domain]
-        fake = pool.query(ctx.state, f"pool_{domain}", fakes[domain], cfg.pool_size, ctx.rand_shared).to(real.dtype)
+        fake = pooled(ctx, domain, fakes[domain]).to(real.dtype)
         logits = nets[f"D_{domain}"](torch.cat([real, fake]))
         real_logits, fake_logits = logits.split(len(real))
         loss = 0.5 * (_lsgan(real_logits, 1.0) + _lsgan(fake_logits, 0.0))
@@ -70,6 +70,17 @@ def discriminator_loss(nets, batch, ctx) -> torch.Tensor:
         ctx.log(f"D_{domain}/fake", fake_logits.detach().float().mean())
         total = total + loss
     return total
+
+
+def pooled(ctx, domain: str, fakes: torch.Tensor) -> torch.Tensor:
+    """This rank's rows of the pool's answer for the global batch of fakes.
+
+    The pool sees the whole batch, in batch order, as one process does: every
+    rank queries it with the gathered fakes and the same shared draws, so every
+    rank holds the identical pool and keeps its own rows of the answer.
+    """
+    global_fakes = ctx.gather(fakes.detach())
+    return ctx.local(pool.query(ctx.state, f"pool_{domain}", global_fakes, ctx.cfg.pool_size, ctx.rand_shared))
 
 
 @torch.no_grad()

@@ -6,6 +6,10 @@ checkpoints hold it and resume continues exactly; its random draws come from
 the trainer's seeded generator. Every decision is made with tensor ops on the
 device (no host sync), one image at a time in batch order as the reference's
 ``ImagePool.query`` does.
+
+A non-finite fake (a diverged generator step, whose update the trainer then
+skips) is never stored: it would otherwise come back to the discriminator in
+later steps. It is still returned, so the step sees what went wrong.
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ def query(state: dict, key: str, images: torch.Tensor, pool_size: int, rand) -> 
     out = []
     for image in images:
         image = image.unsqueeze(0)
-        if count < pool_size:
-            stored[count:count + 1] = image
+        finite = torch.isfinite(image).all()
+        if count < pool_size:  # a refused image leaves its slot as it was (zeros) until a swap fills it
+            stored[count:count + 1] = torch.where(finite, image, stored[count:count + 1])
             count += 1
             out.append(image)
             continue
@@ -38,6 +43,6 @@ def query(state: dict, key: str, images: torch.Tensor, pool_size: int, rand) -> 
         slot = (rand(1) * pool_size).long().clamp_(max=pool_size - 1)
         old = stored.index_select(0, slot)
         out.append(torch.where(swap.view(1, 1, 1, 1), old, image))
-        stored.index_copy_(0, slot, torch.where(swap.view(1, 1, 1, 1), image, old))
+        stored.index_copy_(0, slot, torch.where((swap & finite).view(1, 1, 1, 1), image, old))
     pool["count"] = count
     return torch.cat(out)

@@ -133,6 +133,23 @@ class StyleGANLite(Architecture):
         require(all(p in DIFFAUGMENT_POLICIES for p in names), "diffaugment_policy", cfg.diffaugment_policy,
                 f"must be a comma-separated list of {', '.join(DIFFAUGMENT_POLICIES)}")
 
+    def validate_world_size(self, cfg, world_size: int):
+        """Refuse a split of the global batch over ``world_size`` processes that would compute something else
+        than one process does: D's minibatch-std groups and the path-length batch must split evenly too.
+
+        The core checks that batch_size divides by world_size; every D call sees the per-rank batch.
+        """
+        batch, per_rank = cfg.batch_size, cfg.batch_size // world_size
+        group = math.gcd(cfg.mbstd_group, batch)  # the group one process uses (MinibatchStd)
+        require(cfg.mbstd_channels == 0 or math.gcd(cfg.mbstd_group, per_rank) == group, "mbstd_group",
+                cfg.mbstd_group, f"with {world_size} processes each rank's discriminator sees {per_rank} images, "
+                f"which its minibatch-std groups of {group} must divide (choose a batch_size that is a multiple of "
+                f"{world_size * group}, or a smaller mbstd_group)")
+        shrink = cfg.pl_batch_shrink
+        require(cfg.pl_weight == 0 or max(1, batch // shrink) == world_size * max(1, per_rank // shrink),
+                "pl_batch_shrink", shrink, f"must divide each rank's batch ({per_rank} = batch_size {batch} / "
+                f"{world_size} processes), so that path length sees batch_size / pl_batch_shrink samples in all")
+
     def data_spec(self, cfg):
         return DataSpec(IMAGES, cfg.resolution, cfg.channels, flip=cfg.flip)
 

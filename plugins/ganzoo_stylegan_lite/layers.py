@@ -146,7 +146,10 @@ class SynthesisLayer(nn.Module):
 
     Noise is random while training and, in eval mode, a fixed buffer
     (StyleGAN2-ADA's ``noise_mode='const'``), so sampling and export are
-    deterministic given the latents.
+    deterministic given the latents. A caller may hand the noise in instead
+    (``noise``, (N, 1, H, W)): the training losses do, drawing it per sample
+    from the trainer's generator so that it does not depend on how many
+    processes share the batch.
     """
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, up: bool = False):
@@ -159,12 +162,14 @@ class SynthesisLayer(nn.Module):
         self.register_buffer("noise_const", torch.randn(resolution, resolution))
         self.weight_gain = 1.0 / math.sqrt(in_channels * 9)
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         styles = self.affine(w)
         if self.upsample is not None:
             x = self.upsample(x)
         x = modulated_conv2d(x, self.weight * self.weight_gain, styles, padding=1)
-        if self.training:
+        if noise is not None:
+            noise = noise.to(x.dtype)
+        elif self.training:
             noise = torch.randn(x.shape[0], 1, x.shape[2], x.shape[3], device=x.device, dtype=x.dtype)
         else:
             noise = self.noise_const.to(x.dtype)

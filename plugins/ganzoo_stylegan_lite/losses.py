@@ -5,6 +5,13 @@ regularisation, every ``pl_interval`` G steps. D: logistic loss on reals and
 fakes. D_r1: the R1 gradient penalty on reals, every ``r1_interval`` D steps.
 Regularisers are scaled by their interval (lazy regularisation), and their
 phases run eagerly in fp32 because they differentiate twice.
+
+Every random value is drawn through the LossContext so that a global batch
+gives the same losses whether one process or several compute it: latents,
+synthesis noise, DiffAugment's and path length's draws per sample
+(``ctx.randn``/``ctx.rand``), the mixing cutoff for the whole batch
+(``ctx.rand_shared``); the path-length mean follows the global batch
+(``ctx.gather``).
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import torch
 from ganzoo.nn.losses import nonsaturating_d_loss, nonsaturating_g_loss
 
 from .diffaugment import diff_augment
-from .networks import num_ws
+from .networks import noise_resolutions, num_ws
 
 
 def mixing_mask(num_ws: int, probability: float, ctx) -> torch.Tensor:
@@ -28,19 +35,25 @@ def mixing_mask(num_ws: int, probability: float, ctx) -> torch.Tensor:
     return (torch.arange(num_ws, device=ctx.device) >= cutoff) & mix
 
 
+def synthesis_noise(n: int, ctx) -> list[torch.Tensor]:
+    """Per-sample noise maps for every synthesis layer, (n, 1, r, r) each, drawn for the global batch."""
+    return [ctx.randn(n, 1, r, r) for r in noise_resolutions(ctx.cfg.resolution)]
+
+
 def generator_inputs(n: int, ctx, mixing: float) -> dict:
-    """G's keyword inputs for n samples: z, and with style mixing a second z and the layer mask."""
+    """G's keyword inputs for n samples: z, with style mixing a second z and the layer mask, and the noise."""
     z_dim = ctx.cfg.z_dim
-    z = ctx.randn(n, z_dim)
-    if mixing <= 0:
-        return {"z": z}
-    return {"z": z, "mix_z": ctx.randn(n, z_dim), "mix_mask": mixing_mask(num_ws(ctx.cfg.resolution), mixing, ctx)}
+    inputs = {"z": ctx.randn(n, z_dim)}
+    if mixing > 0:
+        inputs.update(mix_z=ctx.randn(n, z_dim), mix_mask=mixing_mask(num_ws(ctx.cfg.resolution), mixing, ctx))
+    inputs["noise"] = synthesis_noise(n, ctx)
+    return inputs
 
 
 def run_D(D, images: torch.Tensor, policy: tuple[str, ...], ctx) -> torch.Tensor:
     """D's logits on images augmented by DiffAugment (when ``policy`` is not empty)."""
     if policy:
-        images = diff_augment(images, policy, ctx.generator)
+        images = diff_augment(images, policy, ctx.rand)
     return D(images)
 
 
@@ -82,13 +95,16 @@ def path_length_loss(nets, n: int, ctx, cfg) -> torch.Tensor:
     """
     G = nets["G"]
     batch = max(1, n // cfg.pl_batch_shrink)
-    ws = G(**generator_inputs(batch, ctx, cfg.style_mixing), styles_only=True)
-    images = G(ws=ws)
-    noise = ctx.randn(*images.shape) / (images.shape[2] * images.shape[3]) ** 0.5
-    (grads,) = torch.autograd.grad((images * noise).sum(), ws, create_graph=True)
+    inputs = generator_inputs(batch, ctx, cfg.style_mixing)
+    noise = inputs.pop("noise")
+    ws = G(**inputs, styles_only=True)
+    images = G(ws=ws, noise=noise)
+    y = ctx.randn(*images.shape) / (images.shape[2] * images.shape[3]) ** 0.5
+    (grads,) = torch.autograd.grad((images * y).sum(), ws, create_graph=True)
     lengths = grads.square().sum(dim=2).mean(dim=1).sqrt()
     previous = ctx.state.get("pl_mean", torch.zeros((), device=ctx.device))
-    mean = previous.lerp(lengths.detach().mean(), cfg.pl_decay)
+    # The running mean follows the global batch, so every rank holds the one process's value.
+    mean = previous.lerp(ctx.gather(lengths.detach()).mean(), cfg.pl_decay)
     ctx.state["pl_mean"] = mean
     ctx.log("reg/path_length", lengths.detach().mean())
     penalty = (lengths - mean).square() * cfg.pl_weight

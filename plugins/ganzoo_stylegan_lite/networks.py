@@ -24,6 +24,11 @@ def block_resolutions(resolution: int) -> list[int]:
     return [2**i for i in range(2, int(math.log2(resolution)) + 1)]
 
 
+def noise_resolutions(resolution: int) -> list[int]:
+    """The size of each synthesis layer's noise map, in the order the layers run (one at 4x4, two above)."""
+    return [res for res in block_resolutions(resolution) for _ in range(1 if res == 4 else 2)]
+
+
 def num_ws(resolution: int) -> int:
     """Style vectors the synthesis network reads: one per conv (1 at 4x4, 2 above) plus the last toRGB."""
     return 2 * len(block_resolutions(resolution))
@@ -73,14 +78,15 @@ class SynthesisBlock(nn.Module):
         self.upsample_image = None if self.first else Upsample2x(img_channels)
         self.num_conv = 1 if self.first else 2
 
-    def forward(self, x, img, ws: torch.Tensor):
-        """``ws`` holds this block's styles: one per conv and one for toRGB (shared with the next block)."""
+    def forward(self, x, img, ws: torch.Tensor, noise=(None, None)):
+        """``ws`` holds this block's styles: one per conv and one for toRGB (shared with the next block);
+        ``noise`` one map per conv (None: the layer's own)."""
         if self.first:
             x = self.const.unsqueeze(0).expand(ws.shape[0], -1, -1, -1).to(ws.dtype)
-            x = self.conv1(x, ws[:, 0])
+            x = self.conv1(x, ws[:, 0], noise[0])
         else:
-            x = self.conv0(x, ws[:, 0])
-            x = self.conv1(x, ws[:, 1])
+            x = self.conv0(x, ws[:, 0], noise[0])
+            x = self.conv1(x, ws[:, 1], noise[1])
         rgb = self.torgb(x, ws[:, self.num_conv])
         img = rgb if img is None else self.upsample_image(img).to(rgb.dtype) + rgb
         return x, img
@@ -98,11 +104,13 @@ class SynthesisNetwork(nn.Module):
             blocks[f"b{res}"] = SynthesisBlock(in_channels, out_channels, w_dim, res, img_channels)
         self.blocks = nn.ModuleDict(blocks)
 
-    def forward(self, ws: torch.Tensor) -> torch.Tensor:
+    def forward(self, ws: torch.Tensor, noise: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """``noise``: one (N, 1, r, r) map per layer, sized as ``noise_resolutions``; None: the layers' own."""
         x = img = None
         index = 0
         for block in self.blocks.values():
-            x, img = block(x, img, ws[:, index:index + block.num_conv + 1])
+            maps = (None, None) if noise is None else noise[index:index + block.num_conv]
+            x, img = block(x, img, ws[:, index:index + block.num_conv + 1], maps)
             index += block.num_conv
         return img
 
@@ -114,7 +122,10 @@ class StyleGenerator(nn.Module):
     (DDP, ``torch.compile``) serves them too: ``styles_only=True`` returns the
     styles ws (N, num_ws, w_dim) instead of the image, and ``ws=`` renders given
     styles. Path-length regularisation differentiates the image by its ws; the
-    style-mixing grid mixes ws of two latents.
+    style-mixing grid mixes ws of two latents. ``noise`` (a list of per-layer
+    maps, see ``noise_resolutions``) replaces the synthesis noise: the training
+    losses draw it per sample through the LossContext; without it noise is
+    random in training and constant in eval mode, as StyleGAN2-ADA's.
 
     Training images are unbounded, as in StyleGAN2; in eval mode (sampling,
     export) they are clamped to [-1, 1], the range every ganzoo generator declares.
@@ -137,17 +148,25 @@ class StyleGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor | None = None, truncation: torch.Tensor | None = None,
                 mix_z: torch.Tensor | None = None, mix_mask: torch.Tensor | None = None,
-                ws: torch.Tensor | None = None, styles_only: bool = False) -> torch.Tensor:
+                ws: torch.Tensor | None = None, styles_only: bool = False,
+                noise: list[torch.Tensor] | None = None) -> torch.Tensor:
         if ws is None:
             ws = self.styles(z, truncation, mix_z, mix_mask)
             if styles_only:
                 return ws
-        img = self.synthesis(ws)
+        img = self.synthesis(ws, noise)
         return img if self.training else img.clamp(-1.0, 1.0)
 
 
 class MinibatchStd(nn.Module):
-    """Appends the std of features across groups of samples: lets D see a batch's lack of variety."""
+    """Appends the std of features across groups of samples: lets D see a batch's lack of variety.
+
+    A group is a run of ``group_size`` consecutive samples. (StyleGAN2 strides
+    its groups across the batch instead; on a shuffled batch the two are the
+    same statistic.) Consecutive groups keep every group inside one rank's
+    slice of a global batch when the group divides the per-rank batch, so D
+    computes the same on one process as on several.
+    """
 
     def __init__(self, group_size: int = 4, num_channels: int = 1):
         super().__init__()
@@ -157,10 +176,10 @@ class MinibatchStd(nn.Module):
         n, c, h, w = x.shape
         group = math.gcd(self.group_size, n)  # StyleGAN2 needs n % group == 0; gcd keeps odd batches working
         f = self.num_channels
-        y = x.reshape(group, -1, f, c // f, h, w)
-        y = (y - y.mean(dim=0)).square().mean(dim=0)
+        y = x.reshape(-1, group, f, c // f, h, w)  # (n / group, group, ...): consecutive samples
+        y = (y - y.mean(dim=1, keepdim=True)).square().mean(dim=1)
         y = (y + 1e-8).sqrt().mean(dim=(2, 3, 4))  # (n / group, f)
-        y = y.reshape(-1, f, 1, 1).repeat(group, 1, h, w)
+        y = y.reshape(-1, 1, f, 1, 1).expand(-1, group, f, h, w).reshape(n, f, h, w)
         return torch.cat([x, y], dim=1)
 
 
