@@ -310,6 +310,13 @@ class Architecture:
         everything.
         """
 
+    def validate_world_size(self, cfg, world_size: int) -> None:
+        """Raise a :class:`ConfigError` if splitting the global batch over ``world_size`` processes would
+        compute something else than one process does (a statistic over groups of samples that a rank's slice
+        would cut). The core has already checked that ``batch_size`` divides by ``world_size``. Default:
+        accepts every split.
+        """
+
     def with_resolution(self, cfg, resolution: int):
         """The config rescaled to train at ``resolution`` (what `ganzoo bench --resolution` uses).
 

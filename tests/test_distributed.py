@@ -75,29 +75,66 @@ def test_unknown_architecture_is_refused_by_the_launcher(tmp_path):
 
 
 # Each built-in architecture at a global batch two ranks split evenly; DCGAN with its batch norm synchronised.
+# Tolerances are absolute, on every weight, buffer and EMA weight (measured worst: DCGAN ~2e-8, StyleGAN-lite
+# ~1e-6). CycleGAN's are wider for a reason of arithmetic, not of computation: Adam divides each gradient by its
+# running RMS, so a gradient that is rounding noise around zero (every weight of a layer whose output an
+# affine-free InstanceNorm re-centres has a near-zero component) still moves by about lr per step, in the
+# direction the rounding happens to take. Its weights then agree to 1e-4 (half an Adam step at lr 2e-4; measured
+# 3e-5), the biases in front of an InstanceNorm (which no output can see) are left out, and the generators'
+# outputs on a fixed input agree to 2e-3 (a quarter of a grey level; measured 7e-4).
 EQUIVALENCE = [
-    pytest.param("dcgan", ["--batch-size", "8", "--set", "sync_batchnorm=true"], id="dcgan"),
-    pytest.param("cyclegan", ["--batch-size", "2"], id="cyclegan", marks=pytest.mark.skip(
-        reason="needs the plugins branch of issue 15: the image pool over the global batch")),
-    pytest.param("stylegan-lite", ["--batch-size", "4"], id="stylegan-lite", marks=pytest.mark.skip(
-        reason="needs the plugins branch of issue 15: training noise and path-length state through ctx")),
+    pytest.param("dcgan", ["--batch-size", "8", "--set", "sync_batchnorm=true"], 1e-5, id="dcgan"),
+    pytest.param("cyclegan", ["--batch-size", "2"], 1e-4, id="cyclegan"),
+    pytest.param("stylegan-lite", ["--batch-size", "8"], 1e-5, id="stylegan-lite"),
 ]
 
 
-@pytest.mark.parametrize("arch, args", EQUIVALENCE)
-def test_two_processes_equal_one(tmp_path, arch, args):
-    """2 ranks at global batch B vs 1 process at B, after 6 steps; every rank checks after every step that all
-    ranks hold identical weights (GANZOO_CHECK_RANKS=1).
+def _inert_biases(run_dir: Path) -> set[str]:
+    """Checkpoint keys of biases an affine-free InstanceNorm follows: no output depends on them."""
+    from ganzoo import rundir
 
-    Tolerance: 1e-5 absolute on every weight, buffer and EMA weight (measured for DCGAN: ~2e-8).
-    """
+    run = rundir.open_run(run_dir)
+    keys = set()
+    for role, net in run.arch.build(run.resolved.config).items():
+        for name, module in net.named_modules():
+            children = list(module.named_children())
+            for (child, layer), (_, after) in zip(children, children[1:]):
+                if (isinstance(after, torch.nn.InstanceNorm2d) and not after.affine
+                        and getattr(layer, "bias", None) is not None):
+                    path = f"{name}.{child}" if name else child
+                    keys |= {f"net/{role}/{path}.bias", f"net/{role}_ema/{path}.bias"}
+    return keys
+
+
+def _outputs(run_dir: Path) -> dict:
+    """Every network of the run's checkpoint (EMA generators) on one fixed input of its data's shape."""
+    from ganzoo import rundir
+
+    run = rundir.open_run(run_dir)
+    nets, _ = rundir.load_sampling_nets(run, torch.device("cpu"))
+    spec = run.arch.data_spec(run.resolved.config)
+    x = torch.rand(4, spec.channels, spec.resolution, spec.resolution, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        return {role: net(x * 2 - 1) for role, net in nets.items()}
+
+
+@pytest.mark.parametrize("arch, args, atol", EQUIVALENCE)
+def test_two_processes_equal_one(tmp_path, arch, args, atol):
+    """2 ranks at global batch B vs 1 process at B, after 6 steps; every rank checks after every step that all
+    ranks hold identical weights (GANZOO_CHECK_RANKS=1)."""
     common = [*SMOKE, "--steps", "6", *args]
     _ok(_train(arch, *common, "--out", tmp_path / "one"))
     _ok(_train(arch, *common, "--out", tmp_path / "two", nproc=2, env={"GANZOO_CHECK_RANKS": "1"}))
     one, two = _networks(tmp_path / "one"), _networks(tmp_path / "two")
     assert one.keys() == two.keys()
-    for key in one:
-        torch.testing.assert_close(two[key].double(), one[key].double(), atol=1e-5, rtol=0, msg=key)
+    inert = _inert_biases(tmp_path / "one") & one.keys() if arch == "cyclegan" else set()
+    assert all(key.endswith(".bias") for key in inert)  # every weight matrix is compared
+    for key in one.keys() - inert:
+        torch.testing.assert_close(two[key].double(), one[key].double(), atol=atol, rtol=0, msg=key)
+    if arch == "cyclegan":
+        outputs_one, outputs_two = _outputs(tmp_path / "one"), _outputs(tmp_path / "two")
+        for role in outputs_one:
+            torch.testing.assert_close(outputs_two[role], outputs_one[role], atol=2e-3, rtol=0, msg=role)
 
 
 def test_sync_batchnorm_keeps_batchnorm_names_and_is_plain_batchnorm_in_one_process():

@@ -52,7 +52,7 @@ def train(arch, data, preset, sets, steps, epochs, batch_size, out, device, prec
     """Train ARCH; everything the run makes goes into one run directory."""
     from .. import config as config_mod
     from .. import registry, rundir
-    from ..train.distributed import World, check_batch_size, env_world_size
+    from ..train.distributed import World, check_world_size, env_world_size
 
     if steps is not None and epochs is not None:
         raise UserError("give --steps or --epochs, not both")
@@ -76,7 +76,7 @@ def train(arch, data, preset, sets, steps, epochs, batch_size, out, device, prec
         else:
             instance, entry = registry.get_with_entry(arch)
             resolved = config_mod.resolve(instance, preset=preset, data=data, sets=set_values, flags=flags)
-        check_batch_size(resolved.config.batch_size, nproc_per_node or world.size)
+        check_world_size(instance, resolved.config, nproc_per_node or world.size)
         if nproc_per_node is not None:
             _launch(nproc_per_node, resolved, run_dir, resume)
         _train(instance, resolved, run_dir, entry, skip_bad_files=skip_bad_files, allow_data_change=allow_data_change,

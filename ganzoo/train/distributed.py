@@ -32,6 +32,13 @@ def env_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1") or 1)
 
 
+def check_world_size(arch, cfg, world_size: int) -> None:
+    """The global batch splits evenly over the ranks, and the architecture accepts the split."""
+    check_batch_size(cfg.batch_size, world_size)
+    if world_size > 1:
+        arch.validate_world_size(cfg, world_size)
+
+
 def check_batch_size(batch_size: int, world_size: int) -> None:
     """The global batch must split evenly over the ranks: each takes batch_size / world_size samples."""
     if world_size > 1 and batch_size % world_size:
@@ -126,6 +133,28 @@ class World:
         for g in grads:
             g.copy_(flat[offset:offset + g.numel()].view_as(g))
             offset += g.numel()
+
+    def average_buffers(self, modules: Iterable[torch.nn.Module]) -> None:
+        """Floating-point buffers (StyleGAN's w_avg, per-rank batch-norm statistics) to their mean over the ranks.
+
+        A buffer a forward pass moves towards its batch's mean (an EMA of it) moves
+        towards the global batch's mean once averaged; identical buffers stay as they are.
+        One flat all-reduce, once per step.
+        """
+        if not self.distributed:
+            return
+        import torch.distributed as dist
+
+        buffers = [b for m in modules for b in m.buffers() if b.is_floating_point()]
+        if not buffers:
+            return
+        flat = torch.cat([b.reshape(-1).float() for b in buffers])
+        dist.all_reduce(flat)
+        flat.div_(self.size)
+        offset = 0
+        for b in buffers:
+            b.copy_(flat[offset:offset + b.numel()].view_as(b))
+            offset += b.numel()
 
     def sum(self, t: torch.Tensor) -> torch.Tensor:
         """The elementwise sum of ``t`` over the ranks (a new tensor)."""

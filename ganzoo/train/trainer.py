@@ -26,7 +26,7 @@ from ..fileio import write_png
 from ..sampling import grid
 from ..signals import on_stop_signals
 from . import checkpoint as ckpt
-from .distributed import World, check_batch_size
+from .distributed import World, check_world_size
 from .ema import ema_beta, make_ema, update_ema
 from .engine import Engine
 from .evaluation import TrainingEval
@@ -134,7 +134,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.device = self.world.device(self.opts.device)
         self.engine = Engine(self.device, self.opts)
-        check_batch_size(self.cfg.batch_size, self.world.size)
+        check_world_size(arch, self.cfg, self.world.size)
         spec = arch.data_spec(self.cfg)
         self.feed = make_feed(dataset, self.cfg.batch_size, self.opts.seed, self.device, spec,
                               resident=self.opts.data_on_device == "auto", rank=self.world.rank,
@@ -360,6 +360,7 @@ class Trainer:
             module.requires_grad_(True)
         for scheduler in self.schedulers.values():
             scheduler.step()
+        self.world.average_buffers(self.nets.values())  # buffers a forward moved by its rank's slice alone
         self.step += 1
         if self.ema:
             images_seen = self.step * self.cfg.batch_size
