@@ -46,7 +46,10 @@ class TrainOptions:
     sample_n: int = 64
     checkpoint_every: int = 1000
     keep_checkpoints: int = 2
-    max_nonfinite: int = 20  # consecutive skipped steps before training stops
+    max_nonfinite: int = 20  # consecutive skipped runs of a phase before on_nonfinite applies
+    on_nonfinite: str = "stop"  # stop (name the step and the last good checkpoint) | rollback (to that checkpoint)
+    max_rollbacks: int = 3  # rollbacks at most; the next divergence stops
+    rollback_lr_factor: float = 0.5  # every optimizer's learning rate is multiplied by this at each rollback
     # Under torchrun: batch norm statistics over the global batch instead of each rank's slice.
     sync_batchnorm: bool = False
     max_image_pixels: int = 4096 * 4096  # a data image declaring more (width x height) is a bad file, never decoded
@@ -61,12 +64,13 @@ class TrainOptions:
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 OPTIMIZERS = ("fused", "foreach", "plain")
+NONFINITE_POLICIES = ("stop", "rollback")
 
 
 def _check_train_options(opts: TrainOptions) -> None:
     """The trainer's own checks, as ConfigErrors so the message says where the value came from."""
     choices = {"precision": PRECISIONS, "channels_last": ("auto", "on", "off"), "optimizer": OPTIMIZERS,
-               "data_on_device": ("auto", "off")}
+               "data_on_device": ("auto", "off"), "on_nonfinite": NONFINITE_POLICIES}
     for key, allowed in choices.items():
         value = getattr(opts, key)
         require(value in allowed, key, value, f"must be one of {', '.join(allowed)}")
@@ -81,6 +85,8 @@ def _check_train_options(opts: TrainOptions) -> None:
 
     require(opts.eval_metric in ("", *RANKED), "eval_metric", opts.eval_metric,
             f"must be one of {', '.join(RANKED)} (a metric that ranks checkpoints: lower is better)")
+    require(opts.max_rollbacks >= 0, "max_rollbacks", opts.max_rollbacks, "must not be negative")
+    require(0 < opts.rollback_lr_factor <= 1, "rollback_lr_factor", opts.rollback_lr_factor, "must lie in (0, 1]")
     for key in ("epochs", "ema_kimg", "ema_rampup"):
         require(getattr(opts, key) >= 0, key, getattr(opts, key), "must not be negative")
 

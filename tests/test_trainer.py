@@ -23,6 +23,8 @@ class ToyConfig:
     lr: float = 0.1
     reg_interval: int = 2
     poison: bool = False  # the D loss becomes NaN
+    poison_loss_at: tuple[int, ...] = ()  # steps whose D loss becomes NaN, each once (a transient fault)
+    poison_grad_at: tuple[int, ...] = ()  # steps whose D gradients become NaN while the loss stays finite, once
     halve_lr: bool = False
 
 
@@ -32,6 +34,15 @@ class ToyGAN(Architecture):
     name = "toy"
     summary = "toy"
     Config = ToyConfig
+
+    def __init__(self):
+        self.poisoned = set()  # (kind, step) already injected: a fault happens once, a rerun after rollback is clean
+
+    def _poison(self, kind, steps, step):
+        if step in steps and (kind, step) not in self.poisoned:
+            self.poisoned.add((kind, step))
+            return True
+        return False
 
     def data_spec(self, cfg):
         return DataSpec(IMAGES, 8, 1)
@@ -55,7 +66,11 @@ class ToyGAN(Architecture):
         fake = G(ctx.randn(real.shape[0], 4))
         if phase.name == "D":
             loss = nn.functional.softplus(D(fake.detach())).mean() + nn.functional.softplus(-D(real)).mean()
-            return loss * float("nan") if ctx.cfg.poison else loss
+            if ctx.cfg.poison or self._poison("loss", ctx.cfg.poison_loss_at, ctx.step):
+                return loss * float("nan")
+            if self._poison("grad", ctx.cfg.poison_grad_at, ctx.step):  # d sqrt(x)/dx at 0 is inf; inf * 0 is NaN
+                return loss + torch.sqrt(D[1].weight.sum() * 0.0)
+            return loss
         return nn.functional.softplus(-D(fake)).mean()
 
     def generators(self, cfg):
@@ -95,8 +110,9 @@ def test_nonfinite_losses_skip_updates_then_stop_with_a_message(tmp_path):
     D_before = [p.detach().clone() for p in trainer.nets["D"].parameters()]
     with pytest.raises(TrainingDiverged, match="phase 'D' was not finite for 3 consecutive runs of it, at step 2"):
         trainer.run()
-    # The D main phase never stepped (the lazy phase did, on step 0 and 2).
-    assert trainer.step == 2
+    # The D main phase never stepped (the lazy phase did, on step 0 and 2). The third skip was in step 2; it
+    # is read at the next log point, after that step (log_every=1).
+    assert trainer.step == 3
     assert any(not torch.equal(a, b) for a, b in zip(D_before, trainer.nets["D"].parameters()))
 
 

@@ -113,26 +113,34 @@ class World:
     def _tensor_device(self) -> torch.device:
         return torch.device("cuda", torch.cuda.current_device()) if "nccl" in (self.backend or "") else torch.device("cpu")
 
-    def average_gradients(self, params: Iterable[torch.Tensor]) -> None:
+    def average_gradients(self, params: Iterable[torch.Tensor], flag: torch.Tensor | None = None):
         """Replace each parameter's gradient by its mean over the ranks, in one flat all-reduce.
 
         Parameters without a gradient are left alone: every rank runs the same
-        code, so the same ones have none everywhere.
+        code, so the same ones have none everywhere. ``flag`` (a 0-d tensor, this
+        rank's non-finite-loss flag) rides in the same all-reduce; its mean over
+        the ranks is returned (> 0 on every rank if it was on any), or None without one.
         """
         if not self.distributed:
-            return
+            return flag
         import torch.distributed as dist
 
         grads = [p.grad for p in params if p.grad is not None]
-        if not grads:
-            return
-        flat = torch.cat([g.reshape(-1) for g in grads])
+        if not grads and flag is None:
+            return None
+        parts = [g.reshape(-1) for g in grads]
+        if flag is not None:
+            dtype = grads[0].dtype if grads else torch.float32
+            device = grads[0].device if grads else flag.device
+            parts.append(flag.detach().reshape(1).to(device=device, dtype=dtype))
+        flat = torch.cat(parts)
         dist.all_reduce(flat)
         flat.div_(self.size)
         offset = 0
         for g in grads:
             g.copy_(flat[offset:offset + g.numel()].view_as(g))
             offset += g.numel()
+        return flat[offset].to(flag.dtype) if flag is not None else None
 
     def average_buffers(self, modules: Iterable[torch.nn.Module]) -> None:
         """Floating-point buffers (StyleGAN's w_avg, per-rank batch-norm statistics) to their mean over the ranks.
@@ -178,7 +186,7 @@ class World:
         return torch.cat(parts)
 
     def any(self, flag: bool) -> bool:
-        """True on every rank if ``flag`` is true on any rank (a stop signal, a non-finite loss)."""
+        """True on every rank if ``flag`` is true on any rank (a stop signal)."""
         if not self.distributed:
             return bool(flag)
         import torch.distributed as dist

@@ -114,20 +114,33 @@ class Engine:
         return torch.optim.Adam(params, foreach=True, **kwargs)
 
     def backward_and_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, eager: bool,
-                          reduce=None) -> None:
-        """Backward pass and optimizer step; the fp16 scaler only wraps autocast phases.
+                          reduce=None) -> torch.Tensor:
+        """Backward pass and optimizer step, skipped on the device when anything is non-finite; returns found_inf.
 
-        ``reduce()`` runs between them (the all-reduce of the gradients across ranks); with fp16 it
-        reduces the scaled gradients, so every rank's scaler sees the same ones and decides alike.
+        Backward always runs, so that every rank joins ``reduce(flag)`` (the all-reduce of the
+        gradients across ranks, which also averages this rank's non-finite-loss flag and returns it).
+        found_inf (a float32 0-d tensor, 1.0 for a skipped step) is read from the reduced gradients and
+        flag, so every rank decides alike. With fp16 the GradScaler's own check is that decision (it
+        unscales the reduced, scaled gradients); the loss flag is folded into its found_inf, so a
+        non-finite loss also backs the scale off. See ganzoo.train.nonfinite.
         """
-        if self.scaler.is_enabled() and not eager:
-            self.scaler.scale(loss).backward()
-            if reduce is not None:
-                reduce()
+        from .nonfinite import found_nonfinite, step_unless
+
+        flag = (~torch.isfinite(loss.detach())).to(torch.float32).reshape(())
+        scaled = self.scaler.is_enabled() and not eager
+        (self.scaler.scale(loss) if scaled else loss).backward()
+        if reduce is not None:
+            flag = reduce(flag)
+        if scaled:
+            self.scaler.unscale_(optimizer)
+            per_device = self.scaler._found_inf_per_device(optimizer)
+            for found in per_device.values():
+                found.add_((flag > 0).to(found.dtype).to(found.device))
+            found = sum(f.to(flag.device) for f in per_device.values()).clamp(max=1.0) if per_device else flag
             self.scaler.step(optimizer)
             self.scaler.update()
-        else:
-            loss.backward()
-            if reduce is not None:
-                reduce()
-            optimizer.step()
+            return found
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        found = found_nonfinite(grads, flag)
+        step_unless(optimizer, found)
+        return found

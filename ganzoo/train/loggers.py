@@ -149,6 +149,13 @@ class Progress:
         else:
             print(text, file=sys.stderr, flush=True)
 
+    def rewind(self, step: int) -> None:
+        """Back to ``step`` (a rollback to an earlier checkpoint): the next update counts from there."""
+        self.step = step
+        if self.bar is not None:
+            self.bar.n = step
+            self.bar.refresh()
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()

@@ -31,11 +31,15 @@ from .ema import ema_beta, make_ema, update_ema
 from .engine import Engine
 from .evaluation import TrainingEval
 from .feed import make_feed
+from .nonfinite import SkipCounter, rollback_seed
 from .loggers import MetricsLog, Progress, drop_records_after
 
 
 class TrainingDiverged(UserError):
-    """Losses stayed non-finite for max_nonfinite consecutive steps."""
+    """A phase stayed non-finite for max_nonfinite consecutive runs (and no rollback is left to try)."""
+
+
+_KEPT = "_finite/"  # the interval's count of finite losses, per phase (never written)
 
 
 @dataclass
@@ -116,6 +120,9 @@ class _Quiet:
     def note(self, text):
         pass
 
+    def rewind(self, step):
+        pass
+
     def close(self):
         pass
 
@@ -164,7 +171,10 @@ class Trainer:
         self.rng = torch.Generator(self.device).manual_seed(self.opts.seed)
         self.plugin_state: dict = {}  # LossContext.state: the architecture's tensors that outlive a step
         self.step = 0
-        self.nonfinite = {phase.name: 0 for phase in self.phases}  # consecutive skips per phase
+        # Consecutive skipped runs per phase, counted on the device and read at log time (ganzoo.train.nonfinite).
+        self.nonfinite = SkipCounter([phase.name for phase in self.phases], self.opts.max_nonfinite, self.device)
+        self.rollbacks = 0  # rollbacks done (on_nonfinite=rollback)
+        self.lr_factor = 1.0  # every optimizer's learning rate times this (rollback_lr_factor per rollback)
         self.resumed_from: Path | None = None  # the checkpoint a resume started from
         self.damaged_metrics = 0  # lines of metrics.jsonl a resume found damaged and dropped
         # Evaluation during training: the best score so far {"step", "value", "signature"}, kept in checkpoints.
@@ -217,6 +227,7 @@ class Trainer:
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         if self.world.distributed:  # the shared generators are identical everywhere; the global ones may not be
             rng["ranks"] = self.world.all_objects({k: v for k, v in rng.items() if k != "loss"})
+        counts, reached = self.nonfinite.state_dict()
         return {
             "step": self.step,
             "optimizers": {"+".join(k): opt.state_dict() for k, (opt, _) in self.optimizers.items()},
@@ -224,7 +235,10 @@ class Trainer:
             "scaler": self.engine.scaler.state_dict(),
             "rng": rng,
             "data": self.feed.state_dict(),
-            "nonfinite": self.nonfinite,
+            "nonfinite": counts,
+            "nonfinite_reached": reached,
+            "rollbacks": self.rollbacks,
+            "lr_factor": self.lr_factor,
             "plugin": self.plugin_state,
             **({"best": self.best} if self.best is not None else {}),
         }
@@ -241,6 +255,15 @@ class Trainer:
         if self.world.is_writer:
             ckpt.report(ckpt.fallback_warnings(source, damaged))
         self.resumed_from = source
+        self._load(source)
+
+    def _load(self, source: Path, rollback: bool = False) -> None:
+        """Networks, optimizers and the trainer's state from the checkpoint ``source``.
+
+        A resume takes the rollback count and learning-rate factor from it; a
+        rollback keeps its own (already advanced) ones. Either way the learning
+        rates are rescaled from the checkpoint's factor to the run's.
+        """
         weights = ckpt.load_networks(source)
         ckpt.load_into(self.nets, weights, source)
         ckpt.load_into({f"{role}_ema": module for role, module in self.ema.items()}, weights, source)
@@ -263,10 +286,29 @@ class Trainer:
         self.step = int(state["step"])
         with ckpt.restoring(source, "schedulers"):
             self._restore_schedulers(state.get("schedulers"))
-        self.nonfinite.update({name: int(count) for name, count in state["nonfinite"].items()})
+        self.nonfinite.reset()
+        self.nonfinite.load_state_dict(state["nonfinite"], state.get("nonfinite_reached"))
+        saved_factor = float(state.get("lr_factor", 1.0))
+        if not rollback:
+            self.rollbacks, self.lr_factor = int(state.get("rollbacks", 0)), saved_factor
+        self._scale_lr(self.lr_factor / saved_factor)
         with ckpt.restoring(source, "plugin"):
+            if rollback:
+                self.plugin_state.clear()
             self.plugin_state.update(_to_device(state.get("plugin", {}), self.device))
         self.best = state.get("best")
+
+    def _scale_lr(self, ratio: float) -> None:
+        """Every optimizer's learning rate times ``ratio``, its schedule's base included (schedules apply on top)."""
+        if ratio == 1.0:
+            return
+        for key, (opt, _) in self.optimizers.items():
+            for group in opt.param_groups:
+                group["lr"] *= ratio
+                if "initial_lr" in group:
+                    group["initial_lr"] *= ratio
+            if key in self.schedulers:
+                self.schedulers[key].base_lrs = [lr * ratio for lr in self.schedulers[key].base_lrs]
 
     def _rank_rng(self, rng: dict) -> dict:
         """This rank's global RNG states: its own entry of a checkpoint written by as many ranks.
@@ -321,6 +363,22 @@ class Trainer:
         self._sums[name] = self._sums[name] + value if name in self._sums else value.clone()
         self._counts[name] = self._counts.get(name, 0) + 1
 
+    def _add(self, name: str, value: torch.Tensor) -> None:
+        self._sums[name] = self._sums[name] + value if name in self._sums else value.clone()
+
+    def _log_phase(self, name: str, loss: torch.Tensor, found: torch.Tensor) -> None:
+        """The phase's mean finite loss and its skipped steps, without reading the device.
+
+        A loss is kept where it is finite on this rank (an fp16 step the scaler skips for overflowing
+        gradients still has one); sums and counts are both averaged over the ranks at log time, so the
+        mean is over every rank's finite losses.
+        """
+        loss = loss.detach().float().reshape(())
+        finite = torch.isfinite(loss)
+        self._add(f"loss/{name}", torch.where(finite, loss, torch.zeros_like(loss)))
+        self._add(f"{_KEPT}{name}", finite.float())
+        self._add(f"nonfinite/{name}", found)
+
     def _run_phase(self, phase: Phase, batch: dict, ctx: LossContext) -> None:
         opt, _ = self.optimizers[phase.trains]
         for role, module in self.nets.items():
@@ -329,22 +387,13 @@ class Trainer:
         nets = self.nets if phase.eager else self.runnable
         with self.engine.autocast(eager=phase.eager):
             loss = self.arch.loss(phase, nets, batch, ctx)
-        finite = bool(torch.isfinite(loss.detach()))
-        if self.world.distributed:  # one decision for all ranks, or the others would wait in the all-reduce
-            finite = not self.world.any(not finite)
-        if not finite:
-            self.nonfinite[phase.name] += 1
-            ctx.log(f"nonfinite/{phase.name}", 1.0)
-            if self.nonfinite[phase.name] >= self.opts.max_nonfinite:
-                raise TrainingDiverged(
-                    f"training diverged: loss of phase {phase.name!r} was not finite for "
-                    f"{self.nonfinite[phase.name]} consecutive runs of it, at step {self.step}; the last good "
-                    f"checkpoint is in {self.run_dir / 'checkpoints'} (try a lower lr or fp32)")
-            return
-        self.nonfinite[phase.name] = 0
+        # Backward always runs and the step is skipped on the device when anything is non-finite: no host
+        # sync here, and every rank decides from the same averaged gradients (ganzoo.train.nonfinite).
         params = [p for group in opt.param_groups for p in group["params"]]
-        self.engine.backward_and_step(loss, opt, phase.eager, reduce=lambda: self.world.average_gradients(params))
-        ctx.log(f"loss/{phase.name}", loss)
+        found = self.engine.backward_and_step(loss, opt, phase.eager,
+                                              reduce=lambda flag: self.world.average_gradients(params, flag))
+        self.nonfinite.add(phase.name, found, self.step)
+        self._log_phase(phase.name, loss, found)
 
     def train_step(self) -> None:
         with self.timing("data"):
@@ -423,9 +472,22 @@ class Trainer:
         return dict(zip(names, total / self.world.size))
 
     def _flush_metrics(self, started: float, first_step: int) -> dict[str, float]:
-        # Means over the interval; nonfinite/<phase> counts the steps whose loss was skipped.
-        sums = self._global_sums()
-        values = {k: (v if k.startswith("nonfinite/") else v / self._counts[k]).item() for k, v in sums.items()}
+        # Means over the interval; loss/<phase> over its finite losses (absent if none was),
+        # nonfinite/<phase> counts the skipped steps (absent if none was).
+        sums = {k: v.item() for k, v in self._global_sums().items()}
+        values = {}
+        for key, total in sums.items():
+            if key.startswith(_KEPT):
+                continue
+            if key.startswith("nonfinite/"):
+                if total > 0:
+                    values[key] = round(total)
+            elif key.startswith("loss/") and _KEPT + key[len("loss/"):] in sums:
+                kept = sums[_KEPT + key[len("loss/"):]]
+                if kept > 0:
+                    values[key] = total / kept
+            else:
+                values[key] = total / self._counts[key]
         elapsed = max(time.perf_counter() - started, 1e-9)
         steps = self.step - first_step
         record = {"step": self.step, "kimg": self.step * self.cfg.batch_size / 1000,
@@ -455,6 +517,42 @@ class Trainer:
             raise RuntimeError(f"rank {self.world.rank}: weights differ between ranks after step {self.step}: "
                                f"{', '.join(differ[:5])}")
 
+    def _on_divergence(self, diverged, progress=None, rollback: bool = True) -> bool:
+        """Apply on_nonfinite to a divergence (phase, step, skips) found at a log point; True if it rolled back.
+
+        stop (or no rollback left, or no checkpoint yet) raises TrainingDiverged naming the step and the last
+        good checkpoint. rollback reloads the newest intact checkpoint (rank 0 chooses it for every rank),
+        reseeds the loss generator from (seed, rollbacks) and multiplies the learning rates by
+        rollback_lr_factor.
+        """
+        if diverged is None:
+            return False
+        phase, reached, skips = diverged
+        found = ckpt.newest_intact(self.run_dir) if self.world.is_writer else None
+        source, _ = self.world.broadcast(found)
+        what = (f"the loss of phase {phase!r} was not finite for {self.opts.max_nonfinite} consecutive runs of "
+                f"it, at step {reached}")
+        policy = self.opts.on_nonfinite
+        if policy != "rollback" or not rollback or source is None or self.rollbacks >= self.opts.max_rollbacks:
+            why = ("" if policy != "rollback" else
+                   f" after {self.rollbacks} rollback(s), the most max_rollbacks allows" if source is not None else
+                   " and there is no checkpoint to roll back to yet")
+            last = f"the last good checkpoint is {source}" if source is not None else "no checkpoint was written yet"
+            raise TrainingDiverged(f"training diverged: {what}{why}; {last} (try a lower lr or fp32)")
+        left_at = self.step
+        self.rollbacks += 1
+        self.lr_factor *= self.opts.rollback_lr_factor
+        self._load(source, rollback=True)
+        self.rng.manual_seed(rollback_seed(self.opts.seed, self.rollbacks))
+        if self.world.is_writer:
+            self.metrics.write({"step": self.step, "rollback": self.rollbacks, "rollback/from_step": left_at,
+                                "rollback/nonfinite_step": reached, "lr_factor": self.lr_factor})
+        if progress is not None:
+            progress.rewind(self.step)
+            progress.note(f"rollback {self.rollbacks}/{self.opts.max_rollbacks}: {what}; back to {source} "
+                          f"(step {self.step}), learning rates x{self.lr_factor:g}, loss generator reseeded")
+        return True
+
     def run(self, until: int | None = None) -> TrainResult:
         """Train until step `until` (default opts.steps) or a signal; leaves a checkpoint and a preview.
 
@@ -481,9 +579,17 @@ class Trainer:
                     if check_ranks:
                         self._check_ranks_identical()
                     scalars = None
-                    if self.step % opts.log_every == 0 or self.step == until:
+                    log_due = self.step % opts.log_every == 0 or self.step == until
+                    if log_due:
                         scalars = self._flush_metrics(interval_start, interval_step)
                         interval_start, interval_step = time.perf_counter(), self.step
+                    # Skips are read from the device here only: at log points, and before a checkpoint
+                    # (so a checkpoint is never written after a divergence: it stays a good one).
+                    if (log_due or self.step % opts.checkpoint_every == 0) and \
+                            self._on_divergence(self.nonfinite.diverged(), progress):
+                        self._sums, self._counts = {}, {}
+                        interval_start, interval_step = time.perf_counter(), self.step
+                        continue  # rolled back to an earlier step
                     progress.update(self.step, scalars)
                     if self.step % opts.sample_every == 0 and writer:
                         sample = self.save_preview()
@@ -494,8 +600,9 @@ class Trainer:
                     if improved and writer:  # the checkpoint holds the new best in its state; now the link follows
                         ckpt.mark_best(self.run_dir, self.step)
                         ckpt.prune(self.run_dir, opts.keep_checkpoints, self.step)
-                if self._counts:  # stopped between log points: keep what was measured
+                if self._sums:  # stopped between log points: keep what was measured
                     self._flush_metrics(interval_start, interval_step)
+                    self._on_divergence(self.nonfinite.diverged(), rollback=False)
             finally:
                 progress.close()
                 if self.metrics is not None:
