@@ -39,6 +39,8 @@ class _Root(click.Group):
         try:
             return super().invoke(ctx)
         except UserError as exc:
+            if exc.quiet:
+                raise click.exceptions.Exit(1) from None
             raise click.ClickException(str(exc)) from None
 
 

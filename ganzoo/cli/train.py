@@ -41,6 +41,9 @@ from ..signals import exit_status
 @click.option("--eval-n", type=int, help="Images per evaluation (default: the real images there are, at most 10,000).")
 @click.option("--eval-weights", help="The weights file of the extractor --eval-metric uses (default: its caches, "
               "else a download when online).")
+@click.option("--on-nonfinite", type=click.Choice(["stop", "rollback"]), help="After max_nonfinite consecutive "
+              "skipped steps of a phase: stop (default), or roll back to the last good checkpoint with a lower lr "
+              "(at most max_rollbacks times).")
 @click.option("--skip-bad-files", is_flag=True, help="Skip unreadable images (each is reported) instead of stopping.")
 @click.option("--allow-data-change", is_flag=True, help="With --resume: continue although the data changed since "
               "the run started (the new data's fingerprint is recorded).")
@@ -48,7 +51,7 @@ from ..signals import exit_status
               "(one per GPU, or CPU processes with gloo) through torchrun; --batch-size stays the global batch.")
 def train(arch, data, preset, sets, steps, epochs, batch_size, out, device, precision, compile_, resume, seed,
           sample_every, checkpoint_every, eval_every, eval_metric, eval_n, eval_weights, skip_bad_files, allow_data_change,
-          nproc_per_node):
+          nproc_per_node, on_nonfinite):
     """Train ARCH; everything the run makes goes into one run directory."""
     from .. import config as config_mod
     from .. import registry, rundir
@@ -60,7 +63,8 @@ def train(arch, data, preset, sets, steps, epochs, batch_size, out, device, prec
         raise UserError("--nproc-per-node starts torchrun itself; under torchrun leave it out")
     flags = {"steps": steps, "epochs": epochs, "batch_size": batch_size, "device": device, "precision": precision,
              "compile": compile_, "seed": seed, "sample_every": sample_every, "checkpoint_every": checkpoint_every,
-             "eval_every": eval_every, "eval_metric": eval_metric, "eval_n": eval_n, "eval_weights": eval_weights}
+             "eval_every": eval_every, "eval_metric": eval_metric, "eval_n": eval_n, "eval_weights": eval_weights,
+             "on_nonfinite": on_nonfinite}
     set_values = config_mod.split_assignments(list(sets))
     world = World() if nproc_per_node is not None else World.from_env()
     try:

@@ -538,7 +538,10 @@ class Trainer:
                    f" after {self.rollbacks} rollback(s), the most max_rollbacks allows" if source is not None else
                    " and there is no checkpoint to roll back to yet")
             last = f"the last good checkpoint is {source}" if source is not None else "no checkpoint was written yet"
-            raise TrainingDiverged(f"training diverged: {what}{why}; {last} (try a lower lr or fp32)")
+            error = TrainingDiverged(f"training diverged: {what}{why}; {last} (try a lower lr or fp32)")
+            error.quiet = not self.world.is_writer  # every rank stops here alike; rank 0 alone says so
+            self.world.barrier()  # no rank leaves the group while another still talks to it
+            raise error
         left_at = self.step
         self.rollbacks += 1
         self.lr_factor *= self.opts.rollback_lr_factor
