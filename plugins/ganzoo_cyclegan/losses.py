@@ -56,7 +56,7 @@ def discriminator_loss(nets, batch, ctx) -> torch.Tensor:
     """Each discriminator: 0.5 * (LSGAN on reals + LSGAN on pooled fakes); the two are summed."""
     cfg = ctx.cfg
     fakes = {"A": ctx.stash.get("fake_A"), "B": ctx.stash.get("fake_B")}
-    if fakes["A"] is None or fakes["B"] is None:  # the generator phase was skipped (non-finite loss)
+    if fakes["A"] is None or fakes["B"] is None:  # no generator phase ran this step (a loss called alone)
         with torch.no_grad():
             fakes = {"A": nets["G_BA"](batch["B"]), "B": nets["G_AB"](batch["A"])}
     total = 0.0
