@@ -49,6 +49,32 @@ def check_batch_size(batch_size: int, world_size: int) -> None:
                         f"{world_size} processes; use a multiple of {world_size} such as {nearest}")
 
 
+def _attempt_store(size: int, timeout) -> Any:
+    """The store this attempt's process group meets in, or None for torchrun's default (env://).
+
+    With its c10d rendezvous, torchrun hands the workers the store its agent
+    hosts for the whole job, unprefixed (TORCHELASTIC_USE_AGENT_STORE=True).
+    After a restart (--max-restarts) the new ranks would read the dead ranks'
+    gloo/NCCL addresses from it and fail to connect (pytorch/pytorch#135712,
+    #167288). On one node the restart count names each attempt for every rank
+    alike, so the group meets under its own prefix. Across nodes the agents
+    count restarts separately: there torch's own opt-out, a fresh store per
+    attempt, is required.
+    """
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True" or int(
+            os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0") or 0) == 0:
+        return None
+    if int(os.environ.get("GROUP_WORLD_SIZE", "1") or 1) > 1:
+        raise UserError("torchrun --max-restarts across several nodes reuses one store for every attempt, so a "
+                        "restarted job cannot connect: set TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 in torchrun's "
+                        "environment on every node (or leave out --max-restarts)")
+    import torch.distributed as dist
+
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size=size,
+                          is_master=False, timeout=timeout)
+    return dist.PrefixStore(f"ganzoo/attempt-{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
+
+
 @dataclass
 class World:
     """This process's place among the ranks of a run (one process: rank 0 of 1)."""
@@ -78,10 +104,10 @@ class World:
         backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() and dist.is_nccl_available() else "gloo"
         if "nccl" in backend:
             torch.cuda.set_device(local_rank % torch.cuda.device_count())
-        minutes = float(os.environ.get("GANZOO_DIST_TIMEOUT_MIN", "30"))
+        timeout = datetime.timedelta(minutes=float(os.environ.get("GANZOO_DIST_TIMEOUT_MIN", "30")))
         if not dist.is_initialized():
-            dist.init_process_group(backend=backend, rank=rank, world_size=size,
-                                    timeout=datetime.timedelta(minutes=minutes))
+            dist.init_process_group(backend=backend, rank=rank, world_size=size, timeout=timeout,
+                                    store=_attempt_store(size, timeout))
         return cls(rank=rank, local_rank=local_rank, size=size, backend=backend)
 
     @property
