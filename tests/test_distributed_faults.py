@@ -16,9 +16,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from helpers import SMOKE, checkpoint_tensors, ganzoo
+from test_distributed import EQUIVALENCE, assert_same_training
 
 FAST = {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,3 +121,38 @@ def test_sigkill_of_one_rank_restarts_the_job_which_ends_as_if_never_killed(tmp_
     assert a.keys() == b.keys()
     different = [k for k in a if torch.is_tensor(a[k]) and not torch.equal(a[k], b[k])]
     assert not different, different
+
+
+@pytest.mark.parametrize("arch, args, atol", EQUIVALENCE)
+def test_two_machines_meeting_at_a_rendezvous_train_like_one_process(tmp_path, arch, args, atol):
+    """Two torchrun launchers (--nnodes 2, one process each, c10d rendezvous on 127.0.0.1) as two machines would
+    run them: the job trains, one launcher's rank writes and the other's says nothing, and the weights equal one
+    process's at the same global batch.
+
+    The c10d rendezvous (the form docs/distributed.md shows) assigns global ranks in the order the nodes join,
+    not by --node-rank, so "node 0" is whichever launcher got rank 0: exactly one of them prints.
+    """
+    common = [*SMOKE, "--steps", "4", *args]
+    port = _free_port()
+    nodes = [subprocess.Popen(_torchrun("--nnodes", "2", "--node-rank", str(node), "--nproc-per-node", "1",
+                                        "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}",
+                                        "--rdzv-id", f"two-nodes-{port}",
+                                        "-m", "ganzoo", "train", arch, *common, "--out", str(tmp_path / "two")),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(),
+                              cwd=tmp_path)
+             for node in (0, 1)]
+    try:
+        outputs = [node.communicate(timeout=300)[0] for node in nodes]
+    finally:
+        for node in nodes:
+            if node.poll() is None:
+                node.kill()
+                node.wait()
+    for node, output in zip(nodes, outputs):
+        assert node.returncode == 0, output
+        assert "Traceback" not in output, output
+    writers = [output.count("run directory:") for output in outputs]
+    assert sorted(writers) == [0, 2], outputs  # rank 0's plan and result, on one node only
+    one = ganzoo("train", arch, *common, "--out", tmp_path / "one", env=_env(), timeout=300)
+    assert one.returncode == 0, one.stdout + one.stderr
+    assert_same_training(arch, tmp_path / "one", tmp_path / "two", atol)
