@@ -49,6 +49,10 @@ def check_batch_size(batch_size: int, world_size: int) -> None:
                         f"{world_size} processes; use a multiple of {world_size} such as {nearest}")
 
 
+class RefusedOnEveryRank(UserError):
+    """A UserError every rank has agreed to stop on (World.agree): the ranks may leave the group together."""
+
+
 def _attempt_store(size: int, timeout) -> Any:
     """The store this attempt's process group meets in, or None for torchrun's default (env://).
 
@@ -222,6 +226,29 @@ class World:
         box = [obj if self.rank == 0 else None]
         dist.broadcast_object_list(box, src=0, device=self._tensor_device())
         return box[0]
+
+    def agree(self, error: UserError | None) -> None:
+        """Stop every rank if any rank was refused: rank 0 reports the refusal, the others exit 1 in silence.
+
+        Each rank hands in the UserError its check raised, or None; every rank
+        must call this at the same point. So a refusal seen by one rank (a data
+        change rank 0 alone checks, data missing on one machine) ends the job
+        with one ``Error:`` line from rank 0, naming the rank when it is
+        another, instead of ranks left waiting in a collective and tracebacks.
+        With one process: ``error`` is raised as it is.
+        """
+        if not self.distributed:
+            if error is not None:
+                raise error
+            return
+        messages = self.all_objects(None if error is None else str(error))
+        refused = [(rank, message) for rank, message in enumerate(messages) if message is not None]
+        if not refused:
+            return
+        rank, message = refused[0]
+        if not self.is_writer:
+            raise SystemExit(1)
+        raise RefusedOnEveryRank(message if rank == 0 else f"rank {rank}: {message}")
 
     def all_objects(self, obj: Any) -> list:
         """Every rank's ``obj``, in rank order, on every rank (per-rank RNG states for a checkpoint)."""
