@@ -125,14 +125,19 @@ def test_two_processes_equal_one(tmp_path, arch, args, atol):
     common = [*SMOKE, "--steps", "6", *args]
     _ok(_train(arch, *common, "--out", tmp_path / "one"))
     _ok(_train(arch, *common, "--out", tmp_path / "two", nproc=2, env={"GANZOO_CHECK_RANKS": "1"}))
-    one, two = _networks(tmp_path / "one"), _networks(tmp_path / "two")
+    assert_same_training(arch, tmp_path / "one", tmp_path / "two", atol)
+
+
+def assert_same_training(arch: str, one_dir: Path, two_dir: Path, atol: float) -> None:
+    """The two runs' checkpoints hold the same weights, buffers and EMA weights (to ``atol``; see EQUIVALENCE)."""
+    one, two = _networks(one_dir), _networks(two_dir)
     assert one.keys() == two.keys()
-    inert = _inert_biases(tmp_path / "one") & one.keys() if arch == "cyclegan" else set()
+    inert = _inert_biases(one_dir) & one.keys() if arch == "cyclegan" else set()
     assert all(key.endswith(".bias") for key in inert)  # every weight matrix is compared
     for key in one.keys() - inert:
         torch.testing.assert_close(two[key].double(), one[key].double(), atol=atol, rtol=0, msg=key)
     if arch == "cyclegan":
-        outputs_one, outputs_two = _outputs(tmp_path / "one"), _outputs(tmp_path / "two")
+        outputs_one, outputs_two = _outputs(one_dir), _outputs(two_dir)
         for role in outputs_one:
             torch.testing.assert_close(outputs_two[role], outputs_one[role], atol=2e-3, rtol=0, msg=role)
 

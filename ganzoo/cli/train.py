@@ -55,7 +55,7 @@ def train(arch, data, preset, sets, steps, epochs, batch_size, out, device, prec
     """Train ARCH; everything the run makes goes into one run directory."""
     from .. import config as config_mod
     from .. import registry, rundir
-    from ..train.distributed import World, check_world_size, env_world_size
+    from ..train.distributed import RefusedOnEveryRank, World, check_world_size, env_world_size
 
     if steps is not None and epochs is not None:
         raise UserError("give --steps or --epochs, not both")
@@ -69,23 +69,28 @@ def train(arch, data, preset, sets, steps, epochs, batch_size, out, device, prec
     world = World() if nproc_per_node is not None else World.from_env()
     try:
         # Rank 0 alone looks at (and probes) the run directory; every rank follows its decision.
-        settled = world.broadcast(_settled(arch, out, resume) if world.is_writer else None)
-        if isinstance(settled, UserError):
-            raise settled
-        resume, run_dir = settled
-        if resume:
-            run = rundir.open_run(Path(resume))
-            resolved = _resumed_config(run, data, preset, set_values, flags)
-            instance, entry = run.arch, run
-        else:
+        settled, refusal = _attempt(lambda: _settled(arch, out, resume)) if world.is_writer else (None, None)
+        world.agree(refusal)
+        resume, run_dir = world.broadcast(settled)
+
+        def configured():
+            if resume:
+                run = rundir.open_run(Path(resume))
+                return run.arch, _resumed_config(run, data, preset, set_values, flags), run
             instance, entry = registry.get_with_entry(arch)
-            resolved = config_mod.resolve(instance, preset=preset, data=data, sets=set_values, flags=flags)
-        check_world_size(instance, resolved.config, nproc_per_node or world.size)
+            return instance, config_mod.resolve(instance, preset=preset, data=data, sets=set_values,
+                                                flags=flags), entry
+
+        found, refusal = _attempt(configured)
+        if refusal is None:
+            refusal = _attempt(lambda: check_world_size(found[0], found[1].config, nproc_per_node or world.size))[1]
+        world.agree(refusal)  # every rank refuses the same arguments alike: rank 0 alone says so
+        instance, resolved, entry = found
+        checks = dict(skip_bad_files=skip_bad_files, allow_data_change=allow_data_change)
         if nproc_per_node is not None:
-            _launch(nproc_per_node, resolved, run_dir, resume)
-        _train(instance, resolved, run_dir, entry, skip_bad_files=skip_bad_files, allow_data_change=allow_data_change,
-               world=world)
-    except SystemExit:  # every rank stopped on the same signal
+            _launch(nproc_per_node, instance, resolved, run_dir, entry, resume, checks)
+        _train(instance, resolved, run_dir, entry, **checks, world=world)
+    except (SystemExit, RefusedOnEveryRank):  # every rank stopped at the same point (a signal, a refusal)
         world.close()
         raise
     except BaseException:
@@ -95,8 +100,16 @@ def train(arch, data, preset, sets, steps, epochs, batch_size, out, device, prec
         world.close()
 
 
+def _attempt(check):
+    """(check()'s value, None), or (None, the UserError it raised): for World.agree."""
+    try:
+        return check(), None
+    except UserError as error:
+        return None, error
+
+
 def _settled(arch: str, out: Path | None, resume: str | None):
-    """(the run to resume or None, the run directory), or the UserError that refuses them.
+    """(the run to resume or None, the run directory); a UserError refuses them.
 
     Decided once (by rank 0 or the launcher) and handed to every rank, so that
     no rank sees a config.json another rank has just written. A default run
@@ -104,30 +117,30 @@ def _settled(arch: str, out: Path | None, resume: str | None):
     """
     from .. import fileio, rundir
 
-    try:
-        if resume == "auto":
-            if out is None:
-                raise UserError("--resume auto needs --out RUN_DIR")
-            resume = str(out) if (out / rundir.CONFIG).exists() else None
-        if resume:
-            run = rundir.open_run(Path(resume))
-            if run.arch.name != arch:
-                raise UserError(f"{resume} is a {run.arch.name} run, not {arch}")
-            fileio.require_writable(run.path, "a run continues in its own folder: make it writable or resume a copy")
-            return str(run.path), run.path
-        run_dir = out or Path("runs") / f"{arch}-{time.strftime('%Y%m%d-%H%M%S')}"
-        if (run_dir / rundir.CONFIG).exists():
-            raise UserError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --out")
-        fileio.require_writable(run_dir, "pick another --out")
-        return None, run_dir
-    except UserError as error:
-        return error
+    if resume == "auto":
+        if out is None:
+            raise UserError("--resume auto needs --out RUN_DIR")
+        resume = str(out) if (out / rundir.CONFIG).exists() else None
+    if resume:
+        run = rundir.open_run(Path(resume))
+        if run.arch.name != arch:
+            raise UserError(f"{resume} is a {run.arch.name} run, not {arch}")
+        fileio.require_writable(run.path, "a run continues in its own folder: make it writable or resume a copy")
+        return str(run.path), run.path
+    run_dir = out or Path("runs") / f"{arch}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if (run_dir / rundir.CONFIG).exists():
+        raise UserError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --out")
+    fileio.require_writable(run_dir, "pick another --out")
+    return None, run_dir
 
 
-def _launch(nproc: int, resolved, run_dir: Path, resume: str | None) -> None:
+def _launch(nproc: int, arch, resolved, run_dir: Path, entry, resume: str | None, checks: dict) -> None:
     """Run this same command under torchrun with ``nproc`` processes, then exit with their status.
 
-    Everything refusable was refused above, once. The children get the run
+    Everything refusable is refused first, once, here: the arguments above,
+    then every check a run makes before touching its folder (_prepare: data,
+    its fingerprint, the run's place), so a refusal is one ``Error:`` line
+    before any process starts, not a rank's failure in torchrun's report. The children get the run
     directory settled here (--out, or --resume with the run's path). A stop
     signal to this process goes to torchrun, which passes it to every rank:
     they stop at the same step, rank 0 checkpoints, and this exits 128 + N.
@@ -138,10 +151,8 @@ def _launch(nproc: int, resolved, run_dir: Path, resume: str | None) -> None:
     from ..signals import on_stop_signals
     from ..train.distributed import World
 
-    from ..data.run_location import refuse_run_inside_data
-
     World(size=nproc).device(resolved.train.device)  # a device several processes cannot share is refused now
-    refuse_run_inside_data(run_dir, resolved.data)
+    _prepare(arch, resolved, run_dir, entry, world=World(), **checks)  # the data is loaded again by the ranks
     command = [sys.executable, "-m", "ganzoo.train.torchrun", "--standalone", f"--nproc-per-node={nproc}",
                "-m", "ganzoo", "train", *_arguments_without_nproc(run_dir, resume)]
     received: list[str] = []
@@ -219,31 +230,12 @@ def _train(arch, resolved, run_dir: Path, entry, skip_bad_files: bool = False, a
     created there is removed, so the same command can simply be run again.
     """
     from .. import rundir
-    from ..data import load_data
-    from ..data.fingerprint import fingerprint_for_run
-    from ..data.run_location import refuse_run_inside_data
     from ..train.distributed import World
     from ..train.trainer import Trainer
 
     world = world if world is not None else World()
     spec = arch.data_spec(resolved.config)
-    skipped = []
-
-    def report(error: UserError) -> None:
-        skipped.append(error)
-        click.echo(f"skipped: {error}", err=True)
-
-    refuse_run_inside_data(run_dir, resolved.data)
-    fingerprint = (fingerprint_for_run(resolved.data, spec, entry.record if isinstance(entry, rundir.Run) else None,
-                                       allow_data_change, run_dir / rundir.CONFIG) if world.is_writer else None)
-    if world.local_rank != 0:  # one process per machine loads first (a catalog download happens once)
-        world.barrier()
-    dataset = load_data(resolved.data, spec, on_bad=report if skip_bad_files and world.is_writer else
-                        (skipped.append if skip_bad_files else None), max_pixels=resolved.train.max_image_pixels)
-    if world.local_rank == 0:
-        world.barrier()
-    if skipped and world.is_writer:
-        click.echo(f"{len(skipped)} unreadable file(s) skipped", err=True)
+    dataset, fingerprint = _prepare(arch, resolved, run_dir, entry, skip_bad_files, allow_data_change, world)
     resuming = isinstance(entry, rundir.Run)
     trainer = Trainer(arch, resolved, dataset, run_dir, resume=resuming, world=world)
     if not world.is_writer:  # other ranks train and say nothing; rank 0 writes and reports
@@ -262,6 +254,60 @@ def _train(arch, resolved, run_dir: Path, entry, skip_bad_files: bool = False, a
     if result.stopped_by:
         click.echo(f"stopped by {result.stopped_by}; continue with: ganzoo train {arch.name} --resume {run_dir}")
         sys.exit(exit_status(result.stopped_by))
+
+
+def _prepare(arch, resolved, run_dir: Path, entry, skip_bad_files: bool = False, allow_data_change: bool = False,
+             world=None):
+    """Every check a run passes before its folder is touched; (the dataset, its fingerprint for config.json).
+
+    The run must not live inside its data, the data must not have changed
+    since the run started (on resume), it must load and hold one global batch.
+    `ganzoo train` runs this, each rank of a torchrun job runs it, and the
+    --nproc-per-node launcher runs it before starting any process. Several
+    ranks agree on the outcome (World.agree): a refusal is one ``Error:`` line
+    from rank 0 and exit 1 on every rank, wherever it was found.
+    """
+    import torch
+
+    from .. import rundir
+    from ..data import load_data
+    from ..data.fingerprint import fingerprint_for_run
+    from ..data.run_location import refuse_run_inside_data
+    from ..train.distributed import World
+    from ..train.feed import make_feed
+
+    world = world if world is not None else World()
+    spec = arch.data_spec(resolved.config)
+    record = entry.record if isinstance(entry, rundir.Run) else None
+
+    def own_checks():  # rank 0's: it alone reads and writes the run directory
+        refuse_run_inside_data(run_dir, resolved.data)
+        return fingerprint_for_run(resolved.data, spec, record, allow_data_change, run_dir / rundir.CONFIG)
+
+    fingerprint, refusal = _attempt(own_checks) if world.is_writer else (None, None)
+    world.agree(refusal)
+    skipped = []
+
+    def report(error: UserError) -> None:
+        skipped.append(error)
+        click.echo(f"skipped: {error}", err=True)
+
+    def loaded():
+        dataset = load_data(resolved.data, spec, on_bad=report if skip_bad_files and world.is_writer else
+                            (skipped.append if skip_bad_files else None), max_pixels=resolved.train.max_image_pixels)
+        make_feed(dataset, resolved.config.batch_size, resolved.train.seed, torch.device("cpu"), spec,
+                  resident=False)  # the data holds one global batch
+        return dataset
+
+    if world.local_rank != 0:  # one process per machine loads first (a catalog download happens once)
+        world.barrier()
+    dataset, refusal = _attempt(loaded)
+    if world.local_rank == 0:
+        world.barrier()
+    world.agree(refusal)
+    if skipped and world.is_writer:
+        click.echo(f"{len(skipped)} unreadable file(s) skipped", err=True)
+    return dataset, fingerprint
 
 
 def _record(arch, resolved, trainer, run_dir: Path, entry, fingerprint):

@@ -49,6 +49,36 @@ def check_batch_size(batch_size: int, world_size: int) -> None:
                         f"{world_size} processes; use a multiple of {world_size} such as {nearest}")
 
 
+class RefusedOnEveryRank(UserError):
+    """A UserError every rank has agreed to stop on (World.agree): the ranks may leave the group together."""
+
+
+def _attempt_store(size: int, timeout) -> Any:
+    """The store this attempt's process group meets in, or None for torchrun's default (env://).
+
+    With its c10d rendezvous, torchrun hands the workers the store its agent
+    hosts for the whole job, unprefixed (TORCHELASTIC_USE_AGENT_STORE=True).
+    After a restart (--max-restarts) the new ranks would read the dead ranks'
+    gloo/NCCL addresses from it and fail to connect (pytorch/pytorch#135712,
+    #167288). On one node the restart count names each attempt for every rank
+    alike, so the group meets under its own prefix. Across nodes the agents
+    count restarts separately: there torch's own opt-out, a fresh store per
+    attempt, is required.
+    """
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True" or int(
+            os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0") or 0) == 0:
+        return None
+    if int(os.environ.get("GROUP_WORLD_SIZE", "1") or 1) > 1:
+        raise UserError("torchrun --max-restarts across several nodes reuses one store for every attempt, so a "
+                        "restarted job cannot connect: set TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 in torchrun's "
+                        "environment on every node (or leave out --max-restarts)")
+    import torch.distributed as dist
+
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size=size,
+                          is_master=False, timeout=timeout)
+    return dist.PrefixStore(f"ganzoo/attempt-{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
+
+
 @dataclass
 class World:
     """This process's place among the ranks of a run (one process: rank 0 of 1)."""
@@ -78,10 +108,10 @@ class World:
         backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() and dist.is_nccl_available() else "gloo"
         if "nccl" in backend:
             torch.cuda.set_device(local_rank % torch.cuda.device_count())
-        minutes = float(os.environ.get("GANZOO_DIST_TIMEOUT_MIN", "30"))
+        timeout = datetime.timedelta(minutes=float(os.environ.get("GANZOO_DIST_TIMEOUT_MIN", "30")))
         if not dist.is_initialized():
-            dist.init_process_group(backend=backend, rank=rank, world_size=size,
-                                    timeout=datetime.timedelta(minutes=minutes))
+            dist.init_process_group(backend=backend, rank=rank, world_size=size, timeout=timeout,
+                                    store=_attempt_store(size, timeout))
         return cls(rank=rank, local_rank=local_rank, size=size, backend=backend)
 
     @property
@@ -204,6 +234,29 @@ class World:
         box = [obj if self.rank == 0 else None]
         dist.broadcast_object_list(box, src=0, device=self._tensor_device())
         return box[0]
+
+    def agree(self, error: UserError | None) -> None:
+        """Stop every rank if any rank was refused: rank 0 reports the refusal, the others exit 1 in silence.
+
+        Each rank hands in the UserError its check raised, or None; every rank
+        must call this at the same point. So a refusal seen by one rank (a data
+        change rank 0 alone checks, data missing on one machine) ends the job
+        with one ``Error:`` line from rank 0, naming the rank when it is
+        another, instead of ranks left waiting in a collective and tracebacks.
+        With one process: ``error`` is raised as it is.
+        """
+        if not self.distributed:
+            if error is not None:
+                raise error
+            return
+        messages = self.all_objects(None if error is None else str(error))
+        refused = [(rank, message) for rank, message in enumerate(messages) if message is not None]
+        if not refused:
+            return
+        rank, message = refused[0]
+        if not self.is_writer:
+            raise SystemExit(1)
+        raise RefusedOnEveryRank(message if rank == 0 else f"rank {rank}: {message}")
 
     def all_objects(self, obj: Any) -> list:
         """Every rank's ``obj``, in rank order, on every rank (per-rank RNG states for a checkpoint)."""
