@@ -18,6 +18,8 @@ from .runtime.images import PIXELS
 from .runtime.latents import Constant, Gaussian, Latents, Uniform
 
 if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
+
     import numpy as np
     import torch
     from torch import nn
@@ -234,6 +236,24 @@ class LossContext:
         return self._gather(t)
 
 
+@dataclass
+class Imported:
+    """What ``Architecture.import_checkpoint`` read from a reference repository's files.
+
+    ``overrides``: Config values the files determine (resolution, widths...),
+    applied over the defaults, the preset and ``--set``.
+    ``networks``: role (``G``, ``G_ema``, ``D``...) -> ganzoo state-dict keys -> tensors,
+    already renamed and reshaped to ganzoo's layout; the core loads them strictly.
+    ``source``: the format, as users know it ("pytorch-CycleGAN-and-pix2pix").
+    ``files``: each file read and what it held, for config.json's record.
+    """
+
+    overrides: dict[str, Any]
+    networks: dict[str, dict[str, "torch.Tensor"]]
+    source: str
+    files: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
 class Architecture:
     """Subclass this and declare it under the ``ganzoo.architectures`` entry point.
 
@@ -337,6 +357,17 @@ class Architecture:
         """
         return []
 
+    def import_checkpoint(self, files: list["Path"]) -> Imported:
+        """Read a reference repository's checkpoint files into ganzoo's layout (``ganzoo import``).
+
+        Nothing read may be executed: state dicts come through
+        ``ganzoo.safe_load`` (weights-only); pickles through its restricted
+        unpickler. Every mapping is explicit and strict (every source tensor used
+        once, shapes checked); a mismatch is a UserError naming the tensor.
+        Default: this architecture imports nothing.
+        """
+        raise UserError(f"{self.name} cannot import checkpoints from other code bases")
+
     def make_config(self, overrides: Mapping[str, Any] | None = None):
         return dataclasses.replace(self.Config(), **dict(overrides or {}))
 
@@ -361,5 +392,6 @@ __all__ = [
     "Uniform",
     "Constant",
     "LossContext",
+    "Imported",
     "Architecture",
 ]
