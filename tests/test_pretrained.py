@@ -74,7 +74,7 @@ def test_list_shows_every_published_checkpoint(home):
     assert all(lines[n][1:4] == ["cyclegan", "?", "BSD-2-Clause"] for n in CYCLEGAN)
     assert all(lines[n][1] == "stylegan-lite" and "NVIDIA" in lines[n][3] for n in STYLEGAN)
     entries = catalog()
-    assert entries["horse2zebra"].url == "http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models/horse2zebra.pth"
+    assert entries["horse2zebra"].url == "https://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models/horse2zebra.pth"
     assert entries["ffhq"].url == "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/ffhq.pkl"
     assert all(e.sha256 is None and e.bytes is None for e in entries.values())  # none published: none invented
 
