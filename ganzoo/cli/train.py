@@ -135,6 +135,7 @@ def _settled(arch: str, out: Path | None, resume: str | None, init: str | None =
         run = rundir.open_run(Path(resume))
         if run.arch.name != arch:
             raise UserError(f"{resume} is a {run.arch.name} run, not {arch}")
+        rundir.refuse_resuming_import(run)
         fileio.require_writable(run.path, "a run continues in its own folder: make it writable or resume a copy")
         return str(run.path), run.path
     run_dir = out or Path("runs") / f"{arch}-{time.strftime('%Y%m%d-%H%M%S')}"

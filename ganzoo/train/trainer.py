@@ -259,6 +259,8 @@ class Trainer:
         source, damaged = self.world.broadcast(found)  # every rank resumes from the checkpoint rank 0 chose
         if source is None:
             return
+        if ckpt.is_weights_only(source):
+            raise UserError(ckpt.NO_TRAINER_STATE.format(arch=self.arch.name, run_dir=self.run_dir))
         if self.world.is_writer:
             ckpt.report(ckpt.fallback_warnings(source, damaged))
         self.resumed_from = source
