@@ -42,11 +42,17 @@ def home(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def horse2zebra_pth() -> bytes:
-    """A file in the authors' format: the state dict of a resnet_9blocks generator (ngf 64), as torch.save writes it."""
+    """A file in the authors' format: the state dict of a resnet_9blocks generator (ngf 64), as torch.save writes it.
+
+    ganzoo's layers line up with the reference's index for index; only the residual blocks' inner Sequential is
+    named ``conv_block`` there (models/networks.py, ResnetBlock).
+    """
     from ganzoo_cyclegan.networks import ResnetGenerator
 
+    state = {key.replace(".block.", ".conv_block."): value
+             for key, value in ResnetGenerator(3, 64, 9).state_dict().items()}
     buffer = io.BytesIO()
-    torch.save(ResnetGenerator(3, 64, 9).state_dict(), buffer)
+    torch.save(state, buffer)
     return buffer.getvalue()
 
 
