@@ -322,21 +322,26 @@ def import_pickle(arch, files: list[Path]):
 
     cfg = arch.make_config(overrides)
     nets = arch.build(cfg)
-    networks = {}
-    for key in present:
+    networks, mismatches = {}, []
+    for key in present:  # every network checked before one error lists them all
         role = "D" if key == "D" else "G"
         if role == "G":
             table, filters = generator_table(cfg.resolution, cfg.mapping_layers)
         else:
             table, filters = discriminator_table(cfg.resolution)
-        source = flat_tensors(data[key], f"{path}: {key}")
-        networks[key] = map_tensors(source, table, filters, nets[role].state_dict(), f"{path}: {key}")
+        try:
+            source = flat_tensors(data[key], key)
+            networks[key] = map_tensors(source, table, filters, nets[role].state_dict(), key)
+        except UserError as exc:
+            mismatches.append(str(exc))
+    if mismatches:
+        raise UserError(f"{path}: tensors do not match StyleGAN-lite's: " + "; ".join(mismatches))
     ignored = [str(k) for k in data if k not in NETWORK_KEYS]
     note = (f"stylegan2-ada-pytorch network pickle: {', '.join(present)} ({cfg.resolution}x{cfg.resolution}, "
             f"{cfg.channels} channels, z {cfg.z_dim}, w {cfg.w_dim}, {cfg.mapping_layers} mapping layers)")
     if ignored:
         note += f"; not imported: {', '.join(ignored)}"
-    return Imported(overrides=overrides, networks=networks, source=SOURCE, files={str(path): note})
+    return Imported(overrides=overrides, networks=networks, source=SOURCE, files={path.name: note})
 
 
 __all__ = ["PersistentRecord", "read_network_pickle", "flat_tensors", "generator_table", "discriminator_table",
