@@ -341,7 +341,23 @@ def import_pickle(arch, files: list[Path]):
             f"{cfg.channels} channels, z {cfg.z_dim}, w {cfg.w_dim}, {cfg.mapping_layers} mapping layers)")
     if ignored:
         note += f"; not imported: {', '.join(ignored)}"
+    numerics = _numerics(data, present)
+    if numerics:
+        note += f"; {numerics}"
     return Imported(overrides=overrides, networks=networks, source=SOURCE, files={path.name: note})
+
+
+def _numerics(data: dict, present: list[str]) -> str:
+    """What the reference ran differently from ganzoo for the same weights (fp16 blocks, conv_clamp), said in config.json."""
+    found = set()
+    for key in present:
+        kw = data[key].init_kwargs
+        inner = _get(kw, "synthesis_kwargs", {}) if key != "D" else kw
+        if _get(inner, "num_fp16_res", 0):
+            found.add(f"fp16 layers ({inner['num_fp16_res']} resolutions) run in fp32")
+        if _get(inner, "conv_clamp", None) is not None:
+            found.add(f"conv_clamp {inner['conv_clamp']} not applied")
+    return ", ".join(sorted(found))
 
 
 __all__ = ["PersistentRecord", "read_network_pickle", "flat_tensors", "generator_table", "discriminator_table",
