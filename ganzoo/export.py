@@ -215,4 +215,5 @@ def export_run(run, out_dir: Path | None = None, *, step: int | str | None = Non
     plugin = {**run.record.get("plugin", {}), "step": step}
     return [export_generator(run.arch, run.resolved.config, name, spec, nets[spec.role],
                              out_dir / f"{run.arch.name}-{name}.onnx", plugin=plugin, **options)
-            for name, spec in generators.items() if generator in (None, name)]
+            for name, spec in generators.items()
+            if generator == name or (generator is None and spec.role in nets)]  # an import may lack a generator

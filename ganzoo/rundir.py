@@ -81,6 +81,38 @@ def open_run(run_dir: Path) -> Run:
     return Run(Path(run_dir), arch, resolved, record)
 
 
+def imported_roles(run: Run) -> list[str] | None:
+    """The roles an imported run's files held (``ganzoo import``), or None for a trained run."""
+    record = run.record.get("imported")
+    if not isinstance(record, dict):
+        return None
+    roles = record.get("roles")
+    if not (isinstance(roles, list) and all(isinstance(r, str) for r in roles)):
+        raise UserError(f"{run.path / CONFIG}: 'imported' must list its 'roles' as strings")
+    return roles
+
+
+def refuse_resuming_import(run: Run) -> None:
+    """An imported run has no trainer state to continue: say how to start a new run from its weights."""
+    from .train.checkpoint import NO_TRAINER_STATE
+
+    if imported_roles(run) is not None:
+        raise UserError(NO_TRAINER_STATE.format(arch=run.arch.name, run_dir=run.path))
+
+
+class ImportedNets(dict):
+    """The networks of an imported run: asking for a role its files did not hold is one UserError naming it."""
+
+    def __init__(self, nets: dict, run: Run):
+        super().__init__(nets)
+        self.run = run
+
+    def __missing__(self, role):
+        files = ", ".join(self.run.record["imported"].get("files", {})) or "its files"
+        raise UserError(f"{self.run.path} was imported from {files}, which hold {', '.join(self) or 'nothing'} "
+                        f"but no {role}: import the reference's file for {role} as well")
+
+
 def load_sampling_nets(run: Run, device, step: int | str | None = None):
     """Networks of the newest intact checkpoint (or that of ``step``, or "best") in eval mode, EMA weights in place of live ones.
 
@@ -106,13 +138,17 @@ def load_sampling_nets(run: Run, device, step: int | str | None = None):
             raise UserError(f"{run.path}: no checkpoint yet (nothing in {run.path / 'checkpoints'})")
         ckpt.report(ckpt.fallback_warnings(source, damaged))
     nets = run.arch.build(run.resolved.config)
+    roles = imported_roles(run)
+    if roles is not None:  # a generator-only import (CycleGAN's horse2zebra.pth) has no discriminators
+        nets = {role: module for role, module in nets.items() if role in roles}
     weights = ckpt.load_networks(source)
     names = {role: f"{role}_ema" if f"{role}_ema" in weights else role for role in nets}
     chosen = {names[role]: weights[names[role]] for role in nets if names[role] in weights}
-    sampling = {names[g.role] for g in run.arch.generators(run.resolved.config).values()}
+    sampling = {names[g.role] for g in run.arch.generators(run.resolved.config).values() if g.role in nets}
     bad = ckpt.first_nonfinite({name: chosen[name] for name in sorted(sampling) if name in chosen})
     if bad is not None:
         raise UserError(f"{source / ckpt.NETWORKS}: tensor {bad} holds NaN or inf; refusing to use these "
                         "weights (they cannot make images)")
     ckpt.load_into({names[role]: module for role, module in nets.items()}, chosen, source)
-    return {role: m.to(device).eval() for role, m in nets.items()}, ckpt.step_of(source)
+    loaded = {role: m.to(device).eval() for role, m in nets.items()}
+    return (ImportedNets(loaded, run) if roles is not None else loaded), ckpt.step_of(source)

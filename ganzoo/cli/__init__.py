@@ -15,10 +15,12 @@ from .bench import bench
 from .data import data
 from .eval import eval_cmd
 from .export import export
+from .import_ import import_cmd
 from .sample import sample
 from .translate import translate
 from .info import info
 from .plugins import list_cmd, plugin_commands
+from .pretrained import pretrained
 from .train import train
 
 
@@ -50,7 +52,7 @@ def cli():
     """ganzoo: a plugin-based GAN zoo. Train, sample and inspect GANs from one CLI."""
 
 
-for _command in (list_cmd, train, info, sample, translate, export, eval_cmd, bench, data):
+for _command in (list_cmd, train, info, sample, translate, export, import_cmd, eval_cmd, bench, data, pretrained):
     cli.add_command(_command)
 
 

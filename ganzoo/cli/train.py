@@ -31,6 +31,9 @@ from ..signals import exit_status
 @click.option("--compile/--no-compile", "compile_", default=None, help="torch.compile the main phases.")
 @click.option("--resume", help="A run directory to continue (from its newest checkpoint, or from step 0 if it has "
               "none), or 'auto' to continue --out if it holds a run and start it otherwise.")
+@click.option("--init", "init", metavar="RUN_DIR", help="Start a new run from RUN_DIR's weights (its newest checkpoint, "
+              "or an imported one) with fresh optimizers at step 0: fine-tuning. The keys that shape the networks "
+              "stay as RUN_DIR has them.")
 @click.option("--seed", type=int)
 @click.option("--sample-every", type=int)
 @click.option("--checkpoint-every", type=int)
@@ -51,7 +54,7 @@ from ..signals import exit_status
               "(one per GPU, or CPU processes with gloo) through torchrun; --batch-size stays the global batch.")
 def train(arch, data, preset, sets, steps, epochs, batch_size, out, device, precision, compile_, resume, seed,
           sample_every, checkpoint_every, eval_every, eval_metric, eval_n, eval_weights, skip_bad_files, allow_data_change,
-          nproc_per_node, on_nonfinite):
+          nproc_per_node, on_nonfinite, init):
     """Train ARCH; everything the run makes goes into one run directory."""
     from .. import config as config_mod
     from .. import registry, rundir
@@ -69,15 +72,20 @@ def train(arch, data, preset, sets, steps, epochs, batch_size, out, device, prec
     world = World() if nproc_per_node is not None else World.from_env()
     try:
         # Rank 0 alone looks at (and probes) the run directory; every rank follows its decision.
-        settled, refusal = _attempt(lambda: _settled(arch, out, resume)) if world.is_writer else (None, None)
+        settled, refusal = _attempt(lambda: _settled(arch, out, resume, init)) if world.is_writer else (None, None)
         world.agree(refusal)
         resume, run_dir = world.broadcast(settled)
+
+        start: list = [None, []]  # the weights the run starts from (InitSource) and warnings about them
 
         def configured():
             if resume:
                 run = rundir.open_run(Path(resume))
+                start[0] = _restart_source(run)
                 return run.arch, _resumed_config(run, data, preset, set_values, flags), run
             instance, entry = registry.get_with_entry(arch)
+            if init:
+                return instance, _init_config(instance, Path(init), start, preset, data, set_values, flags), entry
             return instance, config_mod.resolve(instance, preset=preset, data=data, sets=set_values,
                                                 flags=flags), entry
 
@@ -89,7 +97,7 @@ def train(arch, data, preset, sets, steps, epochs, batch_size, out, device, prec
         checks = dict(skip_bad_files=skip_bad_files, allow_data_change=allow_data_change)
         if nproc_per_node is not None:
             _launch(nproc_per_node, instance, resolved, run_dir, entry, resume, checks)
-        _train(instance, resolved, run_dir, entry, **checks, world=world)
+        _train(instance, resolved, run_dir, entry, **checks, world=world, init=start[0], init_warnings=start[1])
     except (SystemExit, RefusedOnEveryRank):  # every rank stopped at the same point (a signal, a refusal)
         world.close()
         raise
@@ -108,7 +116,7 @@ def _attempt(check):
         return None, error
 
 
-def _settled(arch: str, out: Path | None, resume: str | None):
+def _settled(arch: str, out: Path | None, resume: str | None, init: str | None = None):
     """(the run to resume or None, the run directory); a UserError refuses them.
 
     Decided once (by rank 0 or the launcher) and handed to every rank, so that
@@ -117,6 +125,8 @@ def _settled(arch: str, out: Path | None, resume: str | None):
     """
     from .. import fileio, rundir
 
+    if init and resume:
+        raise UserError("--init starts a new run from another run's weights and --resume continues a run: give one")
     if resume == "auto":
         if out is None:
             raise UserError("--resume auto needs --out RUN_DIR")
@@ -125,6 +135,7 @@ def _settled(arch: str, out: Path | None, resume: str | None):
         run = rundir.open_run(Path(resume))
         if run.arch.name != arch:
             raise UserError(f"{resume} is a {run.arch.name} run, not {arch}")
+        rundir.refuse_resuming_import(run)
         fileio.require_writable(run.path, "a run continues in its own folder: make it writable or resume a copy")
         return str(run.path), run.path
     run_dir = out or Path("runs") / f"{arch}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -196,6 +207,37 @@ def _arguments_without_nproc(run_dir: Path, resume: str | None) -> list[str]:
     return args + (["--resume", str(resume)] if resume else ["--out", str(run_dir)])
 
 
+def _init_config(instance, source_dir: Path, start: list, preset, data, set_values, flags):
+    """--init: the source's checkpoint (into ``start``) and the new run's config built on the source's."""
+    from .. import rundir
+    from ..train.initial_weights import find_source, init_config
+
+    try:
+        source_run = rundir.open_run(source_dir)
+    except UserError as error:
+        raise UserError(f"--init: {error}") from None
+    if source_run.arch.name != instance.name:
+        raise UserError(f"--init {source_dir} is a {source_run.arch.name} run, not {instance.name}")
+    start[0], start[1] = find_source(source_dir)
+    return init_config(instance, source_run, preset=preset, data=data, sets=set_values, flags=flags)
+
+
+def _restart_source(run):
+    """An --init run resumed before its first checkpoint starts again from the same weights (checked unchanged)."""
+    from ..rundir import CONFIG
+    from ..train import checkpoint as ckpt
+    from ..train.initial_weights import INIT_KEY, recorded_source
+
+    if INIT_KEY not in run.record:
+        return None
+    try:
+        if ckpt.newest_intact(run.path)[0] is not None:
+            return None
+    except UserError:  # every checkpoint damaged: the trainer's restore says so
+        return None
+    return recorded_source(run.record, run.path / CONFIG)
+
+
 def _resumed_config(run, data, preset, set_values, flags):
     """The run's own config; only trainer options (steps, device, cadence...) may change on resume."""
     from dataclasses import replace
@@ -222,7 +264,7 @@ def _resumed_config(run, data, preset, set_values, flags):
 
 
 def _train(arch, resolved, run_dir: Path, entry, skip_bad_files: bool = False, allow_data_change: bool = False,
-           world=None):
+           world=None, init=None, init_warnings=()):
     """Load the data, build the trainer, record config.json and run; ``entry`` is a Run when resuming.
 
     Everything that can be refused is checked before the run directory is
@@ -237,7 +279,7 @@ def _train(arch, resolved, run_dir: Path, entry, skip_bad_files: bool = False, a
     spec = arch.data_spec(resolved.config)
     dataset, fingerprint = _prepare(arch, resolved, run_dir, entry, skip_bad_files, allow_data_change, world)
     resuming = isinstance(entry, rundir.Run)
-    trainer = Trainer(arch, resolved, dataset, run_dir, resume=resuming, world=world)
+    trainer = Trainer(arch, resolved, dataset, run_dir, resume=resuming, world=world, init=init)
     if not world.is_writer:  # other ranks train and say nothing; rank 0 writes and reports
         result = trainer.run()
         if result.stopped_by:
@@ -245,8 +287,9 @@ def _train(arch, resolved, run_dir: Path, entry, skip_bad_files: bool = False, a
         return
     with _removed_on_early_failure(run_dir, lambda: trainer.step > trainer.first_step):
         run_dir.mkdir(parents=True, exist_ok=True)
-        resolved = _record(arch, resolved, trainer, run_dir, entry, fingerprint)
+        resolved = _record(arch, resolved, trainer, run_dir, entry, fingerprint, None if resuming else init)
         _describe(arch, resolved, trainer, dataset, spec, run_dir, resuming)
+        _describe_init(init, init_warnings, trainer, resuming)
         result = trainer.run()
     click.echo(f"sample grid:   {result.sample}")
     click.echo(f"checkpoint:    {result.checkpoint}")
@@ -310,7 +353,7 @@ def _prepare(arch, resolved, run_dir: Path, entry, skip_bad_files: bool = False,
     return dataset, fingerprint
 
 
-def _record(arch, resolved, trainer, run_dir: Path, entry, fingerprint):
+def _record(arch, resolved, trainer, run_dir: Path, entry, fingerprint, init=None):
     """config.json with what the trainer settled: --epochs as a step count, fit_to_data's choices."""
     from dataclasses import replace
 
@@ -324,7 +367,24 @@ def _record(arch, resolved, trainer, run_dir: Path, entry, fingerprint):
         rundir.record_train_options(entry, resolved)
     else:
         rundir.write_config(run_dir, resolved, entry, data_fingerprint=fingerprint)
+        if init is not None:
+            from ..fileio import write_json
+            from ..train.initial_weights import INIT_KEY
+
+            record = rundir.read_config(run_dir)
+            write_json(run_dir / rundir.CONFIG, {**record, INIT_KEY: init.record()})
     return resolved
+
+
+def _describe_init(init, warnings, trainer, resuming: bool) -> None:
+    """Where the weights came from, newer damaged checkpoints skipped, and roles left freshly initialised."""
+    if init is None or (resuming and trainer.resumed_from is not None):
+        return
+    for line in warnings:
+        click.echo(line, err=True)
+    click.echo(f"initial weights: {init.weights} (sha256 {init.sha256[:12]}...); fresh optimizers from step 0")
+    for line in trainer.init_notes:
+        click.echo(line)
 
 
 def _describe(arch, resolved, trainer, dataset, spec, run_dir: Path, resuming: bool) -> None:

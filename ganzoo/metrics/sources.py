@@ -102,6 +102,8 @@ def from_nets(arch, cfg, nets: dict, data: str | None, device, batch_size: int, 
 
     spec = arch.data_spec(cfg)
     for name, gen in arch.generators(cfg).items():
+        if gen.role not in nets:  # an imported run without this generator (CycleGAN's horse2zebra.pth alone)
+            continue
         net = nets[gen.role]
         if gen.translates:
             a, b = gen.translates

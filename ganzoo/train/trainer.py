@@ -132,10 +132,12 @@ class Trainer:
 
     ``world`` is this process's place under torchrun (ganzoo.train.distributed);
     every rank builds the same Trainer, computes its slice of each global batch,
-    and rank 0 alone writes the run directory.
+    and rank 0 alone writes the run directory. ``init`` (ganzoo.train.initial_weights.InitSource)
+    fills the networks from another run's weights before training or restoring.
     """
 
-    def __init__(self, arch, resolved, dataset, run_dir: Path, resume: bool = False, world: World | None = None):
+    def __init__(self, arch, resolved, dataset, run_dir: Path, resume: bool = False, world: World | None = None,
+                 init=None):
         self.arch, self.cfg, self.opts = arch, resolved.config, resolved.train
         self.world = world if world is not None else World()
         self.run_dir = Path(run_dir)
@@ -163,6 +165,11 @@ class Trainer:
         self.generators = arch.generators(self.cfg)
         ema_roles = sorted({g.role for g in self.generators.values()}) if self.opts.ema_kimg > 0 else []
         self.ema = {role: make_ema(self.nets[role]) for role in ema_roles}
+        self.init_notes: list[str] = []  # what --init could not fill, for the user
+        if init is not None:
+            from .initial_weights import load_initial
+
+            self.init_notes = load_initial(self.nets, self.ema, init)
         self.optimizers = self._make_optimizers()
         self.runnable = {role: self.engine.compiled(m) for role, m in self.nets.items()}
         if self.opts.epochs > 0:  # a length in epochs becomes steps once the data's size is known
@@ -252,6 +259,8 @@ class Trainer:
         source, damaged = self.world.broadcast(found)  # every rank resumes from the checkpoint rank 0 chose
         if source is None:
             return
+        if ckpt.is_weights_only(source):
+            raise UserError(ckpt.NO_TRAINER_STATE.format(arch=self.arch.name, run_dir=self.run_dir))
         if self.world.is_writer:
             ckpt.report(ckpt.fallback_warnings(source, damaged))
         self.resumed_from = source

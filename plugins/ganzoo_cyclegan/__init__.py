@@ -143,6 +143,12 @@ class CycleGAN(Architecture):
                              translates=("B", "A"), size_multiple=4),
         }
 
+    def import_checkpoint(self, files):
+        """junyanz/pytorch-CycleGAN-and-pix2pix's *_net_G_A/G_B/D_A/D_B.pth and its pretrained generators."""
+        from .importer import import_checkpoint
+
+        return import_checkpoint(files)
+
     def preview(self, nets, cfg, n, seed, device, real=None):
         """Rows of: real A, A -> B, back to A, real B, B -> A, back to B (the reference's visuals)."""
         from .losses import preview_rows

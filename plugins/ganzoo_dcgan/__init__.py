@@ -81,6 +81,12 @@ class DCGAN(Architecture):
             return nonsaturating_d_loss(real_logits, fake_logits)
         return nonsaturating_g_loss(D(G(z)))
 
+    def import_checkpoint(self, files):
+        """pytorch/examples dcgan's netG_epoch_N.pth and netD_epoch_N.pth."""
+        from .importer import import_checkpoint
+
+        return import_checkpoint(files)
+
     def generators(self, cfg):
         return {"G": Generator(role="G", inputs=("z",), latents=gaussian_latents(cfg.nz))}
 

@@ -9,6 +9,10 @@ not at all; an old one is renamed to a hidden name (`.step-N.del-PID`) before it
 deleted, so a half-deleted checkpoint is never named `step-N`. Hidden folders a
 killed process left behind are removed at the next start (`remove_stale`).
 
+A weights-only checkpoint (`ganzoo import`) has networks.safetensors alone,
+marked so in its metadata (`WEIGHTS_ONLY`): readers (sample, translate, export,
+eval) use it, training refuses to resume from it (`NO_TRAINER_STATE`).
+
 Readers pick the newest intact checkpoint (`newest_intact`) and say which newer
 ones they skipped and why, so one damaged file never blocks a run.
 
@@ -16,13 +20,14 @@ With evaluation during training, `checkpoints/best` is a relative symlink to the
 step-N folder that scored best; pruning never deletes the folder it links to.
 """
 
-from .layout import BEST, FILES, NETWORKS, TRAINER_STATE, DamagedCheckpoint, step_of
+from .layout import BEST, FILES, NETWORKS, NO_TRAINER_STATE, TRAINER_STATE, WEIGHTS_ONLY, DamagedCheckpoint, step_of
 from .listing import best_checkpoint, checkpoint_dirs, fallback_warnings, latest_checkpoint, newest_intact, problem
-from .reading import (check_trainer_state, first_nonfinite, load_into, load_networks, load_trainer_state,
+from .reading import (check_trainer_state, first_nonfinite, is_weights_only, load_into, load_networks, load_trainer_state,
                       read_header, restoring, unflatten_networks)
 from .writing import clean_up, flatten_networks, mark_best, prune, remove_stale, report, save_checkpoint
 
-__all__ = ["BEST", "best_checkpoint", "mark_best", "prune", "FILES", "NETWORKS", "TRAINER_STATE", "DamagedCheckpoint", "step_of", "checkpoint_dirs",
+__all__ = ["BEST", "best_checkpoint", "mark_best", "prune", "FILES", "NETWORKS", "TRAINER_STATE", "DamagedCheckpoint", "step_of",
+           "WEIGHTS_ONLY", "NO_TRAINER_STATE", "is_weights_only", "checkpoint_dirs",
            "fallback_warnings", "latest_checkpoint", "newest_intact", "problem", "check_trainer_state",
            "first_nonfinite", "load_into", "load_networks", "load_trainer_state", "read_header", "restoring",
            "unflatten_networks", "clean_up", "flatten_networks", "remove_stale", "report", "save_checkpoint"]

@@ -10,6 +10,10 @@ from ...errors import UserError
 NETWORKS = "networks.safetensors"
 TRAINER_STATE = "trainer.pt"
 FILES = (NETWORKS, TRAINER_STATE)
+# networks.safetensors metadata of a checkpoint that holds weights only (`ganzoo import`): no trainer.pt, by design.
+WEIGHTS_ONLY = {"ganzoo.checkpoint": "weights-only"}
+NO_TRAINER_STATE = ("imported weights have no trainer state: start a new run from them with "
+                    "ganzoo train {arch} --init {run_dir}")
 STEP_DIR = re.compile(r"^step-(\d+)$")
 SCRATCH_DIR = re.compile(r"^\.step-(\d+)\.(tmp|old|del)-(\d+)$")  # in flight, or left by a killed process
 BEST = "best"  # a symlink to the step-N folder that scored best during training

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ...errors import UserError
 from .layout import BEST, FILES, NETWORKS, STEP_DIR, DamagedCheckpoint
-from .reading import load_trainer_state, read_header
+from .reading import is_weights_only, load_trainer_state, read_header
 
 
 def _step_folders(run_dir: Path) -> list[Path]:
@@ -19,11 +19,11 @@ def _step_folders(run_dir: Path) -> list[Path]:
 
 
 def _complete(folder: Path) -> bool:
-    return all((folder / name).is_file() for name in FILES)
+    return all((folder / name).is_file() for name in FILES) or is_weights_only(folder)
 
 
 def checkpoint_dirs(run_dir: Path) -> list[Path]:
-    """Complete checkpoints of a run (both files present), oldest first."""
+    """Complete checkpoints of a run (both files present, or a weights-only one), oldest first."""
     return [p for p in _step_folders(run_dir) if _complete(p)]
 
 
@@ -69,7 +69,12 @@ def fallback_warnings(chosen: Path, damaged: list[tuple[Path, str]]) -> list[str
 
 
 def problem(folder: Path) -> str | None:
-    """Why a checkpoint folder cannot be used (naming the file), or None when it is intact."""
+    """Why a checkpoint folder cannot be used (naming the file), or None when it is intact.
+
+    A weights-only (imported) checkpoint is intact for reading; training refuses it at resume.
+    """
+    if is_weights_only(folder):
+        return None
     missing = [name for name in FILES if not (folder / name).is_file()]
     if missing:
         return f"{folder}: {' and '.join(missing)} missing" + (" (empty folder)" if len(missing) == len(FILES) else "")

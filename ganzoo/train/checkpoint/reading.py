@@ -18,15 +18,17 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from ...errors import UserError
-from .layout import NETWORKS, TRAINER_STATE, DamagedCheckpoint
+from .layout import NETWORKS, TRAINER_STATE, WEIGHTS_ONLY, DamagedCheckpoint
 
 _MAX_HEADER = 100_000_000  # the safetensors library's own limit on a header's size
 _DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
                 "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
 
 
-def read_header(path: Path) -> dict[str, dict]:
+def read_header(path: Path, metadata: bool = False) -> dict[str, dict]:
     """A safetensors file's tensor table {name: {dtype, shape, data_offsets}}, checked against the file's size.
+
+    With ``metadata``, its ``__metadata__`` table (str -> str) instead, once the whole header checked out.
 
     The declared header length is compared with the file's size before
     anything is read, so a damaged length never asks for more memory than the file holds.
@@ -51,14 +53,32 @@ def read_header(path: Path) -> dict[str, dict]:
         raise DamagedCheckpoint(f"{path}: the safetensors header is not valid JSON ({exc})") from None
     if not isinstance(header, dict):
         raise DamagedCheckpoint(f"{path}: the safetensors header is a {type(header).__name__}, not a table")
-    header.pop("__metadata__", None)
+    meta = header.pop("__metadata__", None)
     end = 0
     for name, entry in header.items():
         end = max(end, _tensor_end(path, name, entry))
     if 8 + length + end != size:
         raise DamagedCheckpoint(f"{path}: {size} bytes, but its header describes {8 + length + end} "
                                 "(truncated or extended)")
+    if metadata:
+        return meta if isinstance(meta, dict) else {}
     return header
+
+
+def is_weights_only(folder: Path) -> bool:
+    """A checkpoint folder that holds networks and, by design, no trainer state (an imported one).
+
+    Its networks.safetensors says so in its metadata; a trained run's folder
+    without trainer.pt stays damaged.
+    """
+    folder = Path(folder)
+    if (folder / TRAINER_STATE).exists() or not (folder / NETWORKS).is_file():
+        return False
+    try:
+        meta = read_header(folder / NETWORKS, metadata=True)
+    except DamagedCheckpoint:
+        return False
+    return all(meta.get(k) == v for k, v in WEIGHTS_ONLY.items())
 
 
 def _tensor_end(path: Path, name: str, entry) -> int:
