@@ -6,7 +6,6 @@ records whose embedded source, if run, would create a marker file.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import pickle
 
@@ -105,11 +104,7 @@ def test_generator_computes_the_reference(tmp_path, marker):
     assert (got - want).abs().max() < 1e-9
 
 
-HAS_IMPORT_COMMAND = importlib.util.find_spec("ganzoo.importing") is not None
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not HAS_IMPORT_COMMAND, reason="needs `ganzoo import` (ganzoo/importing.py, the core helper's)")
 def test_imported_pickle_samples_exports_and_runs_without_torch_alike(tmp_path, marker):
     run_dir = tmp_path / "run"
     path = write(tmp_path, marker, small_networks(resolution=32, channels=3, seed=7))
@@ -200,7 +195,6 @@ def test_a_foreign_resample_filter_is_refused(tmp_path, marker):
         [write(tmp_path, marker, nets)])
 
 
-@pytest.mark.skipif(not HAS_IMPORT_COMMAND, reason="needs `ganzoo import` (ganzoo/importing.py, the core helper's)")
 def test_ganzoo_import_refuses_a_malicious_pickle_in_one_line(tmp_path, marker):
     path = tmp_path / "evil.pkl"
     path.write_bytes(pickle.dumps({"G_ema": RunsShell(marker)}, protocol=3))

@@ -348,7 +348,7 @@ def import_pickle(arch, files: list[Path]):
 
 
 def _numerics(data: dict, present: list[str]) -> str:
-    """What the reference ran differently from ganzoo for the same weights (fp16 blocks, conv_clamp), said in config.json."""
+    """What the reference ran otherwise for the same weights (fp16 blocks, conv_clamp), said in config.json."""
     found = set()
     for key in present:
         kw = data[key].init_kwargs
