@@ -200,6 +200,12 @@ class StyleGANLite(Architecture):
 
         return [style_mix]
 
+    def import_checkpoint(self, files):
+        """A stylegan2-ada-pytorch network pickle (G, D, G_ema), read without running its embedded code."""
+        from .importer import import_pickle
+
+        return import_pickle(self, files)
+
 
 def default_coarse_layers(resolution: int) -> int:
     """Style layers read by the 4x4 and 8x8 blocks (and their toRGB): StyleGAN's 'coarse' styles."""
