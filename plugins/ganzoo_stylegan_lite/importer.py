@@ -13,7 +13,7 @@ hook, which becomes :class:`PersistentRecord`: the source stays a string that
 nothing runs. The init kwargs give StyleGAN-lite's Config; the parameters and
 buffers are renamed by an explicit table (``training/networks.py``'s names ->
 StyleGAN-lite's) and copied as they are: StyleGAN-lite's layers compute the
-reference's function for the same stored weights (docs/import-stylegan2-ada.md).
+reference's function for the same stored weights (docs/import.md).
 """
 
 from __future__ import annotations
@@ -160,7 +160,7 @@ def generator_overrides(kw: dict, where: str, problems: list[str]) -> dict:
     _expect(problems, s, "use_noise", _get(synthesis, "use_noise", True), True, "noise inputs switched")
     _expect(problems, s, "activation", _get(synthesis, "activation", "lrelu"), "lrelu", "another activation")
     _expect(problems, s, "kernel_size", _get(synthesis, "kernel_size", 3), 3, "another kernel size")
-    # num_fp16_res, conv_clamp, fp16_channels_last: accepted (see docs/import-stylegan2-ada.md).
+    # num_fp16_res, conv_clamp, fp16_channels_last: accepted (see docs/import.md).
     return {"resolution": _get(kw, "img_resolution", None), "channels": _get(kw, "img_channels", None),
             "z_dim": _get(kw, "z_dim", None), "w_dim": w_dim, "mapping_layers": _get(mapping, "num_layers", 8),
             "mapping_lr_multiplier": _get(mapping, "lr_multiplier", 0.01),
@@ -186,7 +186,7 @@ def discriminator_overrides(kw: dict, where: str, problems: list[str]) -> dict:
     if not (type(group) is int and group > 0):
         problems.append(f"{e}.mbstd_group_size = {group!r} (StyleGAN-lite's minibatch-std groups have a fixed "
                         "size; None, the whole batch, is not expressible)")
-    # num_fp16_res, conv_clamp, fp16_channels_last, freeze_layers: accepted (docs/import-stylegan2-ada.md).
+    # num_fp16_res, conv_clamp, fp16_channels_last, freeze_layers: accepted (docs/import.md).
     return {"resolution": _get(kw, "img_resolution", None), "channels": _get(kw, "img_channels", None),
             "channel_base": _get(kw, "channel_base", 32768), "channel_max": _get(kw, "channel_max", 512),
             "mbstd_group": group, "mbstd_channels": _get(epilogue, "mbstd_num_channels", 1)}
