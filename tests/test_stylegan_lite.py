@@ -14,7 +14,8 @@ from ganzoo import config, registry
 from ganzoo.api import LossContext
 from ganzoo_stylegan_lite import DIFFAUGMENT_BELOW, default_coarse_layers
 from ganzoo_stylegan_lite.diffaugment import color, cutout, diff_augment, parse_policy, translation
-from ganzoo_stylegan_lite.layers import Blur, Conv2d, Upsample2x, bilinear_zero_border, modulated_conv2d
+from ganzoo_stylegan_lite.layers import (Blur, Conv2d, SynthesisLayer, Upsample2x, bilinear_zero_border,
+                                         modulated_conv2d, upsample_conv3x3)
 from ganzoo_stylegan_lite.losses import mixing_mask, path_length_loss, r1_penalty
 from ganzoo_stylegan_lite.networks import Discriminator, MinibatchStd, num_ws
 
@@ -122,21 +123,22 @@ def reference_up_conv(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("size", [4, 8, 16])
-def test_upsampling_conv_differs_from_the_reference_by_a_kernel_flip_and_the_outer_ring(size):
-    """What docs/stylegan-lite.md says: StyleGAN-lite filters first and then cross-correlates with the 3x3
-    kernel; the reference's transposed convolution applies the kernel flipped by 180 degrees and keeps its
-    overhang for the filter. With the kernel flipped, the two agree except in the outermost ring of pixels."""
+def test_upsampling_conv_equals_the_reference_for_its_stored_kernel(size):
+    """What docs/stylegan-lite.md says: SynthesisLayer(up=True)'s convolution is the reference's, for the kernel
+    as the reference stores it (applied as a true convolution), including the outermost ring of pixels, which
+    reads the transposed convolution's overhang. tests/test_stylegan_upsampling.py checks it at every resolution
+    against upfirdn2d's definition."""
     torch.manual_seed(size)
     x = torch.randn(2, 3, size, size, dtype=torch.float64)
     w = torch.randn(5, 3, 3, 3, dtype=torch.float64)
-    ours = F.conv2d(Upsample2x(3).double()(x), w, padding=1)  # what SynthesisLayer(up=True) does
-    reference = reference_up_conv(x, w.flip([2, 3]))
+    layer = SynthesisLayer(3, 5, 4, 2 * size, up=True).double()
+    ours = upsample_conv3x3(x, w, layer.up_filter)  # what SynthesisLayer(up=True) does
+    reference = reference_up_conv(x, w)
     assert ours.shape == reference.shape == (2, 5, 2 * size, 2 * size)
-    torch.testing.assert_close(ours[..., 1:-1, 1:-1], reference[..., 1:-1, 1:-1], rtol=0, atol=1e-12)
-    ring = (ours - reference).abs().amax(dim=(0, 1))
+    torch.testing.assert_close(ours, reference, rtol=0, atol=1e-12)
+    old = F.conv2d(Upsample2x(3).double()(x), w.flip([2, 3]), padding=1)  # before: filter, then zero-padded 3x3
+    ring = (old - reference).abs().amax(dim=(0, 1))
     assert ring[0].max() > 0.1 and ring[-1].max() > 0.1 and ring[:, 0].max() > 0.1 and ring[:, -1].max() > 0.1
-    same_kernel = reference_up_conv(x, w)
-    assert (ours - same_kernel)[..., 1:-1, 1:-1].abs().max() > 0.1  # unflipped, the functions differ everywhere
 
 
 def test_downsampling_low_passes_then_halves():

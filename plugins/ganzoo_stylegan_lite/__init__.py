@@ -21,10 +21,10 @@ for datasets under 5,000 images.
 What "lite" changes, so that it needs no custom CUDA kernels and exports to
 ONNX with a dynamic batch: the modulated convolution scales activations
 instead of building per-sample weights (the reference's non-fused path, always);
-2x upsampling is the [1,3,3,1] filter applied before the 3x3 convolution rather
-than a transposed convolution followed by it; no fp16 layers and no conv clamp
-(bf16 autocast covers mixed precision). Layer shapes, and so parameter counts,
-are the reference's.
+no fp16 layers and no conv clamp (bf16 autocast covers mixed precision). Layer
+shapes, and so parameter counts, are the reference's, and its up- and
+down-sampling convolutions compute the reference's conv2d_resample for its
+stored weights (docs/stylegan-lite.md).
 
 This module imports no torch, so `ganzoo list` stays cheap.
 """

@@ -58,7 +58,10 @@ def bilinear_zero_border(x: torch.Tensor) -> torch.Tensor:
 
 
 class Upsample2x(nn.Module):
-    """Zero insertion then the [1,3,3,1] filter (gain 4), as upfirdn2d(up=2): bilinear with zero borders.
+    """Zero insertion then the [1,3,3,1] filter (gain 4): stylegan2-ada-pytorch's
+    ``upfirdn2d.upsample2d(x, f)`` (padding [2, 1] on each axis), which the skip
+    generator applies to the image before adding the next toRGB. Equal to
+    bilinear x2 with zero borders.
 
     The filter is a fixed (non-persistent) buffer sized for ``channels``, so
     checkpoints do not hold it. ONNX export takes the Pad + Resize + Slice
@@ -76,6 +79,32 @@ class Upsample2x(nn.Module):
         if torch.onnx.is_in_onnx_export():
             return bilinear_zero_border(x)
         return F.conv_transpose2d(x, self.filter.to(x.dtype), stride=2, padding=1, groups=self.channels)
+
+
+def bilinear_with_overhang(x: torch.Tensor) -> torch.Tensor:
+    """upfirdn2d(x, [1,3,3,1], up=2, padding=[3, 2], gain=4) by another route: 2n + 2 pixels, the
+    filtered zero-inserted image with one pixel of the filter's overhang kept on each side."""
+    return F.interpolate(F.pad(x, (1, 1, 1, 1)), scale_factor=2.0, mode="bilinear", align_corners=False)[:, :, 1:-1, 1:-1]
+
+
+def upsample_conv3x3(x: torch.Tensor, weight: torch.Tensor, fir: torch.Tensor) -> torch.Tensor:
+    """stylegan2-ada-pytorch's ``conv2d_resample(x, weight, f=[1,3,3,1], up=2, padding=1, flip_weight=False)``.
+
+    By its definition (padding once, at the start): insert zeros (2x), pad,
+    filter with the [1,3,3,1] FIR (gain 4), then a true convolution (not a
+    cross-correlation) with the 3x3 ``weight`` (out, in, 3, 3), stored as the
+    reference stores it. Eagerly it runs the reference's own order: a stride-2
+    transposed convolution (2n + 1 pixels, the kernel applied as a true
+    convolution) and then the filter with padding 1 on every side (``fir``:
+    the gain-4 filter, one per output channel), so the outer ring reads the
+    transposed convolution's overhang. For ONNX the equal route upsamples
+    first (Pad + Resize + Slice, keeping the overhang) and cross-correlates
+    with the flipped kernel, with no ConvTranspose (docs/export.md).
+    """
+    if torch.onnx.is_in_onnx_export():
+        return F.conv2d(bilinear_with_overhang(x), weight.flip([2, 3]))
+    x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
+    return F.conv2d(F.pad(x, (1, 1, 1, 1)), fir.to(x.dtype), groups=fir.shape[0])
 
 
 class Blur(nn.Module):
@@ -123,17 +152,23 @@ class Conv2d(nn.Module):
 
 
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True,
-                     padding: int = 0) -> torch.Tensor:
+                     padding: int = 0, up_filter: torch.Tensor | None = None) -> torch.Tensor:
     """StyleGAN2's modulated convolution, written so that the batch stays a free dimension.
 
     Scaling the input channels by the style, convolving with the one shared
     weight and scaling the outputs by the demodulation coefficients equals
     convolving each sample with its own modulated, demodulated weight, but
     needs no grouped convolution over the batch: ONNX export keeps a dynamic
-    batch and every backend runs an ordinary convolution.
+    batch and every backend runs an ordinary convolution. With ``up_filter``
+    (the gain-4 FIR, one per output channel) the convolution is the
+    reference's 2x up-sampling one, ``upsample_conv3x3``; demodulation scales
+    output channels, so it commutes with the filter that follows.
     """
     x = x * styles.to(x.dtype)[:, :, None, None]
-    x = F.conv2d(x, weight.to(x.dtype), padding=padding)
+    if up_filter is not None:
+        x = upsample_conv3x3(x, weight.to(x.dtype), up_filter)
+    else:
+        x = F.conv2d(x, weight.to(x.dtype), padding=padding)
     if demodulate:
         # d[b, o] = 1 / sqrt(sum_i s[b, i]^2 * sum_kk w[o, i, kk]^2): one matmul for the whole batch.
         coefficients = (styles.square() @ weight.square().sum(dim=(2, 3)).t() + 1e-8).rsqrt()
@@ -142,7 +177,13 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
 
 
 class SynthesisLayer(nn.Module):
-    """Modulated 3x3 conv (after 2x upsampling when ``up``), per-pixel noise, bias and leaky ReLU.
+    """Modulated 3x3 conv (the reference's 2x up-sampling one when ``up``), per-pixel noise, bias and leaky ReLU.
+
+    As stylegan2-ada-pytorch's ``SynthesisLayer``: the stored weight (N(0, 1))
+    enters the modulated convolution unscaled, since demodulation divides any
+    scale out, and with ``up`` the kernel is applied as a true convolution after
+    zero insertion (its ``flip_weight = (up == 1)``), so the reference's
+    weights copy over unchanged.
 
     Noise is random while training and, in eval mode, a fixed buffer
     (StyleGAN2-ADA's ``noise_mode='const'``), so sampling and export are
@@ -154,19 +195,18 @@ class SynthesisLayer(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, up: bool = False):
         super().__init__()
-        self.upsample = Upsample2x(in_channels) if up else None
+        self.up = up
+        if up:  # the gain-4 FIR after the transposed convolution, on the output channels; not in checkpoints
+            self.register_buffer("up_filter", fir_filter(out_channels, gain=4.0), persistent=False)
         self.affine = FullyConnected(w_dim, in_channels, bias_init=1.0)
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, 3, 3))
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.noise_strength = nn.Parameter(torch.zeros([]))
         self.register_buffer("noise_const", torch.randn(resolution, resolution))
-        self.weight_gain = 1.0 / math.sqrt(in_channels * 9)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         styles = self.affine(w)
-        if self.upsample is not None:
-            x = self.upsample(x)
-        x = modulated_conv2d(x, self.weight * self.weight_gain, styles, padding=1)
+        x = modulated_conv2d(x, self.weight, styles, padding=1, up_filter=self.up_filter if self.up else None)
         if noise is not None:
             noise = noise.to(x.dtype)
         elif self.training:

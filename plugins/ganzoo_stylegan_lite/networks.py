@@ -161,11 +161,13 @@ class StyleGenerator(nn.Module):
 class MinibatchStd(nn.Module):
     """Appends the std of features across groups of samples: lets D see a batch's lack of variety.
 
-    A group is a run of ``group_size`` consecutive samples. (StyleGAN2 strides
-    its groups across the batch instead; on a shuffled batch the two are the
-    same statistic.) Consecutive groups keep every group inside one rank's
-    slice of a global batch when the group divides the per-rank batch, so D
-    computes the same on one process as on several.
+    A group is a run of gcd(``group_size``, N) consecutive samples. (StyleGAN2
+    takes min(group_size, N) samples strided across the batch instead, which
+    cannot split a batch of 5 to 7; where it can, the group sizes are equal
+    and on a shuffled batch the two are the same statistic: docs/stylegan-lite.md.)
+    Consecutive groups keep every group inside one rank's slice of a global
+    batch when the group divides the per-rank batch, so D computes the same on
+    one process as on several.
     """
 
     def __init__(self, group_size: int = 4, num_channels: int = 1):
