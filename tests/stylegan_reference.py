@@ -4,7 +4,7 @@ The modules follow `training/networks.py` (names, shapes, registration order,
 the attributes they keep, NumPy gains included) with forward passes in fp64
 from the definitions: `torch_utils/ops/upfirdn2d.py` `_upfirdn2d_ref` and
 `upsample2d`, `torch_utils/ops/conv2d_resample.py` `conv2d_resample`,
-`bias_act` (leaky ReLU 0.2, gain sqrt 2), the fused modulated convolution and
+`bias_act` (leaky ReLU 0.2, gain sqrt 2, then the clamp at conv_clamp * gain), the fused modulated convolution and
 `MinibatchStdLayer`. `write_network_pickle` pickles them as
 `torch_utils/persistence.py` does: each module as
 `_reconstruct_persistent_obj(meta)` with the module source, class name and
@@ -80,6 +80,11 @@ def lrelu(x, gain=1.0):
     return F.leaky_relu(x, 0.2) * SQRT2 * gain
 
 
+def clamp(x, limit):
+    """`_bias_act_ref`'s last step: clip to +-clamp when a clamp is given."""
+    return x if limit is None else x.clamp(-limit, limit)
+
+
 def normalize_2nd_moment(x, eps=1e-8):
     return x * (x.square().mean(dim=1, keepdim=True) + eps).rsqrt()
 
@@ -106,10 +111,11 @@ class FullyConnectedLayer(Persistent):
 
 
 class Conv2dLayer(Persistent):
-    def __init__(self, in_channels, out_channels, kernel_size, bias=True, activation="linear", up=1, down=1):
+    def __init__(self, in_channels, out_channels, kernel_size, bias=True, activation="linear", up=1, down=1,
+                 conv_clamp=None):
         super().__init__()
         self.keep()
-        self.activation, self.up, self.down, self.conv_clamp = activation, up, down, None
+        self.activation, self.up, self.down, self.conv_clamp = activation, up, down, conv_clamp
         self.register_buffer("resample_filter", setup_filter())
         self.padding = kernel_size // 2
         self.weight_gain = 1 / np.sqrt(in_channels * (kernel_size**2))
@@ -123,7 +129,8 @@ class Conv2dLayer(Persistent):
                             flip_weight=self.up == 1)
         if self.bias is not None:
             x = x + self.bias.double().view(1, -1, 1, 1)
-        return lrelu(x, gain) if self.activation == "lrelu" else x * gain
+        x = lrelu(x, gain) if self.activation == "lrelu" else x * gain
+        return clamp(x, self.conv_clamp * gain if self.conv_clamp is not None else None)
 
 
 class MappingNetwork(Persistent):
@@ -150,10 +157,11 @@ class MappingNetwork(Persistent):
 
 
 class SynthesisLayer(Persistent):
-    def __init__(self, in_channels, out_channels, w_dim, resolution, up=1):
+    def __init__(self, in_channels, out_channels, w_dim, resolution, up=1, conv_clamp=None):
         super().__init__()
         self.keep()
-        self.resolution, self.up, self.use_noise, self.activation, self.conv_clamp = resolution, up, True, "lrelu", None
+        self.resolution, self.up, self.use_noise, self.activation = resolution, up, True, "lrelu"
+        self.conv_clamp = conv_clamp
         self.register_buffer("resample_filter", setup_filter())
         self.padding = 1
         self.act_gain = SQRT2
@@ -173,14 +181,14 @@ class SynthesisLayer(Persistent):
             out.append(conv2d_resample(x[i:i + 1], wi, self.resample_filter.double(), self.up, 1, self.padding,
                                        flip_weight=self.up == 1))
         x = torch.cat(out) + self.noise_const.double() * self.noise_strength.double()
-        return lrelu(x + self.bias.double().view(1, -1, 1, 1))
+        return clamp(lrelu(x + self.bias.double().view(1, -1, 1, 1)), self.conv_clamp)
 
 
 class ToRGBLayer(Persistent):
-    def __init__(self, in_channels, out_channels, w_dim):
+    def __init__(self, in_channels, out_channels, w_dim, conv_clamp=None):
         super().__init__()
         self.keep()
-        self.conv_clamp = None
+        self.conv_clamp = conv_clamp
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
         self.weight = nn.Parameter(torch.randn([out_channels, in_channels, 1, 1]))
         self.bias = nn.Parameter(torch.zeros([out_channels]))
@@ -189,11 +197,11 @@ class ToRGBLayer(Persistent):
     def forward(self, x, w):
         styles = self.affine(w) * float(self.weight_gain)
         x = torch.einsum("oi,ni,nihw->nohw", self.weight.double()[:, :, 0, 0], styles, x)
-        return x + self.bias.double().view(1, -1, 1, 1)
+        return clamp(x + self.bias.double().view(1, -1, 1, 1), self.conv_clamp)
 
 
 class SynthesisBlock(Persistent):
-    def __init__(self, in_channels, out_channels, w_dim, resolution, img_channels, is_last):
+    def __init__(self, in_channels, out_channels, w_dim, resolution, img_channels, is_last, conv_clamp=None):
         super().__init__()
         self.keep()
         self.in_channels, self.resolution, self.is_last, self.architecture = in_channels, resolution, is_last, "skip"
@@ -201,9 +209,9 @@ class SynthesisBlock(Persistent):
         if in_channels == 0:
             self.const = nn.Parameter(torch.randn([out_channels, resolution, resolution]))
         else:
-            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, up=2)
-        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, resolution)
-        self.torgb = ToRGBLayer(out_channels, img_channels, w_dim)
+            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, up=2, conv_clamp=conv_clamp)
+        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, resolution, conv_clamp=conv_clamp)
+        self.torgb = ToRGBLayer(out_channels, img_channels, w_dim, conv_clamp=conv_clamp)
         self.num_conv = 1 if in_channels == 0 else 2
 
     def forward(self, x, img, ws):
@@ -217,7 +225,7 @@ class SynthesisBlock(Persistent):
 
 
 class SynthesisNetwork(Persistent):
-    def __init__(self, w_dim, img_resolution, img_channels, channel_base, channel_max):
+    def __init__(self, w_dim, img_resolution, img_channels, channel_base, channel_max, conv_clamp=None):
         super().__init__()
         self.keep()
         self.block_resolutions = [2**i for i in range(2, int(np.log2(img_resolution)) + 1)]
@@ -225,7 +233,7 @@ class SynthesisNetwork(Persistent):
         self.num_ws = 0
         for res in self.block_resolutions:
             block = SynthesisBlock(ch[res // 2] if res > 4 else 0, ch[res], w_dim, res, img_channels,
-                                   res == img_resolution)
+                                   res == img_resolution, conv_clamp)
             self.num_ws += block.num_conv
             setattr(self, f"b{res}", block)
         self.num_ws += 1
@@ -247,7 +255,7 @@ class Generator(Persistent):
                   mapping_kwargs=EasyDict(mapping_kwargs), synthesis_kwargs=EasyDict(synthesis_kwargs))
         self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
         self.synthesis = SynthesisNetwork(w_dim, img_resolution, img_channels, synthesis_kwargs["channel_base"],
-                                          synthesis_kwargs["channel_max"])
+                                          synthesis_kwargs["channel_max"], synthesis_kwargs.get("conv_clamp"))
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(z_dim, c_dim, w_dim, self.num_ws, mapping_kwargs["num_layers"])
 
@@ -256,16 +264,16 @@ class Generator(Persistent):
 
 
 class DiscriminatorBlock(Persistent):
-    def __init__(self, in_channels, tmp_channels, out_channels, resolution, img_channels):
+    def __init__(self, in_channels, tmp_channels, out_channels, resolution, img_channels, conv_clamp=None):
         super().__init__()
         self.keep()
         self.in_channels, self.resolution, self.architecture = in_channels, resolution, "resnet"
         self.register_buffer("resample_filter", setup_filter())
         if in_channels == 0:
-            self.fromrgb = Conv2dLayer(img_channels, tmp_channels, 1, activation="lrelu")
-        self.conv0 = Conv2dLayer(tmp_channels, tmp_channels, 3, activation="lrelu")
-        self.conv1 = Conv2dLayer(tmp_channels, out_channels, 3, activation="lrelu", down=2)
-        self.skip = Conv2dLayer(tmp_channels, out_channels, 1, bias=False, down=2)
+            self.fromrgb = Conv2dLayer(img_channels, tmp_channels, 1, activation="lrelu", conv_clamp=conv_clamp)
+        self.conv0 = Conv2dLayer(tmp_channels, tmp_channels, 3, activation="lrelu", conv_clamp=conv_clamp)
+        self.conv1 = Conv2dLayer(tmp_channels, out_channels, 3, activation="lrelu", down=2, conv_clamp=conv_clamp)
+        self.skip = Conv2dLayer(tmp_channels, out_channels, 1, bias=False, down=2)  # the reference clamps no skip
 
     def forward(self, x, img):
         if self.in_channels == 0:
@@ -290,11 +298,12 @@ class MinibatchStdLayer(Persistent):
 
 
 class DiscriminatorEpilogue(Persistent):
-    def __init__(self, in_channels, resolution, mbstd_group_size, mbstd_num_channels):
+    def __init__(self, in_channels, resolution, mbstd_group_size, mbstd_num_channels, conv_clamp=None):
         super().__init__()
         self.keep()
         self.mbstd = MinibatchStdLayer(mbstd_group_size, mbstd_num_channels)
-        self.conv = Conv2dLayer(in_channels + mbstd_num_channels, in_channels, 3, activation="lrelu")
+        self.conv = Conv2dLayer(in_channels + mbstd_num_channels, in_channels, 3, activation="lrelu",
+                                conv_clamp=conv_clamp)
         self.fc = FullyConnectedLayer(in_channels * resolution**2, in_channels, activation="lrelu")
         self.out = FullyConnectedLayer(in_channels, 1)
 
@@ -316,9 +325,9 @@ class Discriminator(Persistent):
         ch = {res: min(channel_base // res, channel_max) for res in self.block_resolutions + [4]}
         for res in self.block_resolutions:
             setattr(self, f"b{res}", DiscriminatorBlock(ch[res] if res < img_resolution else 0, ch[res],
-                                                        ch[res // 2], res, img_channels))
+                                                        ch[res // 2], res, img_channels, conv_clamp))
         self.b4 = DiscriminatorEpilogue(ch[4], 4, epilogue_kwargs.get("mbstd_group_size", 4),
-                                        epilogue_kwargs.get("mbstd_num_channels", 1))
+                                        epilogue_kwargs.get("mbstd_num_channels", 1), conv_clamp)
 
     def forward(self, img):
         x = None
@@ -396,15 +405,19 @@ def network_pickle_bytes(data: dict, module_src: str) -> bytes:
     return buffer.getvalue()
 
 
-def small_networks(resolution=32, channels=3, c_dim=0, seed=0, **g_extra):
-    """G, D, G_ema as stylegan2-ada-pytorch would build them for a small config, random weights."""
+def small_networks(resolution=32, channels=3, c_dim=0, seed=0, d_conv_clamp=256, **g_extra):
+    """G, D, G_ema as stylegan2-ada-pytorch would build them for a small config, random weights.
+
+    ``conv_clamp`` (among ``g_extra``, 256 by default) is G's; ``d_conv_clamp`` D's.
+    """
     mapping = {"num_layers": 2}
     synthesis = {"channel_base": 256, "channel_max": 16, "num_fp16_res": 4, "conv_clamp": 256, **g_extra}
     torch.manual_seed(seed)
     G = randomize(Generator(8, c_dim, 8, resolution, channels, mapping, synthesis), seed)
     G_ema = randomize(Generator(8, c_dim, 8, resolution, channels, mapping, synthesis), seed + 1)
     D = randomize(Discriminator(c_dim, resolution, channels, channel_base=256, channel_max=16, num_fp16_res=4,
-                                conv_clamp=256, epilogue_kwargs={"mbstd_group_size": 4, "mbstd_num_channels": 1}),
+                                conv_clamp=d_conv_clamp,
+                                epilogue_kwargs={"mbstd_group_size": 4, "mbstd_num_channels": 1}),
                   seed + 2)
     return {"G": G, "D": D, "G_ema": G_ema}
 

@@ -53,7 +53,7 @@ def test_config_and_every_tensor_come_from_the_pickle(tmp_path, marker):
     assert imported.source == "stylegan2-ada-pytorch"
     assert imported.overrides == {"resolution": 32, "channels": 3, "z_dim": 8, "w_dim": 8, "mapping_layers": 2,
                                   "mapping_lr_multiplier": 0.01, "channel_base": 256, "channel_max": 16,
-                                  "mbstd_group": 4, "mbstd_channels": 1}
+                                  "conv_clamp": 256.0, "mbstd_group": 4, "mbstd_channels": 1}
     assert "augment_pipe" in imported.files[path.name]
     built = ARCH.build(ARCH.make_config(imported.overrides))
     for key, role, (table, _) in (("G", "G", generator_table(32, 2)), ("G_ema", "G", generator_table(32, 2)),
@@ -102,6 +102,48 @@ def test_generator_computes_the_reference(tmp_path, marker):
         want = nets["G_ema"](z).clamp(-1, 1)
         got = G(z, torch.ones(3, 1, dtype=torch.float64))
     assert (got - want).abs().max() < 1e-9
+
+
+def test_conv_clamp_is_applied_as_the_reference_applies_it(tmp_path, marker):
+    """A clamp of 0.5 (256 in NVIDIA's configs) clips activations in G's convs and toRGBs and D's convs: the imported
+    networks still equal the reference's definitions, and ignoring the clamp would not."""
+    nets = small_networks(resolution=16, channels=3, seed=11, conv_clamp=0.5, d_conv_clamp=0.5)
+    imported = ARCH.import_checkpoint([write(tmp_path, marker, nets)])
+    assert imported.overrides["conv_clamp"] == 0.5
+    G, D = lite_from(imported, "G_ema"), lite_from(imported, "D")
+    unclamped = dict(imported.overrides, conv_clamp=None)
+    G_free = ARCH.build(ARCH.make_config(unclamped))["G"].double().eval()
+    G_free.load_state_dict(imported.networks["G_ema"], strict=True)
+    D_free = ARCH.build(ARCH.make_config(unclamped))["D"].double().eval()
+    D_free.load_state_dict(imported.networks["D"], strict=True)
+    z = torch.randn(4, 8, dtype=torch.float64)
+    img = torch.randn(4, 3, 16, 16, dtype=torch.float64)
+    with torch.no_grad():
+        want_img = nets["G_ema"](z).clamp(-1, 1)
+        got_img = G(z, torch.ones(4, 1, dtype=torch.float64))
+        want_logit = nets["D"](img)
+        assert (got_img - want_img).abs().max() < 1e-9
+        assert (D(img) - want_logit).abs().max() < 1e-9
+        assert (G_free(z, torch.ones(4, 1, dtype=torch.float64)) - want_img).abs().max() > 1e-2
+        assert (D_free(img) - want_logit).abs().max() > 1e-2
+
+
+def test_networks_with_different_conv_clamps_are_refused_by_name(tmp_path, marker):
+    nets = small_networks(resolution=8, channels=1, conv_clamp=256, d_conv_clamp=None)
+    message = refusal([write(tmp_path, marker, nets)])
+    assert "D has conv_clamp None where another network has 256.0" in message
+
+
+def test_conv_clamp_the_config_cannot_hold_is_refused_by_name(tmp_path, marker):
+    nets = small_networks(resolution=8, channels=1, conv_clamp=-1, d_conv_clamp=-1)
+    message = refusal([write(tmp_path, marker, nets)])
+    assert "conv_clamp=-1.0" in message and "more than 0" in message
+
+
+def test_the_import_note_keeps_fp16_and_no_longer_says_the_clamp_is_dropped(tmp_path, marker):
+    path = write(tmp_path, marker, small_networks(resolution=8, channels=1))
+    note = ARCH.import_checkpoint([path]).files[path.name]
+    assert "fp16 layers (4 resolutions)" in note and "conv_clamp" not in note
 
 
 @pytest.mark.slow

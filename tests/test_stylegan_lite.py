@@ -83,6 +83,39 @@ def test_resolution_must_be_a_power_of_two():
         ARCH.validate(ARCH.make_config({"diffaugment_policy": "color,rotate"}))
 
 
+def test_conv_clamp_is_none_or_positive():
+    from ganzoo.api import ConfigError
+
+    for bad in (0, -1.0, "256", True):
+        with pytest.raises(ConfigError, match=r"conv_clamp=.*: must be more than 0, or none for no clamping"):
+            ARCH.validate(ARCH.make_config({"conv_clamp": bad}))
+    for good in (None, 256.0, 0.5):
+        ARCH.validate(ARCH.make_config({"conv_clamp": good}))
+    assert ARCH.make_config().conv_clamp is None
+
+
+def test_conv_clamp_bounds_the_layers_the_reference_clamps():
+    """Each clamped layer's output lies in +-clamp (x gain); with None nothing is clipped; the skip never is."""
+    from ganzoo_stylegan_lite.layers import ToRGB
+
+    torch.manual_seed(0)
+    x, w = torch.randn(2, 4, 8, 8) * 10, torch.randn(2, 6)
+    for make in (lambda c: SynthesisLayer(4, 4, 6, 8, conv_clamp=c), lambda c: ToRGB(4, 3, 6, conv_clamp=c)):
+        free, clamped = make(None).eval(), make(0.5).eval()
+        clamped.load_state_dict(free.state_dict())
+        with torch.no_grad():
+            a, b = free(x, w), clamped(x, w)
+        assert a.abs().max() > 1 and b.abs().max() <= 0.5 and torch.equal(b, a.clamp(-0.5, 0.5))
+    conv = Conv2d(4, 4, 3, down=2, conv_clamp=0.5)
+    with torch.no_grad():
+        assert conv(x, gain=math.sqrt(0.5)).abs().max() == pytest.approx(0.5 * math.sqrt(0.5))
+    nets = ARCH.build(ARCH.make_config({**ARCH.smoke, "conv_clamp": 2.0}))
+    clamps = {name: m.conv_clamp for name, m in nets["D"].named_modules() if hasattr(m, "conv_clamp")}
+    assert all(value is None for name, value in clamps.items() if name.endswith("skip"))
+    assert all(value == 2.0 for name, value in clamps.items() if not name.endswith("skip"))
+    assert all(m.conv_clamp == 2.0 for m in nets["G"].modules() if hasattr(m, "conv_clamp"))
+
+
 # -- layers ---------------------------------------------------------------------------------------
 
 

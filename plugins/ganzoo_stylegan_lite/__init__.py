@@ -21,7 +21,8 @@ for datasets under 5,000 images.
 What "lite" changes, so that it needs no custom CUDA kernels and exports to
 ONNX with a dynamic batch: the modulated convolution scales activations
 instead of building per-sample weights (the reference's non-fused path, always);
-no fp16 layers and no conv clamp (bf16 autocast covers mixed precision). Layer
+no fp16 layers (bf16 autocast covers mixed precision); the reference's conv clamp is
+an option (conv_clamp, off by default; imported networks keep theirs). Layer
 shapes, and so parameter counts, are the reference's, and its up- and
 down-sampling convolutions compute the reference's conv2d_resample for its
 stored weights (docs/stylegan-lite.md).
@@ -69,6 +70,7 @@ class StyleGANLiteConfig:
     diffaugment: str = "auto"  # auto (on below 5,000 images) | on | off
     diffaugment_policy: str = "color,translation,cutout"
     batch_size: int = 16
+    conv_clamp: float | None = None  # clip conv outputs to +-this (the reference's conv_clamp, 256 in its configs)
 
     def gamma(self) -> float:
         if self.r1_gamma is not None:
@@ -125,6 +127,9 @@ class StyleGANLite(Architecture):
                 "mbstd_channels", cfg.mbstd_channels, f"must be 0 (off) or divide the {widest} feature maps at 4x4")
         require(cfg.r1_gamma is None or cfg.r1_gamma >= 0, "r1_gamma", cfg.r1_gamma,
                 "must be 0 (off) or more, or none for 0.0002 * resolution^2 / batch_size")
+        clamp = cfg.conv_clamp
+        require(clamp is None or (isinstance(clamp, (int, float)) and not isinstance(clamp, bool) and clamp > 0),
+                "conv_clamp", clamp, "must be more than 0, or none for no clamping")
         require(cfg.pl_weight >= 0, "pl_weight", cfg.pl_weight, "must be 0 (off) or more")
         require_fraction(cfg, "beta1", "beta2", below_one=True)
         require_fraction(cfg, "pl_decay", "style_mixing")
@@ -165,9 +170,9 @@ class StyleGANLite(Architecture):
         from .networks import Discriminator, StyleGenerator
 
         G = StyleGenerator(cfg.z_dim, cfg.w_dim, cfg.resolution, cfg.channels, cfg.channel_base, cfg.channel_max,
-                           cfg.mapping_layers, cfg.mapping_lr_multiplier)
+                           cfg.mapping_layers, cfg.mapping_lr_multiplier, cfg.conv_clamp)
         D = Discriminator(cfg.resolution, cfg.channels, cfg.channel_base, cfg.channel_max, cfg.mbstd_group,
-                          cfg.mbstd_channels)
+                          cfg.mbstd_channels, cfg.conv_clamp)
         return {"G": G, "D": D}
 
     def phases(self, cfg):

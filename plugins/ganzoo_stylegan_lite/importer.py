@@ -139,6 +139,12 @@ _D_BLOCK_KEYS = ("activation", "resample_filter", "fp16_channels_last", "freeze_
 _D_EPILOGUE_KEYS = ("mbstd_group_size", "mbstd_num_channels", "activation")
 
 
+def _clamp(kwargs):
+    """``conv_clamp`` as StyleGAN-lite's Config holds it: a float or None (a value it refuses stays as read)."""
+    value = _get(kwargs, "conv_clamp", None)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
 def generator_overrides(kw: dict, where: str, problems: list[str]) -> dict:
     """StyleGAN-lite Config values from ``training/networks.py``'s ``Generator(**kwargs)``; refusals appended."""
     _unknown(kw, _G_KEYS, where, problems)
@@ -160,11 +166,12 @@ def generator_overrides(kw: dict, where: str, problems: list[str]) -> dict:
     _expect(problems, s, "use_noise", _get(synthesis, "use_noise", True), True, "noise inputs switched")
     _expect(problems, s, "activation", _get(synthesis, "activation", "lrelu"), "lrelu", "another activation")
     _expect(problems, s, "kernel_size", _get(synthesis, "kernel_size", 3), 3, "another kernel size")
-    # num_fp16_res, conv_clamp, fp16_channels_last: accepted (see docs/import.md).
+    # num_fp16_res, fp16_channels_last: accepted, a precision detail (see docs/import.md).
     return {"resolution": _get(kw, "img_resolution", None), "channels": _get(kw, "img_channels", None),
             "z_dim": _get(kw, "z_dim", None), "w_dim": w_dim, "mapping_layers": _get(mapping, "num_layers", 8),
             "mapping_lr_multiplier": _get(mapping, "lr_multiplier", 0.01),
-            "channel_base": _get(synthesis, "channel_base", 32768), "channel_max": _get(synthesis, "channel_max", 512)}
+            "channel_base": _get(synthesis, "channel_base", 32768), "channel_max": _get(synthesis, "channel_max", 512),
+            "conv_clamp": _clamp(synthesis)}
 
 
 def discriminator_overrides(kw: dict, where: str, problems: list[str]) -> dict:
@@ -186,10 +193,11 @@ def discriminator_overrides(kw: dict, where: str, problems: list[str]) -> dict:
     if not (type(group) is int and group > 0):
         problems.append(f"{e}.mbstd_group_size = {group!r} (StyleGAN-lite's minibatch-std groups have a fixed "
                         "size; None, the whole batch, is not expressible)")
-    # num_fp16_res, conv_clamp, fp16_channels_last, freeze_layers: accepted (docs/import.md).
+    # num_fp16_res, fp16_channels_last, freeze_layers: accepted (docs/import.md).
     return {"resolution": _get(kw, "img_resolution", None), "channels": _get(kw, "img_channels", None),
             "channel_base": _get(kw, "channel_base", 32768), "channel_max": _get(kw, "channel_max", 512),
-            "mbstd_group": group, "mbstd_channels": _get(epilogue, "mbstd_num_channels", 1)}
+            "conv_clamp": _clamp(kw), "mbstd_group": group,
+            "mbstd_channels": _get(epilogue, "mbstd_num_channels", 1)}
 
 
 # --- the name table -----------------------------------------------------------------------------------------------
@@ -348,15 +356,15 @@ def import_pickle(arch, files: list[Path]):
 
 
 def _numerics(data: dict, present: list[str]) -> str:
-    """What the reference ran otherwise for the same weights (fp16 blocks, conv_clamp), said in config.json."""
+    """What the reference ran otherwise for the same weights (its fp16 blocks), said in config.json.
+
+    Its conv_clamp is no longer among them: StyleGAN-lite applies it (Config.conv_clamp)."""
     found = set()
     for key in present:
         kw = data[key].init_kwargs
         inner = _get(kw, "synthesis_kwargs", {}) if key != "D" else kw
         if _get(inner, "num_fp16_res", 0):
-            found.add(f"fp16 layers ({inner['num_fp16_res']} resolutions) run in fp32")
-        if _get(inner, "conv_clamp", None) is not None:
-            found.add(f"conv_clamp {inner['conv_clamp']} not applied")
+            found.add(f"fp16 layers ({inner['num_fp16_res']} resolutions) computed in the run's precision")
     return ", ".join(sorted(found))
 
 

@@ -24,6 +24,14 @@ def lrelu(x: torch.Tensor, gain: float = LRELU_GAIN) -> torch.Tensor:
     return F.leaky_relu(x, 0.2) * gain
 
 
+def clamp(x: torch.Tensor, limit: float | None) -> torch.Tensor:
+    """stylegan2-ada-pytorch's ``conv_clamp``: ``bias_act(..., clamp=limit)`` ends by clipping to +-limit.
+
+    None (StyleGAN-lite's default) returns ``x`` itself, adding no operation.
+    """
+    return x if limit is None else x.clamp(-limit, limit)
+
+
 def normalize_2nd_moment(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return x * (x.square().mean(dim=1, keepdim=True) + eps).rsqrt()
 
@@ -123,15 +131,18 @@ class Conv2d(nn.Module):
     """Equalised-lr convolution for the discriminator, optionally halving the resolution.
 
     ``down=2`` low-passes first and then strides, as StyleGAN2 does, so that
-    downsampling does not alias.
+    downsampling does not alias. ``conv_clamp`` clips the output to
+    +-conv_clamp * gain, as the reference's ``Conv2dLayer`` (its clamp scales
+    with the call's gain, e.g. sqrt(0.5) for a residual branch).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, bias: bool = True,
-                 activation: bool = True, down: int = 1):
+                 activation: bool = True, down: int = 1, conv_clamp: float | None = None):
         super().__init__()
         if down not in (1, 2):
             raise ValueError(f"down must be 1 or 2, got {down}")
         self.activation, self.down, self.kernel_size = activation, down, kernel_size
+        self.conv_clamp = conv_clamp
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         self.weight_gain = 1.0 / math.sqrt(in_channels * kernel_size**2)
@@ -148,7 +159,8 @@ class Conv2d(nn.Module):
             x = F.conv2d(x, weight, padding=self.kernel_size // 2)
         if self.bias is not None:
             x = x + self.bias.view(1, -1, 1, 1)
-        return lrelu(x, LRELU_GAIN * gain) if self.activation else x * gain
+        x = lrelu(x, LRELU_GAIN * gain) if self.activation else x * gain
+        return x if self.conv_clamp is None else clamp(x, self.conv_clamp * gain)
 
 
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True,
@@ -191,11 +203,15 @@ class SynthesisLayer(nn.Module):
     (``noise``, (N, 1, H, W)): the training losses do, drawing it per sample
     from the trainer's generator so that it does not depend on how many
     processes share the batch.
+
+    ``conv_clamp`` clips the activated output to +-conv_clamp, as the
+    reference's ``bias_act(..., clamp=conv_clamp)`` (its gain is 1 here).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, up: bool = False):
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, up: bool = False,
+                 conv_clamp: float | None = None):
         super().__init__()
-        self.up = up
+        self.up, self.conv_clamp = up, conv_clamp
         if up:  # the gain-4 FIR after the transposed convolution, on the output channels; not in checkpoints
             self.register_buffer("up_filter", fir_filter(out_channels, gain=4.0), persistent=False)
         self.affine = FullyConnected(w_dim, in_channels, bias_init=1.0)
@@ -214,14 +230,18 @@ class SynthesisLayer(nn.Module):
         else:
             noise = self.noise_const.to(x.dtype)
         x = x + noise * self.noise_strength.to(x.dtype)
-        return lrelu(x + self.bias.to(x.dtype).view(1, -1, 1, 1))
+        return clamp(lrelu(x + self.bias.to(x.dtype).view(1, -1, 1, 1)), self.conv_clamp)
 
 
 class ToRGB(nn.Module):
-    """Modulated 1x1 conv to image channels, without demodulation (the skip architecture's outputs)."""
+    """Modulated 1x1 conv to image channels, without demodulation (the skip architecture's outputs).
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int):
+    ``conv_clamp`` clips the biased output to +-conv_clamp, as the reference's ``ToRGBLayer``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, conv_clamp: float | None = None):
         super().__init__()
+        self.conv_clamp = conv_clamp
         self.affine = FullyConnected(w_dim, in_channels, bias_init=1.0)
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, 1, 1))
         self.bias = nn.Parameter(torch.zeros(out_channels))
@@ -230,4 +250,4 @@ class ToRGB(nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
         x = modulated_conv2d(x, self.weight, styles, demodulate=False)
-        return x + self.bias.to(x.dtype).view(1, -1, 1, 1)
+        return clamp(x + self.bias.to(x.dtype).view(1, -1, 1, 1), self.conv_clamp)

@@ -64,17 +64,21 @@ class MappingNetwork(nn.Module):
 
 
 class SynthesisBlock(nn.Module):
-    """One resolution: (2x up) conv, conv, and a toRGB whose output is added to the upsampled image."""
+    """One resolution: (2x up) conv, conv, and a toRGB whose output is added to the upsampled image.
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int):
+    ``conv_clamp`` reaches both convs and the toRGB, as the reference's ``SynthesisBlock`` passes it.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int,
+                 conv_clamp: float | None = None):
         super().__init__()
         self.first = in_channels == 0
         if self.first:
             self.const = nn.Parameter(torch.randn(out_channels, resolution, resolution))
         else:
-            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, up=True)
-        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, resolution)
-        self.torgb = ToRGB(out_channels, img_channels, w_dim)
+            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, up=True, conv_clamp=conv_clamp)
+        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, resolution, conv_clamp=conv_clamp)
+        self.torgb = ToRGB(out_channels, img_channels, w_dim, conv_clamp=conv_clamp)
         self.upsample_image = None if self.first else Upsample2x(img_channels)
         self.num_conv = 1 if self.first else 2
 
@@ -93,7 +97,8 @@ class SynthesisBlock(nn.Module):
 
 
 class SynthesisNetwork(nn.Module):
-    def __init__(self, w_dim: int, resolution: int, img_channels: int, channel_base: int, channel_max: int):
+    def __init__(self, w_dim: int, resolution: int, img_channels: int, channel_base: int, channel_max: int,
+                 conv_clamp: float | None = None):
         super().__init__()
         self.resolutions = block_resolutions(resolution)
         self.num_ws = num_ws(resolution)
@@ -101,7 +106,7 @@ class SynthesisNetwork(nn.Module):
         for res in self.resolutions:
             in_channels = channels_at(res // 2, channel_base, channel_max) if res > 4 else 0
             out_channels = channels_at(res, channel_base, channel_max)
-            blocks[f"b{res}"] = SynthesisBlock(in_channels, out_channels, w_dim, res, img_channels)
+            blocks[f"b{res}"] = SynthesisBlock(in_channels, out_channels, w_dim, res, img_channels, conv_clamp)
         self.blocks = nn.ModuleDict(blocks)
 
     def forward(self, ws: torch.Tensor, noise: list[torch.Tensor] | None = None) -> torch.Tensor:
@@ -129,12 +134,15 @@ class StyleGenerator(nn.Module):
 
     Training images are unbounded, as in StyleGAN2; in eval mode (sampling,
     export) they are clamped to [-1, 1], the range every ganzoo generator declares.
+    ``conv_clamp`` (None: off) clips every synthesis conv and toRGB output, as
+    stylegan2-ada-pytorch's ``synthesis_kwargs.conv_clamp``.
     """
 
     def __init__(self, z_dim: int, w_dim: int, resolution: int, img_channels: int, channel_base: int,
-                 channel_max: int, mapping_layers: int, mapping_lr_multiplier: float = 0.01):
+                 channel_max: int, mapping_layers: int, mapping_lr_multiplier: float = 0.01,
+                 conv_clamp: float | None = None):
         super().__init__()
-        self.synthesis = SynthesisNetwork(w_dim, resolution, img_channels, channel_base, channel_max)
+        self.synthesis = SynthesisNetwork(w_dim, resolution, img_channels, channel_base, channel_max, conv_clamp)
         self.mapping = MappingNetwork(z_dim, w_dim, self.synthesis.num_ws, mapping_layers, mapping_lr_multiplier)
 
     def styles(self, z: torch.Tensor, truncation: torch.Tensor | None = None, mix_z: torch.Tensor | None = None,
@@ -186,13 +194,18 @@ class MinibatchStd(nn.Module):
 
 
 class DiscriminatorBlock(nn.Module):
-    """Residual block: two 3x3 convs (the second halves the size) plus a 1x1 skip, each scaled by sqrt(1/2)."""
+    """Residual block: two 3x3 convs (the second halves the size) plus a 1x1 skip, each scaled by sqrt(1/2).
 
-    def __init__(self, in_channels: int, out_channels: int, img_channels: int, first: bool):
+    ``conv_clamp`` reaches fromrgb, conv0 and conv1 (whose clamp scales by its sqrt(1/2) too), not the
+    skip: the reference's ``DiscriminatorBlock``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, img_channels: int, first: bool,
+                 conv_clamp: float | None = None):
         super().__init__()
-        self.fromrgb = Conv2d(img_channels, in_channels, 1) if first else None
-        self.conv0 = Conv2d(in_channels, in_channels, 3)
-        self.conv1 = Conv2d(in_channels, out_channels, 3, down=2)
+        self.fromrgb = Conv2d(img_channels, in_channels, 1, conv_clamp=conv_clamp) if first else None
+        self.conv0 = Conv2d(in_channels, in_channels, 3, conv_clamp=conv_clamp)
+        self.conv1 = Conv2d(in_channels, out_channels, 3, down=2, conv_clamp=conv_clamp)
         self.skip = Conv2d(in_channels, out_channels, 1, bias=False, activation=False, down=2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -203,20 +216,24 @@ class DiscriminatorBlock(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """Residual D from the image's resolution down to 4x4, then minibatch std, conv, fc and a logit."""
+    """Residual D from the image's resolution down to 4x4, then minibatch std, conv, fc and a logit.
+
+    ``conv_clamp`` (None: off) clips every block's convs and the epilogue's conv, not the skips or fc
+    layers, as stylegan2-ada-pytorch's ``Discriminator(conv_clamp=...)``.
+    """
 
     def __init__(self, resolution: int, img_channels: int, channel_base: int, channel_max: int,
-                 mbstd_group: int = 4, mbstd_channels: int = 1):
+                 mbstd_group: int = 4, mbstd_channels: int = 1, conv_clamp: float | None = None):
         super().__init__()
         resolutions = block_resolutions(resolution)[::-1][:-1]  # resolution ... 8
         self.blocks = nn.ModuleDict({
             f"b{res}": DiscriminatorBlock(channels_at(res, channel_base, channel_max),
                                           channels_at(res // 2, channel_base, channel_max), img_channels,
-                                          first=res == resolution)
+                                          first=res == resolution, conv_clamp=conv_clamp)
             for res in resolutions})
         c = channels_at(4, channel_base, channel_max)
         self.mbstd = MinibatchStd(mbstd_group, mbstd_channels) if mbstd_channels > 0 else None
-        self.conv = Conv2d(c + mbstd_channels, c, 3)
+        self.conv = Conv2d(c + mbstd_channels, c, 3, conv_clamp=conv_clamp)
         self.fc = FullyConnected(c * 16, c, activation=True)
         self.out = FullyConnected(c, 1)
 
