@@ -63,3 +63,15 @@ def checkpoint_tensors(run_dir: Path) -> dict:
 
     walk("state", state)
     return out
+
+
+def ganzoo_traceback(output: str) -> bool:
+    """A Python traceback with a frame in ganzoo's own code.
+
+    torchrun's agents log their own tracebacks at times (a failed rank's report; a rendezvous store that the
+    hosting agent closed while another agent was still leaving its exit barrier): those are torchrun's.
+    """
+    import re
+
+    return bool(re.search(r'File "[^"]*[/\\]ganzoo[/\\]', output))
+

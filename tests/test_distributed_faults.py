@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import SMOKE, checkpoint_tensors, ganzoo
+from helpers import SMOKE, checkpoint_tensors, ganzoo, ganzoo_traceback
 from test_distributed import EQUIVALENCE, assert_same_training
 
 FAST = {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -150,7 +150,7 @@ def test_two_machines_meeting_at_a_rendezvous_train_like_one_process(tmp_path, a
                 node.wait()
     for node, output in zip(nodes, outputs):
         assert node.returncode == 0, output
-        assert "Traceback" not in output, output
+        assert not ganzoo_traceback(output), output  # torchrun's agents may log one of their own when leaving
     writers = [output.count("run directory:") for output in outputs]
     assert sorted(writers) == [0, 2], outputs  # rank 0's plan and result, on one node only
     one = ganzoo("train", arch, *common, "--out", tmp_path / "one", env=_env(), timeout=300)

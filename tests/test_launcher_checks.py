@@ -10,14 +10,13 @@ rank: rank 0 says it once, the others exit 1 in silence. Real processes, gloo.
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from helpers import SMOKE, ganzoo, image_folder
+from helpers import SMOKE, ganzoo, ganzoo_traceback, image_folder
 
 FAST = {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,17 +43,12 @@ def _changed(tmp_path: Path) -> tuple[Path, Path]:
     return data, run
 
 
-def _ganzoo_traceback(output: str) -> bool:
-    """A Python traceback with a frame in ganzoo's own code (torchrun's report of a failed rank is torchrun's)."""
-    return bool(re.search(r'File "[^"]*[/\\]ganzoo[/\\]', output))
-
-
 def _one_error(result, *words: str) -> None:
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
     errors = [line for line in output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1, output  # (torchrun's own summary names "ChildFailedError:" mid-line)
-    assert not _ganzoo_traceback(output), output
+    assert not ganzoo_traceback(output), output
     for word in words:
         assert word in output, output
 
