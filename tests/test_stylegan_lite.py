@@ -452,6 +452,35 @@ def test_onnx_export_keeps_a_dynamic_batch_and_matches_pytorch(tmp_path):
     assert "Resize" in ops and "ConvTranspose" not in ops  # upsampling exported by its faster route
 
 
+def test_an_active_conv_clamp_exports_as_clip_and_matches_pytorch(tmp_path):
+    """conv_clamp (imported stylegan2-ada pickles carry 256) survives export: a clamp small enough to bite changes
+    the image, and ONNX Runtime computes the clamped image."""
+    import warnings
+
+    import onnx
+    import onnxruntime as ort
+
+    base = config.resolve(ARCH, preset="fashion-mnist").config
+    nets = {}
+    for clamp in (None, 0.5):
+        torch.manual_seed(0)  # the clamp is no parameter: both generators get the same weights
+        nets[clamp] = ARCH.build(replace(base, conv_clamp=clamp))["G"].eval()
+    z, psi = torch.randn(3, base.z_dim, generator=torch.Generator().manual_seed(5)), torch.ones(3, 1)
+    with torch.no_grad():
+        clamped, free = nets[0.5](z, psi).numpy(), nets[None](z, psi).numpy()
+    assert np.abs(clamped - free).max() > 1e-2  # the clamp is active in this test
+    path = tmp_path / "G.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(nets[0.5], (z[:2], psi[:2]), str(path), dynamo=False, input_names=["z", "truncation"],
+                          output_names=["image"], opset_version=17,
+                          dynamic_axes={"z": {0: "batch"}, "truncation": {0: "batch"}, "image": {0: "batch"}})
+    assert "Clip" in {node.op_type for node in onnx.load(str(path)).graph.node}
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (onnx_images,) = session.run(None, {"z": z.numpy(), "truncation": psi.numpy()})
+    np.testing.assert_allclose(onnx_images, clamped, atol=1e-4)
+
+
 @pytest.mark.parametrize("size", [(4, 4), (5, 9), (16, 16)])
 def test_the_export_route_of_upsampling_equals_the_transposed_convolution(size):
     x = torch.randn(2, 6, *size, dtype=torch.float64)
