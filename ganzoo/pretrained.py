@@ -18,10 +18,10 @@ import difflib
 import os
 import sys
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
-from .data.catalog import _NAME, _SCHEMES, _SHA256, TIMEOUT, UNKNOWN, ganzoo_home, human_size
+from .data.catalog import TIMEOUT, ganzoo_home, human_size
+from .data.tsv_table import NAME, read_table, source_fields
 from .errors import UserError
 
 CATALOG_FILE = "pretrained.tsv"
@@ -54,58 +54,18 @@ def cached_path(entry: Pretrained) -> Path:
 
 def catalog() -> dict[str, Pretrained]:
     """Every known checkpoint by name, sorted: the built-in list, then $GANZOO_PRETRAINED's entries over it."""
-    source = resources.files("ganzoo.data").joinpath(CATALOG_FILE)
-    entries = _parse(source.read_text(encoding="utf-8"), str(source))
-    extra = os.environ.get(ENV_EXTRA)
-    if extra:
-        path = Path(extra).expanduser()
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            raise UserError(f"cannot read {ENV_EXTRA} file {path}: {error}") from None
-        entries.update(_parse(text, str(path)))
-    return dict(sorted(entries.items()))
-
-
-def _parse(text: str, source: str) -> dict[str, Pretrained]:
-    """A header naming COLUMNS, then one checkpoint a line; blank and '#' lines are skipped."""
-    entries: dict[str, Pretrained] = {}
-    header = False
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        fields = line.rstrip("\r").split("\t")
-        where = f"{source}, line {number}"
-        if not header:
-            if tuple(f.strip() for f in fields) != COLUMNS:
-                raise UserError(f"{where}: expected the header line {HEADER!r} (tab-separated), got {line!r}")
-            header = True
-            continue
-        entry = _entry(fields, where)
-        if entry.name in entries:
-            raise UserError(f"{where}: checkpoint {entry.name!r} is listed twice")
-        entries[entry.name] = entry
-    return entries
+    return read_table("ganzoo.data", CATALOG_FILE, ENV_EXTRA, COLUMNS, "checkpoint", _entry)
 
 
 def _entry(fields: list[str], where: str) -> Pretrained:
-    if len(fields) != len(COLUMNS):
-        raise UserError(f"{where}: expected {len(COLUMNS)} tab-separated fields ({', '.join(COLUMNS)}), "
-                        f"got {len(fields)}")
-    name, arch, url, size, sha256, licence, file = (f.strip() for f in fields)
+    name, arch, url, size, sha256, licence, file = fields
     for key, value in (("name", name), ("arch", arch), ("files", file)):
-        if not _NAME.fullmatch(value):
+        if not NAME.fullmatch(value):
             raise UserError(f"{where}: bad {key} {value!r} (letters, digits, '.', '_', '-')")
-    if not url.startswith(_SCHEMES):
-        raise UserError(f"{where}: bad url {url!r} (must start with {', '.join(_SCHEMES)})")
-    if size != UNKNOWN and not (size.isdigit() and int(size) > 0):
-        raise UserError(f"{where}: bad bytes {size!r} (a positive whole number, or '-' if unknown)")
-    if sha256 != UNKNOWN and not _SHA256.fullmatch(sha256):
-        raise UserError(f"{where}: bad sha256 {sha256!r} (64 hex digits, or '-' if unknown)")
+    url, known_bytes, known_sha256 = source_fields(where, url, size, sha256)
     if not licence:
         raise UserError(f"{where}: the licence is empty (name it, or '-' if unknown)")
-    return Pretrained(name, arch, url, None if size == UNKNOWN else int(size),
-                      None if sha256 == UNKNOWN else sha256.lower(), licence, file)
+    return Pretrained(name, arch, url, known_bytes, known_sha256, licence, file)
 
 
 def get_entry(name: str) -> Pretrained:

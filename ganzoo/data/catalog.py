@@ -16,33 +16,26 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
 import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
 
 from ..api import UNPAIRED
 from ..errors import UserError
 from .download import download, extract_zip
+from .tsv_table import NAME, read_table, source_fields
 
 CATALOG_FILE = "catalog.tsv"
 COLUMNS = ("name", "url", "bytes", "sha256", "kind")
 HEADER = "\t".join(COLUMNS)  # the first line of every catalog file
-UNKNOWN = "-"  # a size or sha256 the catalog does not know
 # Subfolders a complete dataset has, by kind; the first two must be non-empty for it to count as cached.
 LAYOUT = {UNPAIRED: ("trainA", "trainB", "testA", "testB")}
 REQUIRED = {UNPAIRED: ("trainA", "trainB")}
 # Seconds to wait for a connection or for the next data; not a limit on the whole transfer.
 TIMEOUT = 30
-
-# Names become folder names, so they stay plain.
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
-_SCHEMES = ("http://", "https://", "file://")
 
 
 @dataclass(frozen=True)
@@ -80,63 +73,18 @@ def dataset_dir(name: str) -> Path:
 
 def catalog() -> dict[str, CatalogEntry]:
     """Every known dataset by name, sorted: the built-in list, then $GANZOO_CATALOG's entries over it."""
-    source = resources.files(__package__).joinpath(CATALOG_FILE)
-    entries = _parse(source.read_text(encoding="utf-8"), str(source))
-    extra = os.environ.get("GANZOO_CATALOG")
-    if extra:
-        path = Path(extra).expanduser()
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            raise UserError(f"cannot read GANZOO_CATALOG file {path}: {error}") from None
-        entries.update(_parse(text, str(path)))
-    return dict(sorted(entries.items()))
-
-
-def _parse(text: str, source: str) -> dict[str, CatalogEntry]:
-    """A catalog TSV: a header naming COLUMNS, then one dataset a line; blank and '#' lines are skipped."""
-    entries: dict[str, CatalogEntry] = {}
-    header = False
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        fields = line.rstrip("\r").split("\t")
-        where = f"{source}, line {number}"
-        if not header:
-            if tuple(f.strip() for f in fields) != COLUMNS:
-                raise UserError(f"{where}: expected the header line {HEADER!r} (tab-separated), got {line!r}")
-            header = True
-            continue
-        entry = _entry(fields, where)
-        if entry.name in entries:
-            raise UserError(f"{where}: dataset {entry.name!r} is listed twice")
-        entries[entry.name] = entry
-    return entries
+    return read_table(__package__, CATALOG_FILE, "GANZOO_CATALOG", COLUMNS, "dataset", _entry)
 
 
 def _entry(fields: list[str], where: str) -> CatalogEntry:
     """One data line checked field by field; the error names the line and the bad value."""
-    if len(fields) != len(COLUMNS):
-        raise UserError(f"{where}: expected {len(COLUMNS)} tab-separated fields ({', '.join(COLUMNS)}), "
-                        f"got {len(fields)}")
-    name, url, size, sha256, kind = (f.strip() for f in fields)
-    if not _NAME.fullmatch(name):
+    name, url, size, sha256, kind = fields
+    if not NAME.fullmatch(name):
         raise UserError(f"{where}: bad name {name!r} (letters, digits, '.', '_', '-'; it becomes a folder name)")
-    if not url.startswith(_SCHEMES):
-        raise UserError(f"{where}: bad url {url!r} (must start with {', '.join(_SCHEMES)})")
-    if size != UNKNOWN and not (size.isdigit() and int(size) > 0):
-        raise UserError(f"{where}: bad bytes {size!r} (a positive whole number, or '-' if unknown)")
-    if sha256 != UNKNOWN and not _SHA256.fullmatch(sha256):
-        raise UserError(f"{where}: bad sha256 {sha256!r} (64 hex digits, or '-' if unknown)")
+    url, known_bytes, known_sha256 = source_fields(where, url, size, sha256)
     if kind not in LAYOUT:
         raise UserError(f"{where}: bad kind {kind!r} (known: {', '.join(LAYOUT)})")
-    return CatalogEntry(
-        name=name,
-        url=url,
-        bytes=None if size == UNKNOWN else int(size),
-        sha256=None if sha256 == UNKNOWN else sha256.lower(),
-        kind=kind,
-    )
+    return CatalogEntry(name=name, url=url, bytes=known_bytes, sha256=known_sha256, kind=kind)
 
 
 def get_entry(name: str) -> CatalogEntry:
