@@ -15,6 +15,7 @@ a command does minutes of work it could not save.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import stat
@@ -115,3 +116,20 @@ def write_json(path: Path, data: Any) -> None:
 def write_png(path: Path, image) -> None:
     """Write a PIL image atomically."""
     atomic_write(path, lambda f: image.save(f, format="PNG"))
+
+
+_hash_cache: dict[tuple[str, int, int], str] = {}
+
+
+def sha256_of(path: Path) -> str:
+    """Full sha256 of a file, remembered per (path, size, mtime) so a second load does not read 1 GB again."""
+    path = Path(path)
+    info = path.stat()
+    key = (str(path.resolve()), info.st_size, info.st_mtime_ns)
+    if key not in _hash_cache:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        _hash_cache[key] = digest.hexdigest()
+    return _hash_cache[key]

@@ -16,7 +16,6 @@ them; one that contradicts them is refused naming both.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Iterable
 from . import registry
 from .config import Resolved, TrainOptions, apply_overrides, choose_preset, presets, split_assignments, validate
 from .errors import UserError
-from .fileio import write_json
+from .fileio import sha256_of, write_json
 
 
 def import_run(arch_name: str, files: Iterable[Path], out: Path, preset: str | None = None,
@@ -34,7 +33,7 @@ def import_run(arch_name: str, files: Iterable[Path], out: Path, preset: str | N
     import torch
 
     from . import __version__
-    from .train.checkpoint import NETWORKS, WEIGHTS_ONLY, flatten_networks
+    from .train.checkpoint import NETWORKS, WEIGHTS_ONLY, flatten_networks, load_strict
 
     arch, entry = registry.get_with_entry(arch_name)
     files = [Path(f) for f in files]
@@ -53,7 +52,8 @@ def import_run(arch_name: str, files: Iterable[Path], out: Path, preset: str | N
             raise UserError(f"{arch.name} has no network {base!r} for the imported {role!r} "
                             f"(its networks: {', '.join(nets)})")
         module = nets[base] if role == base else _copy(nets[base])
-        load_strict(module, imported.networks[role], role, files)
+        load_strict(module, imported.networks[role], role, ", ".join(p.name for p in files),
+                    f"the {role} built from their config")
         chosen[role] = module
     if not any(role in imported.networks or f"{role}_ema" in imported.networks
                for role in (g.role for g in arch.generators(resolved.config).values())):
@@ -63,31 +63,13 @@ def import_run(arch_name: str, files: Iterable[Path], out: Path, preset: str | N
               "plugin": {"distribution": entry.distribution, "version": entry.version, "entry_point": entry.value},
               **resolved.to_dict(),
               "imported": {"source": imported.source,
-                           "files": {path.name: {"sha256": _sha256(path), "holds": imported.files.get(path.name, "")}
+                           "files": {path.name: {"sha256": sha256_of(path), "holds": imported.files.get(path.name, "")}
                                      for path in files},
                            "roles": sorted({r[:-len("_ema")] if r.endswith("_ema") else r for r in chosen})}}
     with torch.no_grad():
         tensors = flatten_networks(chosen)
     _write(out, record, tensors, NETWORKS, WEIGHTS_ONLY)
     return out
-
-
-def load_strict(module, given: dict, role: str, files: list[Path]) -> None:
-    """Fill ``module`` from ``given``: every tensor of the network filled, every given tensor used, shapes equal."""
-    where = ", ".join(p.name for p in files)
-    expected = module.state_dict()
-    for key, tensor in expected.items():
-        if key not in given:
-            raise UserError(f"{where}: nothing maps to {role}/{key} {_shape(tensor.shape)}; the importer found "
-                            f"{len(given)} tensors for {role}")
-        if tuple(given[key].shape) != tuple(tensor.shape):
-            raise UserError(f"{where}: {role}/{key} is {_shape(given[key].shape)} in the files, "
-                            f"{_shape(tensor.shape)} in the {role} built from their config")
-    extra = sorted(set(given) - set(expected))
-    if extra:
-        raise UserError(f"{where}: {role}/{extra[0]} is not in the {role} built from their config"
-                        + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""))
-    module.load_state_dict({k: v.to(expected[k].dtype) for k, v in given.items()})
 
 
 def _resolve(arch, preset, sets: dict[str, str], determined: dict, files: list[Path]) -> Resolved:
@@ -141,15 +123,3 @@ def _copy(module):
     import copy
 
     return copy.deepcopy(module)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _shape(shape) -> str:
-    return "(" + ", ".join(str(d) for d in shape) + ")"

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import UserError
+from ..fileio import sha256_of
 
 INIT_KEY = "init"  # config.json's record of the source
 _STEP_DIR = re.compile(r"^step-(\d+)$")
@@ -76,14 +76,6 @@ def find_source(run_dir: Path) -> tuple[InitSource, list[str]]:
         return InitSource(Path(run_dir), folder, sha256_of(folder / NETWORKS)), warnings
     detail = f" ({'; '.join(skipped)})" if skipped else ""
     raise UserError(f"--init {run_dir}: no checkpoint with readable weights in {root}{detail}")
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def recorded_source(record: Mapping[str, Any], origin: Path) -> InitSource | None:
@@ -182,7 +174,7 @@ def load_initial(nets: dict, ema: dict, source: InitSource) -> list[str]:
     Strict per role: every tensor of a network present in the source must be
     there with its shape, and nothing extra; a mismatch names the tensor.
     """
-    from .checkpoint import load_networks
+    from .checkpoint import load_networks, load_strict
 
     path = source.weights
     weights = load_networks(source.checkpoint)
@@ -193,11 +185,11 @@ def load_initial(nets: dict, ema: dict, source: InitSource) -> list[str]:
                         f"not build (it builds {', '.join(sorted(nets))})")
     for role, module in nets.items():
         if role in weights:
-            _load_strict(module, weights[role], role, path)
+            load_strict(module, weights[role], role, f"--init: {path}", "the network this run builds")
     for role, module in ema.items():
         name = f"{role}_ema"
         if name in weights:
-            _load_strict(module, weights[name], name, path)
+            load_strict(module, weights[name], name, f"--init: {path}", "the network this run builds")
         else:
             module.load_state_dict(nets[role].state_dict())
     missing = sorted(role for role in nets if role not in weights)
@@ -205,18 +197,3 @@ def load_initial(nets: dict, ema: dict, source: InitSource) -> list[str]:
         return []
     return [f"--init: {path} has no {', '.join(missing)}; {'it starts' if len(missing) == 1 else 'they start'} "
             "freshly initialised"]
-
-
-def _load_strict(module, given: dict, role: str, path: Path) -> None:
-    expected = module.state_dict()
-    for key, tensor in expected.items():
-        if key not in given:
-            raise UserError(f"--init: {path}: {role}/{key} is missing; the network this run builds has it")
-        if tuple(given[key].shape) != tuple(tensor.shape):
-            raise UserError(f"--init: {path}: {role}/{key} has shape {tuple(given[key].shape)}, the network this "
-                            f"run builds has {tuple(tensor.shape)}")
-    extra = sorted(set(given) - set(expected))
-    if extra:
-        more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
-        raise UserError(f"--init: {path}: {role}/{extra[0]}{more} is not in the network this run builds")
-    module.load_state_dict(given)

@@ -25,7 +25,6 @@ with 2 black pixels on every side, as the embedded data does.
 
 from __future__ import annotations
 
-import hashlib
 from importlib import resources
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ...errors import UserError
+from ...fileio import sha256_of
 from .base import Extractor, check_precision, network_precision
 
 INPUT_SIZE = 32
@@ -157,14 +157,6 @@ def load_network(path: Path, device="cpu") -> tuple[FmnistClassifier, dict[str, 
     return network.to(device).eval(), metadata
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load(device, weights: Path | None = None, batch_size: int = 256, precision: str = "fp32") -> Extractor:
     """The fmnist extractor: the shipped weights, or the file ``weights`` names (``--weights``);
     the network in ``precision`` (autocast), grey conversion, resize and scaling in float32."""
@@ -186,7 +178,7 @@ def load(device, weights: Path | None = None, batch_size: int = 256, precision: 
 
     return Extractor(
         name="fmnist", input_size=INPUT_SIZE, feature_dim=FEATURE_DIM, resize=RESIZE,
-        normalisation=NORMALISATION, weights=path, weights_sha256=sha256_file(path),
+        normalisation=NORMALISATION, weights=path, weights_sha256=sha256_of(path),
         batch_size=batch_size, embed=embed, device=device,
         extra={"metadata": metadata, "classify": classify, "network": network}, precision=precision,
     )

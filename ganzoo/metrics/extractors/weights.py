@@ -17,7 +17,6 @@ does not fit, with both shapes.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 from dataclasses import dataclass
@@ -25,10 +24,9 @@ from pathlib import Path
 from typing import Callable
 
 from ...errors import UserError
+from ...fileio import sha256_of  # noqa: F401 (the extractors' modules import it from here)
 
 OFFLINE_ENV = "GANZOO_OFFLINE"
-_CHUNK = 1 << 20
-_hash_cache: dict[tuple[str, int, int], str] = {}
 
 
 @dataclass(frozen=True)
@@ -99,20 +97,6 @@ def locate(source: WeightsSource, weights: Path | None) -> Path:
         f"(get it from {source.url}), or give its path (ganzoo eval --weights EXTRACTOR=FILE, "
         f"ganzoo train --eval-weights FILE); {reason}"
     )
-
-
-def sha256_of(path: Path) -> str:
-    """Full sha256 of a file, remembered per (path, size, mtime) so a second load does not read 1 GB again."""
-    path = Path(path)
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _hash_cache:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            while chunk := f.read(_CHUNK):
-                digest.update(chunk)
-        _hash_cache[key] = digest.hexdigest()
-    return _hash_cache[key]
 
 
 def _is_safetensors(path: Path) -> bool:

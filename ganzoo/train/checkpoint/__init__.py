@@ -22,12 +22,12 @@ step-N folder that scored best; pruning never deletes the folder it links to.
 
 from .layout import BEST, FILES, NETWORKS, NO_TRAINER_STATE, TRAINER_STATE, WEIGHTS_ONLY, DamagedCheckpoint, step_of
 from .listing import best_checkpoint, checkpoint_dirs, fallback_warnings, latest_checkpoint, newest_intact, problem
-from .reading import (check_trainer_state, first_nonfinite, is_weights_only, load_into, load_networks, load_trainer_state,
-                      read_header, restoring, unflatten_networks)
+from .reading import (check_trainer_state, first_nonfinite, is_weights_only, load_into, load_networks, load_strict,
+                      load_trainer_state, read_header, restoring, unflatten_networks)
 from .writing import clean_up, flatten_networks, mark_best, prune, remove_stale, report, save_checkpoint
 
 __all__ = ["BEST", "best_checkpoint", "mark_best", "prune", "FILES", "NETWORKS", "TRAINER_STATE", "DamagedCheckpoint", "step_of",
            "WEIGHTS_ONLY", "NO_TRAINER_STATE", "is_weights_only", "checkpoint_dirs",
            "fallback_warnings", "latest_checkpoint", "newest_intact", "problem", "check_trainer_state",
-           "first_nonfinite", "load_into", "load_networks", "load_trainer_state", "read_header", "restoring",
+           "first_nonfinite", "load_into", "load_strict", "load_networks", "load_trainer_state", "read_header", "restoring",
            "unflatten_networks", "clean_up", "flatten_networks", "remove_stale", "report", "save_checkpoint"]

@@ -210,24 +210,35 @@ def _shape(shape) -> str:
     return "(" + ", ".join(str(d) for d in shape) + ")"
 
 
+def load_strict(module: torch.nn.Module, given: dict[str, torch.Tensor], role: str, where: str, built: str,
+                has: str = " has shape ") -> None:
+    """Fill ``module`` from ``given``: every tensor of the network filled, every given one used, shapes equal.
+
+    The one strict load of resume, sampling, ``--init`` and ``ganzoo import``; an error names ``where`` (the
+    file), the tensor as ``role/key``, and ``built`` (what the module is); ``has`` introduces the given shape.
+    """
+    expected = module.state_dict()
+    for key, tensor in expected.items():
+        if key not in given:
+            raise UserError(f"{where}: {role}/{key} is missing; {built} has it")
+        if tuple(given[key].shape) != tuple(tensor.shape):
+            raise UserError(f"{where}: {role}/{key}{has}{_shape(given[key].shape)}, {built} has "
+                            f"{_shape(tensor.shape)}")
+    extra = sorted(set(given) - set(expected))
+    if extra:
+        more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
+        raise UserError(f"{where}: {role}/{extra[0]}{more} is not in {built}")
+    module.load_state_dict({key: value.to(expected[key].dtype) for key, value in given.items()})
+
+
 def load_into(nets: dict[str, torch.nn.Module], weights: dict[str, dict[str, torch.Tensor]], source: Path) -> None:
     """Load weights by role (`G`, `G_ema`); a missing role or tensor, or a shape mismatch, names it."""
     path = Path(source) / NETWORKS
     for role, module in nets.items():
         if role not in weights:
             raise UserError(f"{path}: no weights for network {role!r} (it has {', '.join(sorted(weights)) or 'none'})")
-        given, expected = weights[role], module.state_dict()
-        for key, tensor in expected.items():
-            if key not in given:
-                raise UserError(f"{path}: {role}/{key} is missing; the network built from config.json has it")
-            if tuple(given[key].shape) != tuple(tensor.shape):
-                raise UserError(f"{path}: {role}/{key}: checkpoint has {_shape(given[key].shape)}, "
-                                f"the network built from config.json has {_shape(tensor.shape)}")
-        extra = sorted(set(given) - set(expected))
-        if extra:
-            more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
-            raise UserError(f"{path}: {role}/{extra[0]}{more} is not in the network built from config.json")
-        module.load_state_dict(given)
+        load_strict(module, weights[role], role, str(path), "the network built from config.json",
+                    has=": checkpoint has ")
 
 
 def first_nonfinite(weights: dict[str, dict[str, torch.Tensor]]) -> str | None:
