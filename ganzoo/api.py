@@ -254,6 +254,27 @@ class Imported:
     files: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
+class ReferenceLoop:
+    """A minimal copy of the training loop of the code base an architecture reproduces, for `ganzoo bench`.
+
+    The benchmark's ``reference-loop`` row times it beside ganzoo's trainer, so
+    every table has the ratio users care about: ganzoo against the code they
+    would otherwise run. It is built by ``Architecture.reference_loop`` on the
+    bench's device and copies the reference's order of work as written there:
+    its networks (or ganzoo's where they compute the same function), its
+    optimizer (torch's default Adam, the per-parameter loop), eager fp32, NCHW,
+    its zero_grad/backward/step sequence, its lazy regularisation and EMA.
+    What it leaves out is what the reference does outside the timed loop
+    (data loading: batches arrive on the device, shaped as the trainer's).
+    """
+
+    source: ClassVar[str] = ""  # what it copies: repository and file, e.g. "pytorch/examples dcgan/main.py"
+
+    def step(self, batch: Mapping[str, "torch.Tensor"]) -> None:
+        """One training iteration on ``batch`` (the trainer's batch keys, on the device)."""
+        raise NotImplementedError
+
+
 class Architecture:
     """Subclass this and declare it under the ``ganzoo.architectures`` entry point.
 
@@ -368,6 +389,12 @@ class Architecture:
         """
         raise UserError(f"{self.name} cannot import checkpoints from other code bases")
 
+    def reference_loop(self, cfg, device) -> ReferenceLoop | None:
+        """The reference code base's training loop at ``cfg`` on ``device`` (see :class:`ReferenceLoop`), for the
+        benchmark's ``reference-loop`` row. Seeded by the caller. Default: None (no such row).
+        """
+        return None
+
     def make_config(self, overrides: Mapping[str, Any] | None = None):
         return dataclasses.replace(self.Config(), **dict(overrides or {}))
 
@@ -393,5 +420,6 @@ __all__ = [
     "Constant",
     "LossContext",
     "Imported",
+    "ReferenceLoop",
     "Architecture",
 ]
