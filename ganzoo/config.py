@@ -32,8 +32,10 @@ class TrainOptions:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: str = "fp32"  # fp32 | bf16 | fp16
     compile: bool = False
-    channels_last: str = "auto"  # auto (on for CUDA) | on | off
-    optimizer: str = "fused"  # fused (where the device has it, else foreach) | foreach | plain (a Python loop)
+    # auto: what the benchmark suite measured fastest for this architecture on this device type
+    # (ganzoo/data/measured_defaults.json; ganzoo.train.speed_defaults), else on for CUDA only and fused Adam.
+    channels_last: str = "auto"  # auto | on | off
+    optimizer: str = "auto"  # auto | fused (where the device has it, else foreach) | foreach | plain (a Python loop)
     data_on_device: str = "auto"  # auto (resident on the accelerator when it fits) | off (copied every step)
     # CUDA numerics, applied while the run trains (PyTorch's own defaults: False, True, False).
     tf32_matmul: bool = True  # TF32 tensor cores for fp32 matmuls
@@ -63,7 +65,7 @@ class TrainOptions:
 
 
 PRECISIONS = ("fp32", "bf16", "fp16")
-OPTIMIZERS = ("fused", "foreach", "plain")
+OPTIMIZERS = ("auto", "fused", "foreach", "plain")
 NONFINITE_POLICIES = ("stop", "rollback")
 
 

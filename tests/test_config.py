@@ -70,7 +70,7 @@ def test_json_round_trip(dcgan):
 
 
 @pytest.mark.parametrize("key,value,message", [
-    ("optimizer", "sgd", "optimizer='sgd': must be one of fused, foreach, plain \\(from --set\\)"),
+    ("optimizer", "sgd", "optimizer='sgd': must be one of auto, fused, foreach, plain \\(from --set\\)"),
     ("data_on_device", "always", "data_on_device='always': must be one of auto, off \\(from --set\\)"),
 ])
 def test_bad_trainer_choices_name_the_key_and_the_choices(dcgan, key, value, message):

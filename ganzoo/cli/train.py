@@ -396,6 +396,7 @@ def _describe(arch, resolved, trainer, dataset, spec, run_dir: Path, resuming: b
                f"{spec.resolution}x{spec.resolution}x{spec.channels}; preset {resolved.preset or 'none'}; "
                f"{trainer.device} {opts.precision}{' compiled' if opts.compile else ''}; "
                f"batch {resolved.config.batch_size}")
+    click.echo(f"speed settings: {trainer.engine.speed.describe()}")
     if unpaired:
         click.echo(f"domains: {dataset.describe()}")
     epochs = opts.steps / trainer.feed.steps_per_epoch

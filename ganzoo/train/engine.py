@@ -41,11 +41,15 @@ class Engine:
     a run trains, inside :meth:`numerics`, and put back afterwards.
     """
 
-    def __init__(self, device: torch.device, opts):
+    def __init__(self, device: torch.device, opts, arch_name: str | None = None):
+        from .speed_defaults import resolve
+
         self.device = device
-        self.optimizer = opts.optimizer
+        # "auto" settings: what the suite measured fastest for this architecture on this device type.
+        self.speed = resolve(arch_name, device.type, opts.channels_last, opts.optimizer)
+        self.optimizer = self.speed.optimizer
         self.precision = opts.precision
-        self.channels_last = opts.channels_last == "on" or (opts.channels_last == "auto" and device.type == "cuda")
+        self.channels_last = self.speed.channels_last
         self.compile = opts.compile
         self.tf32_matmul, self.tf32_conv, self.cudnn_benchmark = opts.tf32_matmul, opts.tf32_conv, opts.cudnn_benchmark
         if self.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():

@@ -142,7 +142,7 @@ class Trainer:
         self.world = world if world is not None else World()
         self.run_dir = Path(run_dir)
         self.device = self.world.device(self.opts.device)
-        self.engine = Engine(self.device, self.opts)
+        self.engine = Engine(self.device, self.opts, arch.name)
         check_world_size(arch, self.cfg, self.world.size)
         spec = arch.data_spec(self.cfg)
         self.feed = make_feed(dataset, self.cfg.batch_size, self.opts.seed, self.device, spec,
