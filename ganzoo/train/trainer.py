@@ -26,7 +26,7 @@ from ..fileio import write_png
 from ..sampling import grid
 from ..signals import on_stop_signals
 from . import checkpoint as ckpt
-from .distributed import World, check_world_size
+from .distributed import RefusedOnEveryRank, World, check_world_size
 from .ema import ema_beta, make_ema, update_ema
 from .engine import Engine
 from .evaluation import TrainingEval
@@ -35,8 +35,13 @@ from .nonfinite import SkipCounter, rollback_seed
 from .loggers import MetricsLog, Progress, drop_records_after
 
 
-class TrainingDiverged(UserError):
-    """A phase stayed non-finite for max_nonfinite consecutive runs (and no rollback is left to try)."""
+class TrainingDiverged(RefusedOnEveryRank):
+    """A phase stayed non-finite for max_nonfinite consecutive runs (and no rollback is left to try).
+
+    Every rank decides it from the same agreed counts, so the ranks leave the process group together
+    (World.close waits for all): a rank destroying its gloo group while a peer still used it aborted both
+    (SIGABRT, "terminate called without an active exception"), seen under load.
+    """
 
 
 _KEPT = "_finite/"  # the interval's count of finite losses, per phase (never written)
