@@ -165,3 +165,16 @@ def test_non_finite_gradient_entries_become_finite_before_the_step():
     assert weight.grad[0, 0] == 0 and weight.grad[0, 1] == 1e5 and weight.grad[0, 2] == -1e5
     assert torch.isfinite(weight).all()
     assert not torch.equal(weight, before)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_the_loop_trains_on_cuda():
+    torch.manual_seed(0)
+    loop = ARCH.reference_loop(CFG, torch.device("cuda"))
+    batch = {"image": real_batch()["image"].cuda()}
+    for _ in range(5):
+        loop.step(batch)
+    assert loop.last_phases == ("Gmain", "Greg", "Dmain")  # step 4
+    for net in (loop.G, loop.D, loop.G_ema):
+        assert all(p.is_cuda and torch.isfinite(p).all() for p in net.parameters())
+    assert loop.loss.pl_mean.is_cuda and float(loop.loss.pl_mean) > 0

@@ -36,6 +36,10 @@ Config values (z_dim, r1 gamma, pl weight, batch shrink and decay, mixing
 probability, lr, betas, intervals) are StyleGAN-lite's, so the loop trains what
 ganzoo trains; EMA takes ganzoo's TrainOptions defaults (10 kimg, ramp-up 0.05).
 
+The reference also sets ``cudnn.benchmark = True`` and turns TF32 off for
+matmuls and convolutions; the loop leaves these process-wide flags to whoever
+times it.
+
 Random numbers come from torch's global generator, as the reference's do;
 ``ReferenceDraws`` names each draw so a test can hand in the values another
 computation drew.
