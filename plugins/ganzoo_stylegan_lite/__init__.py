@@ -197,6 +197,12 @@ class StyleGANLite(Architecture):
             return losses.discriminator_loss(nets, real, ctx, cfg.style_mixing, policy)
         return losses.r1_loss(nets, real, ctx, cfg.gamma(), cfg.r1_interval, policy)
 
+    def reference_loop(self, cfg, device):
+        """stylegan2-ada-pytorch's training loop on these networks and this config (reference_loop.py)."""
+        from .reference_loop import StyleGAN2ADALoop
+
+        return StyleGAN2ADALoop(self, cfg, device)
+
     def generators(self, cfg):
         return {"G": Generator(role="G", inputs=("z", "truncation"), latents=style_latents(cfg.z_dim))}
 
