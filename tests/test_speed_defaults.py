@@ -54,7 +54,7 @@ def test_auto_takes_the_table_an_explicit_value_wins_and_the_unmeasured_get_the_
     assert (measured.channels_last, measured.optimizer) == (True, "plain")
     assert "measured fastest for x on a CPU" in measured.describe()
     assert resolve("x", "cpu", "off", "auto", table).channels_last is False
-    assert resolve("x", "cpu", "off", "foreach", table).source == "set"
+    assert resolve("x", "cpu", "off", "foreach", table).source == "as configured"
     unmeasured = resolve("third-party", "cpu", "auto", "auto", table)
     assert (unmeasured.channels_last, unmeasured.optimizer) == (False, "fused")
     assert "general rule" in unmeasured.source
@@ -101,7 +101,19 @@ def test_train_says_which_speed_settings_it_chose_and_why(tmp_path):
     assert f"speed settings: {layout}, {expected['optimizer']} Adam (measured fastest for dcgan on " in result.output
     result = invoke("train", "dcgan", *SMOKE, "--steps", "1", "--set", "channels_last=off", "--set",
                     "optimizer=foreach", "--out", str(tmp_path / "run2"))
-    assert "speed settings: NCHW, foreach Adam (set)" in result.output
+    assert "speed settings: NCHW, foreach Adam (as configured)" in result.output
+
+
+def test_config_json_records_what_auto_chose_so_a_resume_keeps_it(tmp_path):
+    """A later measured table must not change a resumed run's layout or optimizer (exact resume)."""
+    run = tmp_path / "run"
+    invoke("train", "dcgan", *SMOKE, "--steps", "1", "--out", str(run))
+    recorded = json.loads((run / "config.json").read_text())["train"]
+    expected = measured_table()["cpu"]["architectures"]["dcgan"]
+    assert (recorded["channels_last"], recorded["optimizer"]) == (expected["channels_last"], expected["optimizer"])
+    result = invoke("train", "dcgan", "--resume", str(run), "--steps", "2", "--device", "cpu")
+    layout = "channels_last" if expected["channels_last"] == "on" else "NCHW"
+    assert f"speed settings: {layout}, {expected['optimizer']} Adam (as configured)" in result.output
 
 
 def test_choose_defaults_script_writes_the_table_from_a_record(tmp_path):

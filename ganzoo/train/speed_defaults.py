@@ -26,7 +26,7 @@ class SpeedChoice:
 
     channels_last: bool
     optimizer: str  # fused | foreach | plain
-    source: str  # "measured on DEVICE" | "general rule" | "set"
+    source: str  # "measured fastest for ARCH on DEVICE" | "general rule: ..." | "as configured"
 
     def describe(self) -> str:
         layout = "channels_last" if self.channels_last else "NCHW"
@@ -64,7 +64,7 @@ def resolve(arch_name: str | None, device_type: str, channels_last: str, optimiz
             chosen[key] = fallback[key]
     autos = [key for key in SETTINGS if asked[key] == "auto"]
     if not autos:
-        source = "set"
+        source = "as configured"
     elif measured is not None:
         source = f"measured fastest for {arch_name} on {device.get('measured_on', device_type)}"
     else:

@@ -148,6 +148,10 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.device = self.world.device(self.opts.device)
         self.engine = Engine(self.device, self.opts, arch.name)
+        # "auto" becomes the value it chose, so config.json records it and a resume keeps it (the measured
+        # table may change with a later version; exact resume must not).
+        self.opts = replace(self.opts, channels_last="on" if self.engine.channels_last else "off",
+                            optimizer=self.engine.optimizer)
         check_world_size(arch, self.cfg, self.world.size)
         spec = arch.data_spec(self.cfg)
         self.feed = make_feed(dataset, self.cfg.batch_size, self.opts.seed, self.device, spec,
