@@ -9,7 +9,9 @@ deferred copy of ganzoo.train.metrics_buffer.
 Code that reads on purpose says so with ``permitted(reason)``: checkpoints,
 previews and evaluations (they copy weights or images to the host anyway), a
 divergence decision that must precede a checkpoint, and the metrics buffer's
-read of its completed host copy. Outside a spy ``permitted`` costs a list append.
+read of its completed host copy. Outside a spy ``permitted`` costs a list append. The same blocks
+switch CUDA's ``set_sync_debug_mode`` off while they run, so tests/test_cuda_sync.py can hold a whole
+``run()`` to "no sync" except there.
 
 ``HostReadSpy`` is a ``TorchFunctionMode``: it sees every torch call made while
 it is active, records each read with the reason in force and raises
@@ -41,12 +43,18 @@ _reasons: list[str] = []
 
 @contextlib.contextmanager
 def permitted(reason: str):
-    """Reads inside are expected (``reason`` names why); a spy records them instead of raising."""
+    """Reads inside are expected (``reason`` names why): a spy records them instead of raising, and CUDA's
+    sync debug mode, if a test has set it, is off inside."""
     _reasons.append(reason)
+    mode = torch.cuda.get_sync_debug_mode() if torch.cuda.is_initialized() else 0
+    if mode:
+        torch.cuda.set_sync_debug_mode(0)
     try:
         yield
     finally:
         _reasons.pop()
+        if mode:
+            torch.cuda.set_sync_debug_mode(mode)
 
 
 class HostRead(AssertionError):

@@ -92,13 +92,12 @@ class MetricsBuffer:
         out = []
         while self.pending:
             item = self.pending[0]
-            if item.event is not None and not force:
-                if self.agreed and not (log_point and len(self.pending) > 1):
-                    break
-                if not self.agreed and not item.event.query():
-                    break
-            if item.event is not None:
-                item.event.synchronize()  # a no-op wait unless forced: it has landed
+            if item.event is not None and not (self.agreed or force) and not item.event.query():
+                break
+            if item.event is not None and self.agreed and not force and not (log_point and len(self.pending) > 1):
+                break
+            if item.event is not None and (self.agreed or force):
+                item.event.synchronize()  # forced, or an interval old under several ranks: in practice landed
             out.append(self._read(self.pending.popleft()))
         return out
 

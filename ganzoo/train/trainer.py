@@ -368,7 +368,8 @@ class Trainer:
     # -- one step ------------------------------------------------------------------------
 
     def _log(self, name: str, value) -> None:
-        value = value.detach().float() if torch.is_tensor(value) else torch.tensor(float(value))
+        # A plain number becomes a device tensor by a fill: a copy from the host would wait for the device.
+        value = value.detach().float() if torch.is_tensor(value) else torch.full((), float(value), device=self.device)
         self._sums[name] = self._sums[name] + value if name in self._sums else value.clone()
         self._counts[name] = self._counts.get(name, 0) + 1
 
