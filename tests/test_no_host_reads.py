@@ -28,7 +28,8 @@ def _architecture(name: str):
     return registry.get(name)
 
 
-@pytest.mark.parametrize("name", ["dcgan", "cyclegan", "stylegan-lite", "wgan-gp"])
+@pytest.mark.parametrize("name", ["dcgan", "wgan-gp", pytest.param("cyclegan", marks=pytest.mark.slow),
+                                  pytest.param("stylegan-lite", marks=pytest.mark.slow)])
 def test_a_run_reads_the_device_only_for_metrics_previews_and_checkpoints(name, tmp_path):
     arch = _architecture(name)
     flags = {"device": "cpu", "steps": 7, "log_every": 2, "sample_every": 10**9, "checkpoint_every": 10**9}
