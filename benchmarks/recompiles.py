@@ -101,7 +101,7 @@ def measure(arch, size: str) -> dict:
         window, step_s = lazy_window(trainer), []
         with trainer.engine.numerics():
             build_s = time.perf_counter() - started
-            counts = train_counting(trainer, 2 * window + 2, {0: "step0", window - 1: "window"}, step_s)
+            counts = train_counting(trainer, 2 * window + 2, {"step0": 0, "window": window - 1}, step_s)
     return {"architecture": arch.name, "size": size, "preset": resolved.preset,
             "batch_size": resolved.config.batch_size, "window": window, "steps": len(step_s),
             "phases": [{"name": p.name, "interval": p.interval, "eager": p.eager} for p in trainer.phases],

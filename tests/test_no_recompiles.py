@@ -44,7 +44,7 @@ def test_no_recompile_after_the_first_step(name, tmp_path):
     window = lazy_window(trainer)
     reset()
     with trainer.engine.numerics():
-        counts = train_counting(trainer, 2 * window + 2, {0: "step0"})
+        counts = train_counting(trainer, 2 * window + 2, {"step0": 0})
     reset()
     first, end = counts["step0"], counts["end"]
     assert first["frames"] > 0, "compile was on, so step 0 compiled something"

@@ -36,8 +36,8 @@ def snapshot() -> dict:
             "limit_hits": sum("recompile limit" in (m.fail_reason or "") for m in compiles)}
 
 
-def train_counting(trainer, steps: int, marks: dict[int, str], step_seconds: list | None = None) -> dict[str, dict]:
-    """``steps`` real training steps; a snapshot after each step index in ``marks`` (named by it) and at "end".
+def train_counting(trainer, steps: int, marks: dict[str, int], step_seconds: list | None = None) -> dict[str, dict]:
+    """``steps`` real training steps; a snapshot named ``name`` after step index ``marks[name]``, and one at "end".
 
     Call inside ``trainer.engine.numerics()``, after :func:`reset`. ``step_seconds`` collects each step's time.
     """
@@ -49,7 +49,8 @@ def train_counting(trainer, steps: int, marks: dict[int, str], step_seconds: lis
         trainer.train_step()
         if step_seconds is not None:
             step_seconds.append(time.perf_counter() - before)
-        if step in marks:
-            counts[marks[step]] = snapshot()
+        for name, at in marks.items():
+            if step == at:
+                counts[name] = snapshot()
     counts["end"] = snapshot()
     return counts
