@@ -35,9 +35,10 @@ from pathlib import Path
 
 import torch
 import torch._dynamo
-from torch._dynamo.utils import counters, get_compilation_metrics, guard_failures
+from torch._dynamo.utils import guard_failures
 
 from ganzoo import config, registry
+from ganzoo.bench.compiles import frame_compiles, reset, train_counting
 from ganzoo.bench.training import lazy_window
 from ganzoo.data.embedded import COUNT as EMBEDDED_COUNT
 from ganzoo.testing import synthetic_data
@@ -56,19 +57,6 @@ def architectures(names: list[str] | None) -> dict:
         sys.path.insert(0, str(EXAMPLE))
         from ganzoo_wgan_gp import WGANGP
     return {name: WGANGP() if name == "wgan-gp" else registry.get(name) for name in names}
-
-
-def frame_compiles() -> list:
-    """Dynamo's record of every frame compile so far (AOTAutograd's backward graphs have records of their own)."""
-    return [m for m in get_compilation_metrics() if m.is_forward is not False]
-
-
-def snapshot() -> dict:
-    compiles = frame_compiles()
-    return {"frames": counters["frames"]["ok"], "graphs": counters["stats"]["unique_graphs"],
-            "breaks": sum(counters["graph_break"].values()),
-            "recompiles": sum(m.recompile_reason is not None and m.fail_type is None for m in compiles),
-            "limit_hits": sum("recompile limit" in (m.fail_reason or "") for m in compiles)}
 
 
 class CompileLog:
@@ -102,10 +90,7 @@ class CompileLog:
 
 def measure(arch, size: str) -> dict:
     """One case: fresh dynamo state, two lazy windows + 2 steps of real training, dynamo read three times."""
-    torch._dynamo.reset()
-    counters.clear()
-    guard_failures.clear()
-    torch._dynamo.utils.clear_compilation_metrics()
+    reset()
     resolved = config.resolve(arch, preset="smoke" if size == "smoke" else None, data=None, flags=FLAGS)
     # The embedded size gets as many images as the embedded data, so fit_to_data decides as it would there.
     n = max(32, 2 * resolved.config.batch_size) if size == "smoke" else EMBEDDED_COUNT
@@ -113,18 +98,10 @@ def measure(arch, size: str) -> dict:
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(arch, resolved, synthetic_data(arch, resolved.config, n=n), run_dir)
         trainer.timing = log = CompileLog(trainer)
-        window, counts, step_s = lazy_window(trainer), {}, []
+        window, step_s = lazy_window(trainer), []
         with trainer.engine.numerics():
             build_s = time.perf_counter() - started
-            for step in range(2 * window + 2):
-                before = time.perf_counter()
-                trainer.train_step()
-                step_s.append(time.perf_counter() - before)
-                if step == 0:
-                    counts["step0"] = snapshot()
-                if step == window - 1:
-                    counts["window"] = snapshot()
-    counts["end"] = snapshot()
+            counts = train_counting(trainer, 2 * window + 2, {"step0": 0, "window": window - 1}, step_s)
     return {"architecture": arch.name, "size": size, "preset": resolved.preset,
             "batch_size": resolved.config.batch_size, "window": window, "steps": len(step_s),
             "phases": [{"name": p.name, "interval": p.interval, "eager": p.eager} for p in trainer.phases],

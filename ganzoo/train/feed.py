@@ -5,6 +5,9 @@ crops, flips and CycleGAN's random B images come from the feed's own seeded
 generator. Position (epoch, index) and that generator's state are all resume
 needs to continue exactly.
 
+Batches reach the device without a host sync: indices and host-resident
+images are copied from pinned memory with ``non_blocking=True``.
+
 Under torchrun every rank runs the same feed (same seed, same draws) over the
 global batch and keeps only its own rows (``rank``, ``world_size``): it decodes
 and copies just those, so N processes see exactly the batches one process sees.
@@ -26,6 +29,14 @@ def _resident(images: torch.Tensor, device: torch.device, budget: int = DEVICE_R
     if images.dtype != torch.uint8 or images.dim() != 4:
         raise ValueError("images must be a uint8 tensor (N, C, H, W)")
     return images.to(device) if device.type != "cpu" and images.numel() <= budget else images
+
+
+def _to(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``t`` on ``device`` without making the host wait: a host tensor bound for a GPU goes through pinned
+    memory with ``non_blocking=True`` (a plain copy from pageable memory synchronises the stream)."""
+    if t.device == device or device.type != "cuda" or t.device.type != "cpu":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
 
 
 def _to_unit(images: torch.Tensor) -> torch.Tensor:
@@ -92,7 +103,7 @@ class _Feed:
         span = torch.arange(target)
         rows = ys[:, None] + span
         cols = torch.where(flips[:, None], xs[:, None] + span.flip(0), xs[:, None] + span)
-        rows, cols = rows.to(images.device), cols.to(images.device)
+        rows, cols = _to(rows, images.device), _to(cols, images.device)
         batch = torch.arange(n, device=images.device)
         picked = images[batch[:, None, None], :, rows[:, :, None], cols[:, None, :]]  # (N, R, R, C)
         return picked.permute(0, 3, 1, 2).contiguous()
@@ -127,7 +138,7 @@ class ImageFeed(_Feed):
         return len(self.images)
 
     def next(self) -> dict[str, torch.Tensor]:
-        raw = self.images[self.local(self.next_indices()).to(self.images.device)].to(self.device)
+        raw = _to(self.images[_to(self.local(self.next_indices()), self.images.device)], self.device)
         return {"image": _to_unit(self.augment(raw))}
 
     def fixed_batch(self, n: int) -> dict[str, torch.Tensor]:
@@ -157,8 +168,8 @@ class UnpairedFeed(_Feed):
     def next(self) -> dict[str, torch.Tensor]:
         index_a = self.local(self.next_indices()) % len(self.A)
         index_b = self.local(torch.randint(0, len(self.B), (self.batch_size,), generator=self.rng))
-        a = self.A[index_a.to(self.A.device)].to(self.device)
-        b = self.B[index_b.to(self.B.device)].to(self.device)
+        a = _to(self.A[_to(index_a, self.A.device)], self.device)
+        b = _to(self.B[_to(index_b, self.B.device)], self.device)
         return {"A": _to_unit(self.augment(a)), "B": _to_unit(self.augment(b))}
 
     def fixed_batch(self, n: int) -> dict[str, torch.Tensor]:

@@ -6,7 +6,8 @@ with them, so it is identical on every rank. The optimizer step is skipped the
 way GradScaler skips it: fused Adam takes ``found_inf`` and leaves parameters,
 moments and step counts untouched; the foreach and plain optimizers have no such
 input, so for them one host sync decides (a documented cost of those paths).
-Skips are counted on the device and read only when the trainer logs.
+Skips are counted on the device and read only with the trainer's metrics (ganzoo.train.metrics_buffer)
+or before a checkpoint.
 """
 
 from __future__ import annotations
@@ -75,16 +76,25 @@ class SkipCounter:
         self.reached[phase] = torch.where((reached < 0) & (count >= self.limit), torch.full_like(reached, step),
                                           reached)
 
-    def diverged(self) -> tuple[str, int, int] | None:
-        """(phase, step at which it reached the limit, its consecutive skips now) or None; one read from the device."""
+    def stacked(self) -> torch.Tensor:
+        """Every phase's (reached, count), flat in phase order, on the device: read later by :meth:`decide`."""
         names = list(self.count)
         if not names:
-            return None
-        values = torch.stack([torch.stack([self.reached[n], self.count[n]]) for n in names]).tolist()
-        for name, (reached, count) in zip(names, values):
+            return torch.zeros(0, dtype=torch.int64, device=self.device)
+        return torch.stack([torch.stack([self.reached[n], self.count[n]]) for n in names]).reshape(-1)
+
+    def decide(self, values) -> tuple[str, int, int] | None:
+        """(phase, step at which it reached the limit, its consecutive skips then) from :meth:`stacked`'s values
+        read on the host, or None."""
+        for i, name in enumerate(self.count):
+            reached, count = values[2 * i], values[2 * i + 1]
             if reached >= 0:
                 return name, int(reached), int(count)
         return None
+
+    def diverged(self) -> tuple[str, int, int] | None:
+        """:meth:`decide` on the values now; one read from the device."""
+        return self.decide(self.stacked().tolist())
 
     def reset(self) -> None:
         for name in self.count:

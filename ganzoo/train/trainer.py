@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import time
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,6 +30,8 @@ from .ema import ema_beta, make_ema, update_ema
 from .engine import Engine
 from .evaluation import TrainingEval
 from .feed import make_feed
+from .host_reads import permitted
+from .metrics_buffer import KEPT as _KEPT, MetricsBuffer, interval_values
 from .nonfinite import SkipCounter, rollback_seed
 from .loggers import MetricsLog, Progress, drop_records_after
 
@@ -42,9 +43,6 @@ class TrainingDiverged(RefusedOnEveryRank):
     (World.close waits for all): a rank destroying its gloo group while a peer still used it aborted both
     (SIGABRT, "terminate called without an active exception"), seen under load.
     """
-
-
-_KEPT = "_finite/"  # the interval's count of finite losses, per phase (never written)
 
 
 @dataclass
@@ -187,7 +185,7 @@ class Trainer:
         self.rng = torch.Generator(self.device).manual_seed(self.opts.seed)
         self.plugin_state: dict = {}  # LossContext.state: the architecture's tensors that outlive a step
         self.step = 0
-        # Consecutive skipped runs per phase, counted on the device and read at log time (ganzoo.train.nonfinite).
+        # Consecutive skipped runs per phase, counted on the device and read with the metrics (ganzoo.train.nonfinite).
         self.nonfinite = SkipCounter([phase.name for phase in self.phases], self.opts.max_nonfinite, self.device)
         self.rollbacks = 0  # rollbacks done (on_nonfinite=rollback)
         self.lr_factor = 1.0  # every optimizer's learning rate times this (rollback_lr_factor per rollback)
@@ -207,6 +205,8 @@ class Trainer:
         self.first_step = self.step
         self._sums: dict[str, torch.Tensor] = {}
         self._counts: dict[str, int] = {}
+        # Log points copy their metrics to the host without waiting; records complete when they land.
+        self.landing = MetricsBuffer(self.device, agreed=self.world.distributed)
         # Each part of a step ("data", a phase's name, "ema") runs inside timing(part): a no-op
         # unless the benchmark installs a timer that synchronises and clocks it.
         self.timing: Callable[[str], ContextManager] = lambda part: contextlib.nullcontext()
@@ -377,7 +377,8 @@ class Trainer:
     # -- one step ------------------------------------------------------------------------
 
     def _log(self, name: str, value) -> None:
-        value = value.detach().float() if torch.is_tensor(value) else torch.tensor(float(value))
+        # A plain number becomes a device tensor by a fill: a copy from the host would wait for the device.
+        value = value.detach().float() if torch.is_tensor(value) else torch.full((), float(value), device=self.device)
         self._sums[name] = self._sums[name] + value if name in self._sums else value.clone()
         self._counts[name] = self._counts.get(name, 0) + 1
 
@@ -443,6 +444,10 @@ class Trainer:
 
     def save_preview(self) -> Path:
         """A grid from a fixed latent (the run's seed) and a fixed batch of real images, by the EMA generators."""
+        with permitted("preview"):
+            return self._save_preview()
+
+    def _save_preview(self) -> Path:
         real = {k: self.engine.place_images(v) for k, v in self.feed.fixed_batch(self.opts.sample_n).items()}
         with _eval_mode(self.sampling_nets()) as nets:
             images, nrow = self.arch.preview(nets, self.cfg, self.opts.sample_n, self.opts.seed, self.device,
@@ -453,6 +458,10 @@ class Trainer:
 
     def save_checkpoint(self) -> Path | None:
         """Every rank calls this (the state gathers every rank's RNG); rank 0 writes and returns the folder."""
+        with permitted("checkpoint"):
+            return self._save_checkpoint()
+
+    def _save_checkpoint(self) -> Path | None:
         state = self._state()
         if not self.world.is_writer:
             return None
@@ -462,7 +471,7 @@ class Trainer:
 
     def evaluate(self, progress: Progress | None = None) -> bool:
         """Score the EMA generators, log it, and keep it as the best if it is; returns whether it is."""
-        with _eval_mode(self.sampling_nets()):
+        with _eval_mode(self.sampling_nets()), permitted("evaluation"):
             score, record = self.evaluator.measure()
         self.metrics.write({"step": self.step, **record})
         improved = self.best is None or score < self.best["value"]
@@ -476,45 +485,37 @@ class Trainer:
             progress.note(f"eval at step {self.step}: {self.evaluator.key} {score:.4g} ({standing})")
         return improved
 
-    def _global_sums(self) -> dict[str, torch.Tensor]:
-        """The interval's sums averaged over the ranks (one all-reduce, at log time only).
+    def _submit_metrics(self, start, first_step: int) -> None:
+        """The interval's sums (averaged over the ranks: one all-reduce) and the skip counts, on their way to
+        the host as one tensor; nothing is read here (ganzoo.train.metrics_buffer).
 
-        Each rank's sum covers its equal slice of every batch, so the mean over
-        ranks of its mean is the global batch's mean; non-finite counts are
-        agreed, hence equal on every rank.
+        Each rank's sum covers its equal slice of every batch, so the mean over ranks of its mean is the
+        global batch's mean; non-finite counts are agreed, hence equal on every rank.
         """
-        if not self.world.distributed or not self._sums:
-            return self._sums
         names = sorted(self._sums)
-        total = self.world.sum(torch.stack([self._sums[k].to(self.device).float().reshape(()) for k in names]))
-        return dict(zip(names, total / self.world.size))
-
-    def _flush_metrics(self, started: float, first_step: int) -> dict[str, float]:
-        # Means over the interval; loss/<phase> over its finite losses (absent if none was),
-        # nonfinite/<phase> counts the skipped steps (absent if none was).
-        sums = {k: v.item() for k, v in self._global_sums().items()}
-        values = {}
-        for key, total in sums.items():
-            if key.startswith(_KEPT):
-                continue
-            if key.startswith("nonfinite/"):
-                if total > 0:
-                    values[key] = round(total)
-            elif key.startswith("loss/") and _KEPT + key[len("loss/"):] in sums:
-                kept = sums[_KEPT + key[len("loss/"):]]
-                if kept > 0:
-                    values[key] = total / kept
-            else:
-                values[key] = total / self._counts[key]
-        elapsed = max(time.perf_counter() - started, 1e-9)
-        steps = self.step - first_step
-        record = {"step": self.step, "kimg": self.step * self.cfg.batch_size / 1000,
-                  "sec_per_step": elapsed / max(steps, 1), "images_per_sec": steps * self.cfg.batch_size / elapsed,
-                  **values}
-        if self.world.is_writer:
-            self.metrics.write(record)
+        sums = (torch.stack([self._sums[k].to(self.device).float().reshape(()) for k in names]) if names
+                else torch.zeros(0, device=self.device))
+        if self.world.distributed and names:
+            sums = self.world.sum(sums) / self.world.size
+        values = torch.cat([sums.double(), self.nonfinite.stacked().double()])
+        self.landing.submit(values, names, self._counts, start, self.step, self.step - first_step)
         self._sums, self._counts = {}, {}
-        return {k: v for k, v in values.items() if k.startswith("loss/")}
+
+    def _complete_metrics(self, landed) -> tuple[tuple | None, dict | None]:
+        """Write the records that landed; (the first divergence they show, the newest loss scalars)."""
+        scalars = None
+        for interval in landed:
+            values = interval_values(interval)
+            if self.world.is_writer:
+                self.metrics.write({"step": interval.step, "kimg": interval.step * self.cfg.batch_size / 1000,
+                                    "sec_per_step": interval.seconds / max(interval.steps, 1),
+                                    "images_per_sec": interval.steps * self.cfg.batch_size / interval.seconds,
+                                    **values})
+            scalars = {k: v for k, v in values.items() if k.startswith("loss/")}
+            diverged = self.nonfinite.decide(interval.extra)
+            if diverged is not None:
+                return diverged, scalars
+        return None, scalars
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -545,6 +546,10 @@ class Trainer:
         """
         if diverged is None:
             return False
+        with permitted("rollback"):  # a rollback reloads a checkpoint; a stop ends the run
+            return self._diverged(diverged, progress, rollback)
+
+    def _diverged(self, diverged, progress, rollback: bool) -> bool:
         phase, reached, skips = diverged
         found = ckpt.newest_intact(self.run_dir) if self.world.is_writer else None
         source, _ = self.world.broadcast(found)
@@ -594,36 +599,42 @@ class Trainer:
             try:
                 if self.step == 0 and writer:
                     sample = self.save_preview()
-                interval_start, interval_step = time.perf_counter(), self.step
+                interval_start, interval_step = self.landing.mark(), self.step
                 while self.step < until and not (stopped_by := self._stop_agreed(stop)):
                     self.train_step()
                     if check_ranks:
                         self._check_ranks_identical()
-                    scalars = None
                     log_due = self.step % opts.log_every == 0 or self.step == until
+                    checkpoint_due = self.step % opts.checkpoint_every == 0
                     if log_due:
-                        scalars = self._flush_metrics(interval_start, interval_step)
-                        interval_start, interval_step = time.perf_counter(), self.step
-                    # Skips are read from the device here only: at log points, and before a checkpoint
-                    # (so a checkpoint is never written after a divergence: it stays a good one).
-                    if (log_due or self.step % opts.checkpoint_every == 0) and \
-                            self._on_divergence(self.nonfinite.diverged(), progress):
+                        self._submit_metrics(interval_start, interval_step)
+                        interval_start, interval_step = self.landing.mark(), self.step
+                    # Records (and the skips they carry) complete when their copy has landed, and all of them
+                    # before a checkpoint, so a checkpoint is never written after a divergence: it stays a good one.
+                    diverged, scalars = self._complete_metrics(self.landing.ready(force=checkpoint_due,
+                                                                                  log_point=log_due))
+                    if diverged is None and checkpoint_due and not log_due:
+                        with permitted("checkpoint"):
+                            diverged = self.nonfinite.diverged()
+                    if self._on_divergence(diverged, progress):
                         self._sums, self._counts = {}, {}
-                        interval_start, interval_step = time.perf_counter(), self.step
+                        self.landing.clear()
+                        interval_start, interval_step = self.landing.mark(), self.step
                         continue  # rolled back to an earlier step
                     progress.update(self.step, scalars)
                     if self.step % opts.sample_every == 0 and writer:
                         sample = self.save_preview()
                     due = opts.eval_every > 0 and (self.step % opts.eval_every == 0 or self.step == opts.steps)
                     improved = due and self.world.broadcast(self.evaluate(progress) if writer else None)
-                    if self.step % opts.checkpoint_every == 0 or improved:
+                    if checkpoint_due or improved:
                         checkpoint = self.save_checkpoint()
                     if improved and writer:  # the checkpoint holds the new best in its state; now the link follows
                         ckpt.mark_best(self.run_dir, self.step)
                         ckpt.prune(self.run_dir, opts.keep_checkpoints, self.step)
                 if self._sums:  # stopped between log points: keep what was measured
-                    self._flush_metrics(interval_start, interval_step)
-                    self._on_divergence(self.nonfinite.diverged(), rollback=False)
+                    self._submit_metrics(interval_start, interval_step)
+                diverged, _ = self._complete_metrics(self.landing.ready(force=True))
+                self._on_divergence(diverged, rollback=False)
             finally:
                 progress.close()
                 if self.metrics is not None:
