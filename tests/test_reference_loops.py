@@ -135,3 +135,26 @@ def test_a_dcgan_loop_step_computes_ganzoos_nonsaturating_d_loss():
     assert abs(loop.progress["Loss_D"] - expected.item()) < 1e-6
     assert expected.item() > 0.1  # a real loss, not a degenerate zero
     assert set(loop.progress) == {"Loss_D", "Loss_G", "D(x)", "D(G(z)) before", "D(G(z)) after"}
+
+
+def test_a_cyclegan_loop_step_computes_ganzoos_generator_and_discriminator_losses():
+    """The reference's separate generator calls and per-discriminator backward passes, against ganzoo's batched
+    calls, with ganzoo's networks holding the loop's weights (the reference's G_A is G_AB, its D_A judges B)."""
+    from ganzoo_cyclegan.losses import discriminator_loss, generator_loss
+
+    from ganzoo.api import LossContext
+
+    arch = registry.get("cyclegan")
+    cfg, [batch] = _batches("cyclegan", 1)
+    loop = _loop("cyclegan", cfg)
+    ours = arch.build(cfg)
+    for role, net in (("G_AB", loop.netG_A), ("G_BA", loop.netG_B), ("D_B", loop.netD_A), ("D_A", loop.netD_B)):
+        ours[role].load_state_dict({k.replace("conv_block", "block"): v for k, v in net.state_dict().items()})
+    ctx = LossContext(cfg=cfg, device=CPU, generator=torch.Generator().manual_seed(0), step=0, total_steps=1,
+                      log=lambda *_: None)
+    g_loss = generator_loss(ours, batch, ctx)
+    d_loss = discriminator_loss(ours, batch, ctx)  # the pools are filling: both return the newest fakes
+    loop.step(batch)
+    assert abs(loop.loss_G.item() - g_loss.item()) < 1e-5 * g_loss.item()
+    assert abs((loop.loss_D_A + loop.loss_D_B).item() - d_loss.item()) < 1e-5 * d_loss.item()
+    assert cfg.lambda_identity > 0 and loop.loss_idt_A.item() > 0  # the identity terms were in both
