@@ -313,6 +313,45 @@ def test_an_architecture_without_a_reference_loop_has_no_such_row(tmp_path):
     assert (a.steps - b.steps, a.builds - b.builds) == (3 + 5, 1)
 
 
+def test_the_reference_loop_is_seeded_and_fed_the_trainer_s_batches_round_robin(tmp_path):
+    """Built after torch.manual_seed(0) from PyTorch's default switches; every step gets one of four batches drawn
+    before timing from the Trainer's own feed (same data, crops and order), in turn; warm-up and timed steps only."""
+    from ganzoo.api import ReferenceLoop
+    from ganzoo.bench.training import TrainingCase, make_trainer, run_reference_loop
+
+    seen, built = [], []
+
+    class Recording(ReferenceLoop):
+        source = "a loop that records what it is given"
+
+        def __init__(self):
+            built.append(self)
+            self.seed_draw = torch.rand(3)
+            self.benchmark = torch.backends.cudnn.benchmark
+            torch.backends.cudnn.benchmark = True  # as the references' scripts do
+
+        def step(self, batch):
+            seen.append(batch)
+
+    class Recorded(type(registry.get("cyclegan"))):
+        def reference_loop(self, cfg, device):
+            return Recording()
+
+    case = TrainingCase(Recorded(), {}, "synthetic", "smoke", None, CPU)
+    before = torch.backends.cudnn.benchmark
+    record = run_reference_loop(case, warmup=2, steps=5)
+    assert torch.backends.cudnn.benchmark == before  # the loop's switch does not outlive it
+    assert len(seen) == 7 and record["repeats"] == 5 and record["source"] == Recording.source
+    trainer = make_trainer(case, {}, str(tmp_path))
+    expected = [trainer.feed.next() for _ in range(4)]
+    for i, batch in enumerate(seen):
+        assert batch.keys() == {"A", "B"} and batch is seen[i % 4]  # four batches, reused in turn
+        assert all(torch.equal(batch[k], expected[i % 4][k]) for k in batch)
+    [loop] = built
+    torch.manual_seed(0)
+    assert torch.equal(loop.seed_draw, torch.rand(3)) and loop.benchmark is False
+
+
 def test_peak_table_and_lazy_window():
     assert peak_tflops("NVIDIA H100 80GB HBM3", "bf16") == 989.4
     assert peak_tflops("NVIDIA H100 PCIe", "tf32") == 378.0
