@@ -25,6 +25,15 @@ from ganzoo.train.feed import make_feed
 CPU = torch.device("cpu")
 
 
+@pytest.fixture(autouse=True)
+def cudnn_benchmark_restored():
+    """The loops set torch.backends.cudnn.benchmark as their scripts do; the bench puts it back, and so do these
+    tests, which build them directly."""
+    before = torch.backends.cudnn.benchmark
+    yield
+    torch.backends.cudnn.benchmark = before
+
+
 def _count(module) -> int:
     return sum(p.numel() for p in module.parameters())
 
