@@ -21,7 +21,7 @@ from ganzoo.bench import case_settings
 from ganzoo.bench.machine import peak_tflops
 from ganzoo.bench.report import case_section, markdown
 from ganzoo.bench.timing import NOISY_SPREAD, time_calls
-from ganzoo.bench.training import lazy_window, variants_for
+from ganzoo.bench.training import REFERENCE, has_reference_loop, lazy_window, native_bf16, variants_for
 
 CPU = torch.device("cpu")
 
@@ -46,14 +46,18 @@ def test_every_architecture_gets_training_and_inference_tables(smoke):
     assert machine["commit"] is None or len(machine["commit"].removesuffix("+dirty")) == 40
     for name, case in cases.items():
         variants = case["training"]["variants"]
-        assert list(variants) == ["reference", "fused-adam", "channels_last"]
-        for r in variants.values():
+        loop = ["reference-loop"] if has_reference_loop(registry.get(name)) else []
+        assert list(variants) == [*loop, "reference", "default", "fused-adam", "channels_last"]
+        for variant, r in variants.items():
             assert 0 < r["p10_s"] <= r["median_s"] <= r["p90_s"]
             assert r["spread"] >= 1.0 and r["noisy"] == (r["spread"] > NOISY_SPREAD)
             assert r["throughput"] == pytest.approx(r["batch_size"] / r["mean_s"])
             assert r["s_per_kimg"] == pytest.approx(1000 * r["mean_s"] / r["batch_size"])
             assert r["peak_memory_bytes"] > 10 * 2**20 and r["memory_kind"].startswith("process peak RSS")
-            assert r["mfu"] == pytest.approx(r["tflops_per_s"] / 1.0)  # --peak-tflops 1
+            if variant == "reference-loop":  # its work is not the Trainer's: no FLOPs counted for it
+                assert r["tflops_per_s"] is None and r["mfu"] is None
+            else:
+                assert r["mfu"] == pytest.approx(r["tflops_per_s"] / 1.0)  # --peak-tflops 1
         assert variants["reference"]["speedup_vs_reference"] == 1.0
         assert variants["reference"]["options"]["optimizer"] == "plain"
         assert variants["fused-adam"]["options"]["optimizer"] == "fused"
@@ -69,6 +73,38 @@ def test_every_architecture_gets_training_and_inference_tables(smoke):
     assert "| reference |" in tables and "| onnxruntime-cpu |" in tables
     assert "pairs/s" in tables and "images/s" in tables  # CycleGAN counts image pairs
     assert Image.open(out / "r.png").size[0] > 400
+
+
+def test_every_row_is_compared_with_the_reference_loop_and_the_default_is_the_headline(smoke):
+    """The ratio users care about: ganzoo against the code they would otherwise run, in every row, and
+    the default settings' ratio stated above each table."""
+    out, record, cases, _ = smoke
+    assert {"dcgan", "cyclegan"} <= {name for name, case in cases.items()
+                                     if "reference-loop" in case["training"]["variants"]}
+    sources = {"dcgan": "pytorch/examples dcgan/main.py",
+               "cyclegan": "junyanz/pytorch-CycleGAN-and-pix2pix models/cycle_gan_model.py"}
+    tables = (out / "r.md").read_text()
+    for name, case in cases.items():
+        variants = case["training"]["variants"]
+        loop = variants.get("reference-loop")
+        for r in variants.values():
+            assert r["speedup_vs_reference_loop"] == (pytest.approx(loop["mean_s"] / r["mean_s"]) if loop else None)
+        # the default row is the Trainer with nothing set: TrainOptions' own values
+        defaults = config.TrainOptions()
+        assert variants["default"]["options"] == {key: getattr(defaults, key) for key in REFERENCE}
+        assert variants["default"]["parts_ms"] and variants["default"]["tflops_per_s"] > 0
+        section = case_section(case)
+        if loop is None:
+            assert "ganzoo's defaults" not in section
+            continue
+        assert loop["speedup_vs_reference_loop"] == 1.0 and loop["source"] == sources[name]
+        assert loop["options"] == {} and loop["parts_ms"] == {} and loop["batch_size"] == case["batch_size"]
+        headline = (f"**ganzoo's defaults: x{variants['default']['speedup_vs_reference_loop']:.2f} the speed of the "
+                    f"reference loop** ({sources[name]}, eager fp32, as written there).")
+        assert headline in section and section in tables
+        row = next(line for line in section.splitlines() if line.startswith("| reference-loop |"))
+        assert f"| x{loop['speedup_vs_reference']:.2f} | x1.00 |" in row
+        assert "| variant | ms/step (median) |" in section and "| vs reference | vs reference loop |" in section
 
 
 def test_the_estimate_comes_first_and_each_case_as_soon_as_it_is_measured(smoke):
@@ -217,13 +253,16 @@ def test_flops_per_step_cover_forward_and_backward_of_both_networks(smoke):
 
 def test_variants_each_optimisation_alone_and_all_together():
     cpu = variants_for(torch.device("cpu"))
-    assert list(cpu) == ["reference", "fused-adam", "channels_last", "compile", "fast"]
+    bf16 = ["bf16"] if native_bf16(CPU) else []
+    assert list(cpu) == ["reference-loop", "reference", "default", "fused-adam", "channels_last", *bf16, "compile",
+                         "fast"]
+    assert cpu["reference-loop"] == {} and cpu["default"] == {}  # no options: the loop's own, TrainOptions' own
     torch_defaults = {"tf32_matmul": False, "tf32_conv": True, "cudnn_benchmark": False}
-    assert cpu["fast"] == {"precision": "fp32", "channels_last": "on", "compile": True, "optimizer": "fused",
-                           "data_on_device": "off", **torch_defaults}
+    assert cpu["fast"] == {"precision": "bf16" if bf16 else "fp32", "channels_last": "on", "compile": True,
+                           "optimizer": "fused", "data_on_device": "off", **torch_defaults}
     cuda = variants_for(torch.device("cuda"))
-    assert list(cuda) == ["reference", "tf32", "cudnn-benchmark", "device-data", "fused-adam", "channels_last", "bf16",
-                          "compile", "fast"]
+    assert list(cuda) == ["reference-loop", "reference", "default", "tf32", "cudnn-benchmark", "device-data",
+                          "fused-adam", "channels_last", "bf16", "compile", "fast"]
     assert cuda["fast"]["precision"] == "bf16" and cuda["fast"]["data_on_device"] == "auto"
     assert cuda["fast"]["tf32_matmul"] and cuda["fast"]["cudnn_benchmark"]
     # The reference runs PyTorch's own defaults, which are what the reference codebases run.
@@ -232,8 +271,85 @@ def test_variants_each_optimisation_alone_and_all_together():
     assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
             torch.backends.cudnn.benchmark) == (False, True, False)  # untouched in this process: the defaults
     for name, options in cuda.items():  # each single optimisation changes exactly one option
-        if name not in ("reference", "fast"):
+        if name not in ("reference-loop", "reference", "default", "fast"):
             assert sum(options[k] != cuda["reference"][k] for k in options) == 1, name
+
+
+def test_bf16_is_measured_on_a_cpu_with_bf16_instructions():
+    """This machine's CPU has AVX-512 BF16: bf16 autocast runs native kernels there, so it is a CPU variant."""
+    flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("flags")), [])
+    native = "avx512_bf16" in flags or "amx_bf16" in flags
+    assert native_bf16(CPU) == native
+    assert ("bf16" in variants_for(CPU)) == native
+    assert list(variants_for(CPU, ["reference-loop", "fused-adam"])) == ["reference-loop", "reference", "fused-adam"]
+    if native:
+        assert variants_for(CPU, ["bf16"])["bf16"]["precision"] == "bf16"
+
+
+def test_an_architecture_without_a_reference_loop_has_no_such_row(tmp_path):
+    """The hook's default (None) gives no row and no ratio, and the plan and its estimate leave it out."""
+    from ganzoo.api import Architecture
+    from ganzoo.bench.estimate import count
+    from ganzoo.bench.plan import plan_case
+    from ganzoo.bench.training import TrainingCase, bench_training
+
+    dcgan = registry.get("dcgan")
+
+    class NoLoop(type(dcgan)):
+        def reference_loop(self, cfg, device):
+            return Architecture.reference_loop(self, cfg, device)
+
+    assert has_reference_loop(dcgan) and not has_reference_loop(Architecture())
+    case = TrainingCase(NoLoop(), {}, "synthetic", "smoke", None, CPU)
+    measured = bench_training(case, {"reference-loop": {}, "reference": dict(REFERENCE)}, 0, 1, echo=lambda _: None)
+    assert list(measured["variants"]) == ["reference"]
+    assert measured["variants"]["reference"]["speedup_vs_reference_loop"] is None
+    # the plan counts the reference loop's steps and its build: warm-up and timed steps, no split, no FLOPs
+    with_loop = plan_case("dcgan", "smoke", CPU, variants=["reference-loop"], inference=False, warmup=3, steps=5)
+    without = plan_case("dcgan", "smoke", CPU, variants=[], inference=False, warmup=3, steps=5)
+    assert list(with_loop.variants) == ["reference-loop", "reference"] and list(without.variants) == ["reference"]
+    a, b = count(with_loop, window=1), count(without, window=1)
+    assert (a.steps - b.steps, a.builds - b.builds) == (3 + 5, 1)
+
+
+def test_the_reference_loop_is_seeded_and_fed_the_trainer_s_batches_round_robin(tmp_path):
+    """Built after torch.manual_seed(0) from PyTorch's default switches; every step gets one of four batches drawn
+    before timing from the Trainer's own feed (same data, crops and order), in turn; warm-up and timed steps only."""
+    from ganzoo.api import ReferenceLoop
+    from ganzoo.bench.training import TrainingCase, make_trainer, run_reference_loop
+
+    seen, built = [], []
+
+    class Recording(ReferenceLoop):
+        source = "a loop that records what it is given"
+
+        def __init__(self):
+            built.append(self)
+            self.seed_draw = torch.rand(3)
+            self.benchmark = torch.backends.cudnn.benchmark
+            torch.backends.cudnn.benchmark = True  # as the references' scripts do
+
+        def step(self, batch):
+            seen.append(batch)
+
+    class Recorded(type(registry.get("cyclegan"))):
+        def reference_loop(self, cfg, device):
+            return Recording()
+
+    case = TrainingCase(Recorded(), {}, "synthetic", "smoke", None, CPU)
+    before = torch.backends.cudnn.benchmark
+    record = run_reference_loop(case, warmup=2, steps=5)
+    assert torch.backends.cudnn.benchmark == before  # the loop's switch does not outlive it
+    assert len(seen) == 7 and record["repeats"] == 5 and record["source"] == Recording.source
+    trainer = make_trainer(case, {}, str(tmp_path))
+    expected = [trainer.feed.next() for _ in range(4)]
+    for i, batch in enumerate(seen):
+        assert batch.keys() == {"A", "B"} and batch is seen[i % 4]  # four batches, reused in turn
+        assert all(torch.equal(batch[k], expected[i % 4][k]) for k in batch)
+    [loop] = built
+    torch.manual_seed(0)
+    assert torch.equal(loop.seed_draw, torch.rand(3)) and loop.benchmark is False
 
 
 def test_peak_table_and_lazy_window():
@@ -254,7 +370,7 @@ def test_peak_table_and_lazy_window():
 
 @pytest.mark.parametrize("args, message", [
     (["--variants", "warp"], "unknown or unavailable variants on cpu: warp"),
-    (["--variants", "bf16"], "unknown or unavailable variants on cpu: bf16"),
+    (["--variants", "tf32"], "unknown or unavailable variants on cpu: tf32"),
     (["--size", "huge"], "unknown --size huge; sizes: embedded, full, smoke"),
     (["--inference-batches", "1,x"], "--inference-batches takes positive integers"),
     (["nosuch"], "unknown architecture 'nosuch'"),

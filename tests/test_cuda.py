@@ -129,17 +129,24 @@ def test_stylegan_resume_on_cuda_restores_path_length_mean(tmp_path):
 
 
 def test_bench_on_cuda_measures_every_variant_and_backend(tmp_path):
-    """The benchmark suite's GPU path: all nine training variants (TF32, cuDNN autotuning, bf16, device-resident
-    data, compile), the CUDA allocator's peak, the compiled and (when installed) CUDA-provider inference backends."""
+    """The benchmark suite's GPU path: all eleven training rows (the reference loop, reference, default, TF32,
+    cuDNN autotuning, bf16, device-resident data, compile...), the CUDA allocator's peak, the compiled and (when
+    installed) CUDA-provider inference backends."""
     from ganzoo.bench import run_case
     from ganzoo.bench.inference import cuda_provider_available
 
+    cuda_switches = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark)
     case = run_case("dcgan", "smoke", torch.device("cuda"), warmup=2, steps=3, repeats=3, inference_batches=[1, 2],
                     echo=lambda line: None)
     variants = case["training"]["variants"]
-    assert list(variants) == ["reference", "tf32", "cudnn-benchmark", "device-data", "fused-adam", "channels_last",
-                              "bf16", "compile", "fast"]
+    assert list(variants) == ["reference-loop", "reference", "default", "tf32", "cudnn-benchmark", "device-data",
+                              "fused-adam", "channels_last", "bf16", "compile", "fast"]
     assert all(r["memory_kind"] == "CUDA allocator peak" and r["peak_memory_bytes"] > 0 for r in variants.values())
+    assert all(r["speedup_vs_reference_loop"] > 0 for r in variants.values())
+    assert variants["default"]["options"]["tf32_matmul"] is True  # `ganzoo train`'s own numerics
+    # the reference loop ran from PyTorch's default switches and set cuDNN autotuning as its script does;
+    # the process's switches are as they were afterwards
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark) == cuda_switches
     backends = case["inference"]["G"]
     expected = {"eager", "compiled", "onnxruntime-cpu"} | ({"onnxruntime-cuda"} if cuda_provider_available() else set())
     assert set(backends) == expected

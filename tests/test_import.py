@@ -1,7 +1,8 @@
 """`ganzoo import`: reference checkpoints written here in the references' own layouts, imported, and shown to
 compute the same functions; then sampled, translated, exported and run through the torch-free runtime.
 
-The reference networks below are minimal copies of the module structure (and so the state-dict key names) of
+The reference networks (in the plugins' reference_loop modules, which the benchmark's reference-loop row trains)
+are minimal copies of the module structure (and so the state-dict key names) of
 junyanz/pytorch-CycleGAN-and-pix2pix models/networks.py (ResnetGenerator, ResnetBlock with padding_type
 'reflect' and no dropout, NLayerDiscriminator, instance norm without affine parameters) and of pytorch/examples
 dcgan/main.py (Generator, Discriminator).
@@ -14,93 +15,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from ganzoo_cyclegan.reference_loop import RefNLayerDiscriminator, RefResnetGenerator
+from ganzoo_dcgan.reference_loop import RefDCGANDiscriminator, RefDCGANGenerator
 from torch import nn
 
 from helpers import ganzoo, image_folder, invoke
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
-
-def _inorm(c):
-    return nn.InstanceNorm2d(c, affine=False, track_running_stats=False)
-
-
-class RefResnetBlock(nn.Module):
-    def __init__(self, dim):
-        super().__init__()
-        self.conv_block = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=True), _inorm(dim),
-                                        nn.ReLU(True), nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=True),
-                                        _inorm(dim))
-
-    def forward(self, x):
-        return x + self.conv_block(x)
-
-
-class RefResnetGenerator(nn.Module):
-    def __init__(self, input_nc, output_nc, ngf, n_blocks):
-        super().__init__()
-        model = [nn.ReflectionPad2d(3), nn.Conv2d(input_nc, ngf, 7, padding=0, bias=True), _inorm(ngf), nn.ReLU(True)]
-        for i in range(2):
-            mult = 2 ** i
-            model += [nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1, bias=True),
-                      _inorm(ngf * mult * 2), nn.ReLU(True)]
-        model += [RefResnetBlock(ngf * 4) for _ in range(n_blocks)]
-        for i in range(2):
-            mult = 2 ** (2 - i)
-            model += [nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 3, stride=2, padding=1, output_padding=1,
-                                         bias=True), _inorm(ngf * mult // 2), nn.ReLU(True)]
-        model += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, 7, padding=0), nn.Tanh()]
-        self.model = nn.Sequential(*model)
-
-    def forward(self, x):
-        return self.model(x)
-
-
-class RefNLayerDiscriminator(nn.Module):
-    def __init__(self, input_nc, ndf, n_layers=3):
-        super().__init__()
-        seq = [nn.Conv2d(input_nc, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
-        mult = 1
-        for n in range(1, n_layers):
-            prev, mult = mult, min(2 ** n, 8)
-            seq += [nn.Conv2d(ndf * prev, ndf * mult, 4, stride=2, padding=1, bias=True), _inorm(ndf * mult),
-                    nn.LeakyReLU(0.2, True)]
-        prev, mult = mult, min(2 ** n_layers, 8)
-        seq += [nn.Conv2d(ndf * prev, ndf * mult, 4, stride=1, padding=1, bias=True), _inorm(ndf * mult),
-                nn.LeakyReLU(0.2, True)]
-        seq += [nn.Conv2d(ndf * mult, 1, 4, stride=1, padding=1)]
-        self.model = nn.Sequential(*seq)
-
-    def forward(self, x):
-        return self.model(x)
-
-
-class RefDCGANGenerator(nn.Module):
-    def __init__(self, nz, ngf, nc):
-        super().__init__()
-        self.main = nn.Sequential(
-            nn.ConvTranspose2d(nz, ngf * 8, 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * 8), nn.ReLU(True),
-            nn.ConvTranspose2d(ngf * 8, ngf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 4), nn.ReLU(True),
-            nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 2), nn.ReLU(True),
-            nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf), nn.ReLU(True),
-            nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False), nn.Tanh())
-
-    def forward(self, z):
-        return self.main(z)
-
-
-class RefDCGANDiscriminator(nn.Module):
-    def __init__(self, ndf, nc):
-        super().__init__()
-        self.main = nn.Sequential(
-            nn.Conv2d(nc, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 2), nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(ndf * 2, ndf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 4), nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(ndf * 4, ndf * 8, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 8), nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(ndf * 8, 1, 4, 1, 0, bias=False), nn.Sigmoid())
-
-    def forward(self, x):
-        return self.main(x).view(-1, 1).squeeze(1)
 
 
 def _randomised(net, seed):

@@ -10,8 +10,8 @@ calls per backend and batch. What a probe cannot see is added by rule:
 ``COMPILE_S`` per torch.compile (variant or backend), and per verified ONNX
 export ``EXPORT_S`` plus ``EXPORT_CALLS`` eager calls at the first batch size
 (exports measured 0.06 to 4.8 s on the 2-core CPU, 15 to 80 calls of their
-generator). Variants and backends are assumed to cost what the reference step
-and the eager call cost, so the estimate is rough (a factor of about two
+generator). Variants (the reference loop too) and backends are assumed to cost
+what the reference step and the eager call cost, so the estimate is rough (a factor of about two
 either way); the line after each case says what the case took against its
 estimate, and what the cases left are estimated at.
 """
@@ -26,7 +26,8 @@ import torch
 
 from .plan import Case
 from .timing import synchronizer
-from .training import REFERENCE, lazy_window, make_trainer
+from ..config import TrainOptions
+from .training import REFERENCE, REFERENCE_LOOP, lazy_window, make_trainer
 
 COMPILE_S = 30.0  # one cold torch.compile: 11 to 43 s measured on the 2-core CPU (docs/benchmarks.md)
 EXPORT_S = 0.2  # one verified ONNX export: a fixed part ...
@@ -108,10 +109,13 @@ def count(case: Case, window: int) -> Count:
     """Exactly what ``measure_case`` will run for this case (see training.run_variant and
     inference.bench_generator, whose loops this mirrors)."""
     work = Count()
-    for options in case.variants.values():
-        work.steps += case.warmup + max(case.steps, window) + window
+    for name, options in case.variants.items():
         work.builds += 1
-        work.compiles += bool(options["compile"])
+        if name == REFERENCE_LOOP:  # warm-up and timed steps only (training.run_reference_loop)
+            work.steps += case.warmup + case.steps
+            continue
+        work.steps += case.warmup + max(case.steps, window) + window
+        work.compiles += bool(options.get("compile", TrainOptions.compile))
     if case.variants:
         work.steps += window * FLOP_COUNTING
     for name in case.arch.generators(case.resolved.config):

@@ -15,7 +15,7 @@ import torch
 from .. import config, registry
 from ..api import SMOKE_PRESET
 from .inference import check_backends, default_backends
-from .training import TrainingCase, variants_for
+from .training import REFERENCE_LOOP, TrainingCase, has_reference_loop, variants_for
 
 SIZES = ("embedded", "full", "smoke")
 
@@ -78,9 +78,12 @@ def plan_case(name: str, size: str, device: torch.device, *, resolution: int | N
     resolved = config.resolve(arch, preset=preset, data=data, sets=sets, flags=flags)
     chosen = (backends or default_backends(device)) if inference else []
     check_backends(chosen, device)
+    planned = variants_for(device, variants) if training else {}
+    if not has_reference_loop(arch):  # no reference-loop row for it
+        planned.pop(REFERENCE_LOOP, None)
     return Case(name=name, size=size, arch=arch, resolved=resolved,
                 training=TrainingCase(arch, sets, data, preset, batch_size, device),
-                variants=variants_for(device, variants) if training else {}, backends=chosen,
+                variants=planned, backends=chosen,
                 batches=inference_batches or ([1, 8, 32, 128] if device.type == "cuda" else [1, 4, 16]),
                 warmup=warmup, steps=steps, repeats=repeats, peak_tflops=peak_tflops)
 

@@ -7,10 +7,18 @@ device every step. Each optimisation is then switched on alone, and all of them
 together ("fast"), in one process, so the ratios compare like with like.
 Every variant trains through the real Trainer on synthetic images shaped as
 the architecture's DataSpec.
+
+Two rows frame them: ``reference-loop``, the training loop of the code base the
+architecture reproduces (``Architecture.reference_loop``: what users would
+otherwise run), timed alike on batches of the same synthetic data; and
+``default``, the Trainer with no options set (what ``ganzoo train ARCH`` runs on
+the device). Every row's ``speedup_vs_reference_loop`` is the ratio users care about.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import math
 import tempfile
 import time
@@ -19,8 +27,9 @@ from dataclasses import dataclass
 import torch
 
 from .. import config
-from ..api import UNPAIRED
+from ..api import UNPAIRED, Architecture
 from ..testing import synthetic_data
+from ..train.feed import make_feed
 from ..train.trainer import Trainer
 from . import machine
 from .timing import PartTimer, noisy_note, peak_memory_bytes, reset_peak_memory, synchronizer, time_calls
@@ -38,22 +47,42 @@ OPTIMISATIONS = {  # name -> what it changes over the reference
 }
 
 CUDA_ONLY = ("tf32", "cudnn-benchmark", "device-data", "bf16")
+REFERENCE_LOOP = "reference-loop"  # the reference code base's own loop: no Trainer, no options
+DEFAULT = "default"  # the Trainer with no options set: TrainOptions as `ganzoo train` resolves them
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 has fast kernels here: on CUDA (checked by the Engine), or a CPU with bf16 instructions
+    (AVX-512 BF16, AMX), which oneDNN uses for bf16 convolutions and matmuls."""
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and torch.backends.mkldnn.is_available() and \
+        bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def variants_for(device: torch.device, names: list[str] | None = None) -> dict[str, dict]:
-    """reference, each optimisation alone, and "fast" (all of them) for this device.
+    """reference-loop, reference, default, each optimisation alone, and "fast" (all of them) for this device.
 
     On the CPU the data already lives where the model runs, so "device-data" is
-    the reference itself, TF32 and cuDNN do not exist, and bf16 autocast has no
-    fast kernels on most CPUs; these are left out there.
+    the reference itself, and TF32 and cuDNN do not exist; these are left out
+    there. bf16 autocast is measured on a CPU with native bf16 instructions
+    (AVX-512 BF16 or AMX), where oneDNN runs bf16 convolutions at up to twice
+    the fp32 rate; on other CPUs it is emulated (slower than fp32) and left out.
+    "reference-loop" and "default" set no options (their dicts are empty);
+    "reference" is always measured, as the other ratios are taken to it.
     """
-    available = [n for n in OPTIMISATIONS if device.type == "cuda" or n not in CUDA_ONLY]
-    chosen = available if names is None else [n for n in names if n not in ("reference", "fast")]
+    available = [n for n in OPTIMISATIONS
+                 if device.type == "cuda" or n not in CUDA_ONLY or (n == "bf16" and native_bf16(device))]
+    framing = (REFERENCE_LOOP, "reference", DEFAULT, "fast")
+    chosen = available if names is None else [n for n in names if n not in framing]
     unknown = [n for n in chosen if n not in available]
     if unknown:
         raise ValueError(f"unknown or unavailable variants on {device.type}: {', '.join(unknown)}; "
-                         f"available: reference, {', '.join(available)}, fast")
-    out = {"reference": dict(REFERENCE)}
+                         f"available: {REFERENCE_LOOP}, reference, {DEFAULT}, {', '.join(available)}, fast")
+    out = {REFERENCE_LOOP: {}} if names is None or REFERENCE_LOOP in names else {}
+    out["reference"] = dict(REFERENCE)
+    if names is None or DEFAULT in names:
+        out[DEFAULT] = {}
     for name in chosen:
         out[name] = {**REFERENCE, **OPTIMISATIONS[name]}
     if names is None or "fast" in names:
@@ -93,15 +122,88 @@ def lazy_window(trainer: Trainer) -> int:
     return window
 
 
-def make_trainer(case: TrainingCase, options: dict, run_dir: str) -> Trainer:
-    """A Trainer for one variant that never logs, samples or checkpoints (the bench steps it by hand)."""
+def resolve_case(case: TrainingCase, options: dict):
+    """The case's config with one variant's options; a run that never logs, samples or checkpoints."""
     flags = {"device": str(case.device), "steps": 10**9, "ema_kimg": 10.0, "log_every": 10**9,
              "sample_every": 10**9, "checkpoint_every": 10**9, **options}
     if case.batch_size:
         flags["batch_size"] = case.batch_size
-    resolved = config.resolve(case.arch, preset=case.preset, data=case.data, sets=case.sets, flags=flags)
-    batch = resolved.config.batch_size
-    return Trainer(case.arch, resolved, synthetic_data(case.arch, resolved.config, n=max(256, 2 * batch)), run_dir)
+    return config.resolve(case.arch, preset=case.preset, data=case.data, sets=case.sets, flags=flags)
+
+
+def case_data(case: TrainingCase, cfg):
+    """The synthetic images every row of a case trains on."""
+    return synthetic_data(case.arch, cfg, n=max(256, 2 * cfg.batch_size))
+
+
+def make_trainer(case: TrainingCase, options: dict, run_dir: str) -> Trainer:
+    """A Trainer for one variant that never logs, samples or checkpoints (the bench steps it by hand)."""
+    resolved = resolve_case(case, options)
+    return Trainer(case.arch, resolved, case_data(case, resolved.config), run_dir)
+
+
+def has_reference_loop(arch) -> bool:
+    """Whether the architecture offers a reference loop (overrides the hook), without building one."""
+    return type(arch).reference_loop is not Architecture.reference_loop
+
+
+@contextlib.contextmanager
+def torch_default_numerics():
+    """PyTorch's own TF32 and cuDNN switches (a fresh process's) while a reference loop is built and run, so it
+    starts where its script starts and sets what its script sets; the switches as before afterwards."""
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    before = (matmul.allow_tf32, cudnn.allow_tf32, cudnn.benchmark)
+    matmul.allow_tf32, cudnn.allow_tf32, cudnn.benchmark = False, True, False
+    try:
+        yield
+    finally:
+        matmul.allow_tf32, cudnn.allow_tf32, cudnn.benchmark = before
+
+
+PREDRAWN_BATCHES = 4  # the reference loop's batches, drawn before timing and reused in turn
+
+
+def run_reference_loop(case: TrainingCase, warmup: int, steps: int) -> dict | None:
+    """Time the architecture's reference loop as ``run_variant`` times a Trainer (warm-up apart, then
+    ``steps`` timed steps, peak memory over them); None when the architecture has none.
+
+    Built with ``torch.manual_seed(0)``; its batches are the trainer's (same synthetic data, feed and seed,
+    so same crops and flips), drawn before timing and placed on the device, as the trainer's data are.
+    """
+    resolved = resolve_case(case, {})
+    cfg = resolved.config
+    sync = synchronizer(case.device)
+    with torch_default_numerics():
+        torch.manual_seed(0)
+        loop = case.arch.reference_loop(cfg, case.device)
+        if loop is None:
+            return None
+        feed = make_feed(case_data(case, cfg), cfg.batch_size, resolved.train.seed, case.device,
+                         case.arch.data_spec(cfg))
+        batches = itertools.cycle([{k: v.to(case.device) for k, v in feed.next().items()}
+                                   for _ in range(PREDRAWN_BATCHES)])
+        del feed
+
+        def step():
+            loop.step(next(batches))
+
+        started = time.perf_counter()
+        for _ in range(warmup):
+            step()
+        sync()
+        warmup_s = time.perf_counter() - started
+        reset_peak_memory(case.device)
+        times = time_calls(step, case.device, repeats=steps, warmup=0)
+        memory = peak_memory_bytes(case.device)
+    return {**times, **_throughput(case, cfg, times["mean_s"]), "warmup_s": warmup_s, "parts_ms": {}, **memory,
+            "options": {}, "source": loop.source, "arithmetic": machine.arithmetic(case.device, "fp32")}
+
+
+def _throughput(case: TrainingCase, cfg, mean: float) -> dict:
+    batch = cfg.batch_size
+    kind = "pairs" if case.arch.data_spec(cfg).kind == UNPAIRED else "images"
+    return {"batch_size": batch, "throughput_unit": f"{kind}/s", "throughput": batch / mean,
+            "s_per_kimg": mean * 1000 / batch}
 
 
 def step_kind(trainer: Trainer):
@@ -115,7 +217,6 @@ def run_variant(case: TrainingCase, options: dict, warmup: int, steps: int, coun
     sync = synchronizer(case.device)
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = make_trainer(case, options, run_dir)
-        batch = trainer.cfg.batch_size
         window = lazy_window(trainer)
         with trainer.engine.numerics():
             started = time.perf_counter()
@@ -133,13 +234,11 @@ def run_variant(case: TrainingCase, options: dict, warmup: int, steps: int, coun
                 trainer.train_step()
             timer.enabled = False
             flops = count_flops_per_step(trainer, window) if count_flops else None
-    mean = times["mean_s"]
-    kind = "pairs" if case.arch.data_spec(trainer.cfg).kind == UNPAIRED else "images"
-    record = {**times, "batch_size": batch, "throughput_unit": f"{kind}/s",
-              "throughput": batch / mean, "s_per_kimg": mean * 1000 / batch, "warmup_s": warmup_s,
+    opts = trainer.opts  # the options as resolved: the default row's are TrainOptions' own
+    record = {**times, **_throughput(case, trainer.cfg, times["mean_s"]), "warmup_s": warmup_s,
               "parts_ms": {part: total / window * 1e3 for part, total in timer.totals.items()},
-              **memory, "options": options,
-              "arithmetic": machine.arithmetic(case.device, options["precision"])}
+              **memory, "options": {key: getattr(opts, key) for key in REFERENCE},
+              "arithmetic": machine.arithmetic(case.device, opts.precision)}
     if flops is not None:
         record["flops_per_step"] = flops
     return record
@@ -147,21 +246,30 @@ def run_variant(case: TrainingCase, options: dict, warmup: int, steps: int, coun
 
 def bench_training(case: TrainingCase, variants: dict[str, dict], warmup: int, steps: int,
                    peak_override: float | None = None, echo=print) -> dict:
-    """Every variant of one case, with ratios to the reference and model-FLOPs utilisation."""
+    """Every variant of one case, with ratios to the reference and to the reference loop, and model-FLOPs
+    utilisation (of the Trainer's rows: the reference loop's work is not counted)."""
     results = {}
     flops = None
     for name, options in variants.items():
-        record = run_variant(case, options, warmup, steps, count_flops=flops is None)
-        flops = record.pop("flops_per_step", flops)
+        if name == REFERENCE_LOOP:
+            record = run_reference_loop(case, warmup, steps)
+            if record is None:  # the architecture has no reference loop: no such row
+                continue
+        else:
+            record = run_variant(case, options, warmup, steps, count_flops=flops is None)
+            flops = record.pop("flops_per_step", flops)
         results[name] = record
         echo(f"  {name:16s} {record['median_s'] * 1e3:9.2f} ms/step (p10 {record['p10_s'] * 1e3:.2f}, "
              f"p90 {record['p90_s'] * 1e3:.2f})  {record['throughput']:9.1f} {record['throughput_unit']}  "
              f"warm-up {record['warmup_s']:.1f} s" + noisy_note(record))
     reference = results["reference"]["mean_s"]
+    loop = results[REFERENCE_LOOP]["mean_s"] if REFERENCE_LOOP in results else None
     name = machine.device_name(case.device)
-    for record in results.values():
+    for variant, record in results.items():
         record["speedup_vs_reference"] = reference / record["mean_s"]
-        record["tflops_per_s"] = flops / record["mean_s"] / 1e12 if flops else None
+        record["speedup_vs_reference_loop"] = loop / record["mean_s"] if loop else None
+        counted = flops and variant != REFERENCE_LOOP
+        record["tflops_per_s"] = flops / record["mean_s"] / 1e12 if counted else None
         peak = machine.peak_tflops(name, record["arithmetic"], peak_override)
         record["peak_tflops"] = peak
         record["mfu"] = record["tflops_per_s"] / peak if peak and record["tflops_per_s"] else None

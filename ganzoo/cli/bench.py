@@ -41,7 +41,8 @@ def _ints(text: str | None, option: str) -> list[int] | None:
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any config key (repeatable).")
 @click.option("--warmup", type=int, default=10, show_default=True, help="Untimed training steps (compilation).")
 @click.option("--steps", type=int, default=30, show_default=True, help="Timed training steps.")
-@click.option("--variants", help="Training variants (default: reference, each optimisation alone, fast).")
+@click.option("--variants", help="Training variants (default: reference-loop, reference, default, each "
+              "optimisation alone, fast).")
 @click.option("--inference-batches", help="Batch sizes for inference throughput (default 1,4,16 on the CPU, "
               "1,8,32,128 on CUDA).")
 @click.option("--repeats", type=int, default=30, show_default=True, help="Timed inference calls at the first batch.")
@@ -89,7 +90,7 @@ def bench(archs, device, sizes, resolution, batch_size, sets, warmup, steps, var
         raise UserError(f"unknown --size {', '.join(bad)}; sizes: {', '.join(SIZES)}")
     if smoke:
         warmup, steps, repeats = min(warmup, 2), min(steps, 3), min(repeats, 3)
-        variants = variants or "reference,fused-adam,channels_last"
+        variants = variants or "reference-loop,reference,default,fused-adam,channels_last"
         backends = backends or "eager,onnxruntime-cpu"
         inference_batches = inference_batches or "1,2"
     torch_device = pick_device(device)

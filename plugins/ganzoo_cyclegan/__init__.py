@@ -149,6 +149,12 @@ class CycleGAN(Architecture):
 
         return import_checkpoint(files)
 
+    def reference_loop(self, cfg, device):
+        """junyanz/pytorch-CycleGAN-and-pix2pix's optimize_parameters (see reference_loop.py)."""
+        from .reference_loop import CycleGANReferenceLoop
+
+        return CycleGANReferenceLoop(cfg, device)
+
     def preview(self, nets, cfg, n, seed, device, real=None):
         """Rows of: real A, A -> B, back to A, real B, B -> A, back to B (the reference's visuals)."""
         from .losses import preview_rows

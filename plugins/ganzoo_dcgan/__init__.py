@@ -90,6 +90,12 @@ class DCGAN(Architecture):
     def generators(self, cfg):
         return {"G": Generator(role="G", inputs=("z",), latents=gaussian_latents(cfg.nz))}
 
+    def reference_loop(self, cfg, device):
+        """pytorch/examples dcgan/main.py's training loop (see reference_loop.py)."""
+        from .reference_loop import DCGANReferenceLoop
+
+        return DCGANReferenceLoop(cfg, device)
+
 
 def _no_grad():
     import torch
