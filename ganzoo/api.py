@@ -262,7 +262,8 @@ class ReferenceLoop:
     would otherwise run. It is built by ``Architecture.reference_loop`` on the
     bench's device and copies the reference's order of work as written there:
     its networks (or ganzoo's where they compute the same function), its
-    optimizer (torch's default Adam, the per-parameter loop), eager fp32, NCHW,
+    optimizer as the script builds it (torch's default Adam: the multi-tensor
+    foreach version on CUDA, the per-parameter loop on the CPU), eager fp32, NCHW,
     its zero_grad/backward/step sequence, its lazy regularisation and EMA.
     What it leaves out is what the reference does outside the timed loop
     (data loading: batches arrive on the device, shaped as the trainer's).

@@ -89,9 +89,14 @@ def test_every_row_is_compared_with_the_reference_loop_and_the_default_is_the_he
         loop = variants.get("reference-loop")
         for r in variants.values():
             assert r["speedup_vs_reference_loop"] == (pytest.approx(loop["mean_s"] / r["mean_s"]) if loop else None)
-        # the default row is the Trainer with nothing set: TrainOptions' own values
+        # the default row is the Trainer with nothing set: TrainOptions' own values, "auto" as it resolved
+        from ganzoo.train.speed_defaults import resolve
+
         defaults = config.TrainOptions()
-        assert variants["default"]["options"] == {key: getattr(defaults, key) for key in REFERENCE}
+        chosen = resolve(name, "cpu", "auto", "auto")
+        expected = {key: getattr(defaults, key) for key in REFERENCE}
+        expected.update(channels_last="on" if chosen.channels_last else "off", optimizer=chosen.optimizer)
+        assert variants["default"]["options"] == expected
         assert variants["default"]["parts_ms"] and variants["default"]["tflops_per_s"] > 0
         section = case_section(case)
         if loop is None:
@@ -366,6 +371,7 @@ def test_peak_table_and_lazy_window():
         phases = [Phase(1), Phase(4), Phase(1), Phase(16), Phase(6)]
 
     assert lazy_window(Trainer()) == 48
+    assert lazy_window(Trainer.phases) == 48
 
 
 @pytest.mark.parametrize("args, message", [

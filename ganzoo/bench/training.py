@@ -114,10 +114,11 @@ def count_flops_per_step(trainer: Trainer, steps: int) -> float:
     return counter.get_total_flops() / steps
 
 
-def lazy_window(trainer: Trainer) -> int:
-    """Steps after which every phase has run its share: the lcm of the phase intervals."""
+def lazy_window(trainer) -> int:
+    """Steps after which every phase has run its share: the lcm of the phase intervals.
+    ``trainer``: anything with ``phases`` (a Trainer), or the list of phases itself."""
     window = 1
-    for phase in trainer.phases:
+    for phase in getattr(trainer, "phases", trainer):
         window = window * phase.interval // math.gcd(window, phase.interval)
     return window
 
@@ -174,12 +175,13 @@ def run_reference_loop(case: TrainingCase, warmup: int, steps: int) -> dict | No
     cfg = resolved.config
     sync = synchronizer(case.device)
     with torch_default_numerics():
+        feed = make_feed(case_data(case, cfg), cfg.batch_size, resolved.train.seed, case.device,
+                         case.arch.data_spec(cfg))
+        cfg = case.arch.fit_to_data(cfg, len(feed))  # as the Trainer trains it (augmentation for small sets)
         torch.manual_seed(0)
         loop = case.arch.reference_loop(cfg, case.device)
         if loop is None:
             return None
-        feed = make_feed(case_data(case, cfg), cfg.batch_size, resolved.train.seed, case.device,
-                         case.arch.data_spec(cfg))
         batches = itertools.cycle([{k: v.to(case.device) for k, v in feed.next().items()}
                                    for _ in range(PREDRAWN_BATCHES)])
         del feed
@@ -193,7 +195,8 @@ def run_reference_loop(case: TrainingCase, warmup: int, steps: int) -> dict | No
         sync()
         warmup_s = time.perf_counter() - started
         reset_peak_memory(case.device)
-        times = time_calls(step, case.device, repeats=steps, warmup=0)
+        window = lazy_window(case.arch.phases(cfg))  # at least one lazy window, as the Trainer's rows
+        times = time_calls(step, case.device, repeats=max(steps, window), warmup=0)
         memory = peak_memory_bytes(case.device)
     return {**times, **_throughput(case, cfg, times["mean_s"]), "warmup_s": warmup_s, "parts_ms": {}, **memory,
             "options": {}, "source": loop.source, "arithmetic": machine.arithmetic(case.device, "fp32")}

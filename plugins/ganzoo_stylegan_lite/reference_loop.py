@@ -14,8 +14,9 @@ no labels), of the order of work of ``training/training_loop.py`` and of
   the loss times ``gain = interval`` backwarded, ``requires_grad_(False)``,
   ``nan_to_num`` on every gradient (nan 0, +-inf +-1e5), ``opt.step()``;
 - Adam as the reference builds it: lr and betas scaled by
-  ``interval / (interval + 1)``, eps 1e-8, torch's per-parameter loop
-  (``foreach=False``, the only Adam of the torch versions it was written for);
+  ``interval / (interval + 1)``, eps 1e-8, torch's default implementation
+  (what the script gets with the torch a user runs today: the multi-tensor
+  foreach Adam on CUDA, the per-parameter loop on the CPU);
 - style mixing as its ``run_G`` (cutoff drawn with ``random_``, the styles
   written in place by slicing, which reads the cutoff on the host); path
   length on batch // pl_batch_shrink, R1 through ``autograd.grad`` of the real
@@ -167,7 +168,7 @@ def lazy_adam(params, cfg, interval: int) -> torch.optim.Adam:
     """The reference's optimizer for a lazily regularised module: lr * mb_ratio, betas ** mb_ratio."""
     mb_ratio = interval / (interval + 1)
     return torch.optim.Adam(params, lr=cfg.lr * mb_ratio, betas=[beta**mb_ratio for beta in (cfg.beta1, cfg.beta2)],
-                            eps=1e-8, foreach=False, fused=False)
+                            eps=1e-8)
 
 
 class StyleGAN2ADALoop(ReferenceLoop):
