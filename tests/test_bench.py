@@ -79,10 +79,11 @@ def test_every_row_is_compared_with_the_reference_loop_and_the_default_is_the_he
     """The ratio users care about: ganzoo against the code they would otherwise run, in every row, and
     the default settings' ratio stated above each table."""
     out, record, cases, _ = smoke
-    assert {"dcgan", "cyclegan"} <= {name for name, case in cases.items()
+    assert {"dcgan", "cyclegan", "stylegan-lite"} <= {name for name, case in cases.items()
                                      if "reference-loop" in case["training"]["variants"]}
     sources = {"dcgan": "pytorch/examples dcgan/main.py",
-               "cyclegan": "junyanz/pytorch-CycleGAN-and-pix2pix models/cycle_gan_model.py"}
+               "cyclegan": "junyanz/pytorch-CycleGAN-and-pix2pix models/cycle_gan_model.py",
+               "stylegan-lite": "NVlabs/stylegan2-ada-pytorch training/training_loop.py, training/loss.py"}
     tables = (out / "r.md").read_text()
     for name, case in cases.items():
         variants = case["training"]["variants"]
