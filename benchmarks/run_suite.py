@@ -26,6 +26,8 @@ def main():
     parser.add_argument("--device", default="auto")
     parser.add_argument("--only", help="run only the entries that include this architecture")
     parser.add_argument("--peak-tflops", type=float)
+    parser.add_argument("--results", type=Path, default=HERE / "results",
+                        help="folder for DEVICE-suite.json and .md (default benchmarks/results)")
     args = parser.parse_args()
     device = pick_device(args.device)
     suite = json.loads((HERE / "suite.json").read_text())["cuda" if device.type == "cuda" else "cpu"]
@@ -35,8 +37,8 @@ def main():
     name = machine.slug(record["machine"]["device"])
 
     def save():  # after every case, so a long suite that is stopped keeps what it measured
-        write_json(HERE / "results" / f"{name}-suite.json", record)
-        atomic_write(HERE / "results" / f"{name}-suite.md", lambda f: f.write(markdown(record)), mode="w")
+        write_json(args.results / f"{name}-suite.json", record)
+        atomic_write(args.results / f"{name}-suite.md", lambda f: f.write(markdown(record)), mode="w")
 
     for arch, entry in entries:
         entry.pop("archs")
@@ -46,7 +48,7 @@ def main():
     record["complete"] = True
     save()
     plot = speedup_plot([record], HERE.parent / "docs" / "images" / f"bench-{name}.png")
-    print(f"results: {HERE / 'results' / f'{name}-suite.json'} (.md), plot: {plot}")
+    print(f"results: {args.results / f'{name}-suite.json'} (.md), plot: {plot}")
 
 
 if __name__ == "__main__":
