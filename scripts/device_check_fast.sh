@@ -23,7 +23,7 @@ nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
   2>&1 | tee "$OUT/torch.txt"
 
 timeout 300 "$PYTHON" -m pytest -q -p no:cacheprovider -m cuda -rs \
-  tests/test_cuda_sync.py tests/test_cuda.py tests/test_stylegan_reference_loop.py tests/test_reference_loops.py \
+  tests/test_cuda_sync.py tests/test_cuda.py tests/test_stylegan_reference_loop.py \
   2>&1 | tee "$OUT/pytest-cuda.txt"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 

@@ -19,7 +19,7 @@ from ganzoo import config, registry
 from ganzoo.testing import synthetic_data
 from ganzoo.train.trainer import Trainer
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ganzoo-wgan-gp"
 FAST = {"device": "cuda", "optimizer": "fused", "channels_last": "on", "precision": "bf16"}

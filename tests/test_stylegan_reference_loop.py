@@ -167,6 +167,7 @@ def test_non_finite_gradient_entries_become_finite_before_the_step():
     assert not torch.equal(weight, before)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_the_loop_trains_on_cuda():
     torch.manual_seed(0)
