@@ -206,7 +206,7 @@ def test_smoke_times_the_trainer_against_a_bare_loop(smoke):
         loops = section["loops"]
         assert list(loops) == ["trainer", "trainer-no-ema", "bare"] and section["ema_kimg"] > 0
         assert section["ratio"] == pytest.approx(loops["trainer"]["median_s"] / loops["bare"]["median_s"])
-        assert all(len(row["block_mean_s"]) == section["rounds"] >= 3 for row in loops.values())
+        assert all(len(row["block_mean_s"]) == section["rounds"] >= 2 for row in loops.values())
     assert cases["stylegan-lite"]["host_overhead"]["block_steps"] == 16  # whole lazy windows: R1 every 16 steps
     assert stdout.count("  host overhead: trainer ") == 3 and "| trainer-no-ema |" in markdown(record)
 

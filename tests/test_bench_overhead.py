@@ -86,14 +86,14 @@ def test_the_ema_averages_a_buffer_the_network_reassigned():
 def test_host_overhead_records_each_loop_and_the_ratios(tmp_path):
     out = tmp_path / "r.json"
     result = invoke("bench", "dcgan", "--size", "smoke", "--device", "cpu", "--no-training", "--no-inference",
-                    "--host-overhead", "--warmup", "1", "--steps", "2", "--json", out, "--markdown", tmp_path / "r.md")
+                    "--host-overhead", "--warmup", "1", "--steps", "17", "--json", out, "--markdown", tmp_path / "r.md")
     assert result.exit_code == 0, result.output
     record = json.loads(out.read_text())
     [case] = record["cases"]
     assert "training" not in case and "inference" not in case
     section = case["host_overhead"]
     assert list(section["loops"]) == list(LOOPS) == ["trainer", "trainer-no-ema", "bare"]
-    assert section["block_steps"] == 2 and section["rounds"] == 3 and section["warmup"] == 1
+    assert section["block_steps"] == 8 and section["rounds"] == 3 and section["warmup"] == 1  # 17 steps: 3 blocks
     assert section["threads"] == torch.get_num_threads() and section["ema_kimg"] == 10.0  # the default: EMA on
     for row in section["loops"].values():
         assert len(row["block_mean_s"]) == 3 and all(s > 0 for s in row["block_mean_s"])

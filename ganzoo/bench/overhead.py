@@ -44,9 +44,12 @@ def _resolved(case: TrainingCase, ema_kimg: float | None):
 
 
 def blocks(window: int, steps: int) -> tuple[int, int]:
-    """(steps per block, blocks per loop): whole lazy windows, at least 3 blocks, at least ``steps`` steps."""
+    """(steps per block, blocks per loop): whole lazy windows, at least 2 blocks, at least ``steps`` steps.
+
+    A spread (and the noisy flag) needs 3 blocks or more: ask for more steps than two blocks hold.
+    """
     block = window * max(1, math.ceil(min(MIN_BLOCK_STEPS, steps) / window))
-    return block, max(3, math.ceil(steps / block))
+    return block, max(2, math.ceil(steps / block))
 
 
 def measure_overhead(case: TrainingCase, warmup: int, steps: int, echo=print) -> dict:

@@ -72,8 +72,7 @@ class SkipCounter:
         count = (self.count[phase] + hit) * hit
         self.count[phase] = count
         reached = self.reached[phase]
-        self.reached[phase] = torch.where((reached < 0) & (count >= self.limit), torch.full_like(reached, step),
-                                          reached)
+        self.reached[phase] = torch.where((reached < 0) & (count >= self.limit), step, reached)
 
     def diverged(self) -> tuple[str, int, int] | None:
         """(phase, step at which it reached the limit, its consecutive skips now) or None; one read from the device."""

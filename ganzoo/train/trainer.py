@@ -386,7 +386,7 @@ class Trainer:
         """
         loss = loss.detach().float().reshape(())
         finite = torch.isfinite(loss)
-        self._add(f"loss/{name}", torch.where(finite, loss, torch.zeros_like(loss)))
+        self._add(f"loss/{name}", torch.where(finite, loss, 0.0))
         self._add(f"{_KEPT}{name}", finite.float())
         self._add(f"nonfinite/{name}", found)
 
