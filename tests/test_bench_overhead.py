@@ -6,7 +6,6 @@ Speeds are never asserted, only the record's fields.
 """
 
 import json
-import tempfile
 
 import pytest
 import torch
