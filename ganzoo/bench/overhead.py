@@ -5,7 +5,8 @@ Trainer with the default options (EMA on), the Trainer with the EMA off, and
 the bare loop (ganzoo.bench.bare_loop: same networks, phases, losses and
 optimizers; no guard, no logging, no EMA), all on the same config and data.
 After a warm-up they run interleaved in blocks (trainer, trainer without EMA,
-bare, trainer, ...) so a machine that drifts slows all three alike. A block is
+bare, then trainer without EMA, bare, trainer, ...: each first in turn) so a
+machine that drifts slows all three alike. A block is
 a whole number of lazy-regularisation windows, so every block does the same
 work; a loop's ms/step is the median over its blocks of the block's mean step.
 The ratios trainer/bare say what the trainer adds on the host (on a CPU, the
@@ -69,8 +70,9 @@ def measure_overhead(case: TrainingCase, warmup: int, steps: int, echo=print) ->
                 for _ in range(warmup):
                     loop.train_step()
             sync()
-            for _ in range(rounds):
-                for name, loop in loops.items():
+            for i in range(rounds):
+                for name in LOOPS[i % len(LOOPS):] + LOOPS[:i % len(LOOPS)]:  # each loop first in turn
+                    loop = loops[name]
                     start, start_cpu = time.perf_counter(), time.process_time()
                     for _ in range(block):
                         loop.train_step()
