@@ -240,6 +240,19 @@ def test_the_step_is_split_into_its_parts(smoke):
     assert all(v > 0 for v in parts.values())
 
 
+def test_smoke_times_the_trainer_against_a_bare_loop(smoke):
+    """--smoke includes the host-overhead section, so CI runs it: its fields, never its speeds."""
+    _, record, cases, stdout = smoke
+    for case in cases.values():
+        section = case["host_overhead"]
+        loops = section["loops"]
+        assert list(loops) == ["trainer", "trainer-no-ema", "bare"] and section["ema_kimg"] > 0
+        assert section["ratio"] == pytest.approx(loops["trainer"]["median_s"] / loops["bare"]["median_s"])
+        assert all(len(row["block_mean_s"]) == section["rounds"] >= 2 for row in loops.values())
+    assert cases["stylegan-lite"]["host_overhead"]["block_steps"] == 16  # whole lazy windows: R1 every 16 steps
+    assert stdout.count("  host overhead: trainer ") == 3 and "| trainer-no-ema |" in markdown(record)
+
+
 def test_flops_per_step_cover_forward_and_backward_of_both_networks(smoke):
     """Counted FLOPs of a DCGAN step are at least three forward passes of G and two of D (G's phase and
     D's phase each run forward and backward), and not absurdly more."""

@@ -22,6 +22,7 @@ from .. import registry
 from . import machine, report
 from ..train.loggers import duration
 from .estimate import count, probe
+from .overhead import measure_overhead
 from .inference import bench_generator, cuda_provider_available, default_backends  # noqa: F401 (re-exported)
 from .plan import SIZES, Case, case_settings, plan_case  # noqa: F401 (re-exported)
 from .training import bench_training
@@ -38,6 +39,8 @@ def measure_case(case: Case, device: torch.device, echo=print, prefix: str = "")
     if case.variants:
         record["training"] = bench_training(case.training, case.variants, case.warmup, case.steps,
                                             case.peak_tflops, echo)
+    if case.host_overhead:
+        record["host_overhead"] = measure_overhead(case.training, case.warmup, case.steps, echo)
     if case.backends:
         torch.manual_seed(0)
         nets = case.arch.build(resolved.config)
@@ -79,7 +82,9 @@ def describe_plan(cases: list[Case], device: torch.device) -> str:
                 f"{first.steps} timed steps, at least one lazy window)" if first.variants else "no training")
     inference = (f"inference {', '.join(first.backends)} at batches {','.join(map(str, first.batches))}"
                  if first.backends else "no inference")
-    return f"plan: {_cases(len(cases))} ({', '.join(c.title for c in cases)}) on {device.type}; {training}; {inference}"
+    overhead = "; host overhead (trainer, trainer without EMA, bare loop)" if first.host_overhead else ""
+    return (f"plan: {_cases(len(cases))} ({', '.join(c.title for c in cases)}) on {device.type}; {training}; "
+            f"{inference}{overhead}")
 
 
 def run_suite(cases: list[Case], device: torch.device, record: dict | None = None, echo=print,

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .overhead import LOOPS, blocks as overhead_blocks
 from .plan import Case
 from .timing import synchronizer
 from ..config import TrainOptions
@@ -49,7 +50,7 @@ def probe(case: Case, device: torch.device) -> Probe:
     started = time.perf_counter()
     sync = synchronizer(device)
     found = Probe()
-    if case.variants:
+    if case.variants or case.host_overhead:
         with tempfile.TemporaryDirectory() as first_dir:
             make_trainer(case.training, dict(REFERENCE), first_dir)  # one-off costs, untimed
         with tempfile.TemporaryDirectory() as run_dir:
@@ -118,6 +119,10 @@ def count(case: Case, window: int) -> Count:
         work.compiles += bool(options.get("compile", TrainOptions.compile))
     if case.variants:
         work.steps += window * FLOP_COUNTING
+    if case.host_overhead:  # three loops (see overhead.measure_overhead), each warmed up then timed in blocks
+        block, rounds = overhead_blocks(window, case.steps)
+        work.steps += len(LOOPS) * (case.warmup + block * rounds)
+        work.builds += len(LOOPS)
     for name in case.arch.generators(case.resolved.config):
         if any(b.startswith("onnxruntime") for b in case.backends):
             work.exports += 1

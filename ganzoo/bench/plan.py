@@ -55,6 +55,7 @@ class Case:
     steps: int
     repeats: int
     peak_tflops: float | None
+    host_overhead: bool = False  # also time the Trainer against a bare loop (ganzoo.bench.overhead)
 
     @property
     def label(self) -> str:
@@ -70,7 +71,7 @@ def plan_case(name: str, size: str, device: torch.device, *, resolution: int | N
               batch_size: int | None = None, sets: dict | None = None, warmup: int = 10, steps: int = 30,
               variants: list[str] | None = None, training: bool = True, inference: bool = True,
               inference_batches: list[int] | None = None, repeats: int = 30, backends: list[str] | None = None,
-              peak_tflops: float | None = None) -> Case:
+              peak_tflops: float | None = None, host_overhead: bool = False) -> Case:
     """The case, every option checked (a ValueError names a bad one); nothing is built or measured."""
     arch = registry.get(name)
     data, preset, sets = case_settings(arch, size, resolution, dict(sets or {}))
@@ -85,7 +86,7 @@ def plan_case(name: str, size: str, device: torch.device, *, resolution: int | N
                 training=TrainingCase(arch, sets, data, preset, batch_size, device),
                 variants=planned, backends=chosen,
                 batches=inference_batches or ([1, 8, 32, 128] if device.type == "cuda" else [1, 4, 16]),
-                warmup=warmup, steps=steps, repeats=repeats, peak_tflops=peak_tflops)
+                warmup=warmup, steps=steps, repeats=repeats, peak_tflops=peak_tflops, host_overhead=host_overhead)
 
 
 EVAL_RESOLUTIONS = {"32x32x1": (32, 1), "256x256x3": (256, 3)}  # the embedded data; a full-size RGB image

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .overhead import overhead_table
 from .timing import BUSY, NOISY_SPREAD
 
 
@@ -30,6 +31,8 @@ def noisy_measurements(case: dict) -> list[str]:
     """The measurements of a case whose like calls spread more than NOISY_SPREAD."""
     found = [f"training {name}" for name, r in (case.get("training") or {}).get("variants", {}).items()
              if r.get("noisy")]
+    found += [f"host overhead {name}" for name, r in (case.get("host_overhead") or {}).get("loops", {}).items()
+              if r.get("noisy")]
     for generator, backends in (case.get("inference") or {}).items():
         for backend, r in backends.items():
             found += [f"inference {generator} {backend} batch {b}" for b, row in r["batches"].items()
@@ -116,6 +119,8 @@ def case_section(case: dict) -> str:
         out += [f"Training, {case['steps']} timed steps after {case['warmup']} warm-up; "
                 f"{flops / 1e9:,.2f} GFLOP per step (torch.utils.flop_counter)." if flops else "Training.", "",
                 *default_vs_reference_loop(case["training"]["variants"]), training_table(case), ""]
+    if case.get("host_overhead"):
+        out += [overhead_table(case["host_overhead"]), ""]
     if case.get("inference"):
         out += ["Inference:", "", inference_table(case)]
     noisy = noisy_measurements(case)

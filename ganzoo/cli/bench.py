@@ -60,6 +60,9 @@ def _ints(text: str | None, option: str) -> list[int] | None:
               "and resolution for --eval.")
 @click.option("--eval-n", type=int, help="Images in each set of the FD pairs for --eval (default 200 on the CPU, "
               "2000 on CUDA; at most 5000).")
+@click.option("--host-overhead", is_flag=True, help="Also time the Trainer (EMA on, and off) against a bare loop of "
+              "the same networks, phases and losses: the trainer's own per-step cost. Interleaved blocks of at "
+              "least --steps steps each, after --warmup. On with --smoke.")
 @click.option("--smoke", is_flag=True, help="Tiny configs, few steps, no compilation: checks the suite end to end.")
 @click.option("--peak-tflops", type=float, help="The device's peak TFLOP/s for model-FLOPs utilisation.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path),
@@ -68,8 +71,8 @@ def _ints(text: str | None, option: str) -> list[int] | None:
               help="Write the tables as markdown, after every case.")
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path), help="Write the speed-up plot (PNG).")
 def bench(archs, device, sizes, resolution, batch_size, sets, warmup, steps, variants, inference_batches, repeats,
-          backends, training, inference, eval_, extractors, eval_precisions, eval_batch, eval_repeats, eval_n, smoke,
-          peak_tflops, json_path, markdown_path, plot_path):
+          backends, training, inference, eval_, extractors, eval_precisions, eval_batch, eval_repeats, eval_n,
+          host_overhead, smoke, peak_tflops, json_path, markdown_path, plot_path):
     """Training and inference speed of ARCHS (default: every registered architecture) on this machine."""
     from .. import config as config_mod
     from .. import registry
@@ -93,14 +96,16 @@ def bench(archs, device, sizes, resolution, batch_size, sets, warmup, steps, var
         variants = variants or "reference-loop,reference,default,fused-adam,channels_last"
         backends = backends or "eager,onnxruntime-cpu"
         inference_batches = inference_batches or "1,2"
+        host_overhead = True
     torch_device = pick_device(device)
     eval_plan = _eval_plan(torch_device, eval_, smoke, extractors, eval_precisions, eval_batch, eval_repeats, eval_n)
     options = dict(resolution=resolution, batch_size=batch_size, sets=config_mod.split_assignments(list(sets)),
                    warmup=warmup, steps=steps, training=training, inference=inference,
                    variants=variants.split(",") if variants else None,
                    inference_batches=_ints(inference_batches, "--inference-batches"), repeats=repeats,
-                   backends=backends.split(",") if backends else None, peak_tflops=peak_tflops)
-    architectures = training or inference or eval_plan is None  # --eval alone measures feature extraction only
+                   backends=backends.split(",") if backends else None, peak_tflops=peak_tflops,
+                   host_overhead=host_overhead)
+    architectures = training or inference or host_overhead or eval_plan is None  # --eval alone: extraction only
     try:
         cases = plan_suite(list(archs) or None, size_list, torch_device, **options) if architectures else []
     except ValueError as exc:  # an unknown variant or backend

@@ -3,11 +3,18 @@
 The half-life is given in images (ema_kimg), ramped up early in training
 (half-life at most ema_rampup x images seen). Floating buffers (batch-norm
 running statistics) are averaged with the weights so that they match them.
+
+An update runs every step, so it does not walk the module tree each time
+(named_parameters recurses with prefixes and memo sets, which cost small
+networks more than the lerp itself): each network's submodules are listed once,
+and their parameter and buffer dicts are read at every update, so a buffer a
+network reassigns is still the one averaged.
 """
 
 from __future__ import annotations
 
 import copy
+import weakref
 
 import torch
 from torch import nn
@@ -29,7 +36,7 @@ def ema_beta(batch_size: int, images_seen: int, ema_kimg: float, ema_rampup: flo
 @torch.no_grad()
 def update_ema(ema: nn.Module, live: nn.Module, beta: float) -> None:
     ema_floats, live_floats, ema_other, live_other = [], [], [], []
-    for (_, e), (_, x) in zip(_tensors(ema), _tensors(live)):
+    for e, x in zip(_tensors(ema), _tensors(live)):
         (ema_floats if e.is_floating_point() else ema_other).append(e)
         (live_floats if e.is_floating_point() else live_other).append(x)
     if ema_floats:
@@ -38,6 +45,23 @@ def update_ema(ema: nn.Module, live: nn.Module, beta: float) -> None:
         e.copy_(x)
 
 
+_SUBMODULES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _submodules(module: nn.Module) -> list[nn.Module]:
+    """The module and its descendants in named_modules' order, listed once per module."""
+    found = _SUBMODULES.get(module)
+    if found is None:
+        found = _SUBMODULES[module] = list(module.modules())
+    return found
+
+
 def _tensors(module: nn.Module):
-    yield from module.named_parameters()
-    yield from module.named_buffers()
+    """What named_parameters() then named_buffers() yield (tensors only, each once), from the dicts as they are now."""
+    for kind in ("_parameters", "_buffers"):
+        seen = set()
+        for m in _submodules(module):
+            for t in getattr(m, kind).values():
+                if t is not None and id(t) not in seen:
+                    seen.add(id(t))
+                    yield t

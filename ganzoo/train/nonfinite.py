@@ -73,8 +73,7 @@ class SkipCounter:
         count = (self.count[phase] + hit) * hit
         self.count[phase] = count
         reached = self.reached[phase]
-        self.reached[phase] = torch.where((reached < 0) & (count >= self.limit), torch.full_like(reached, step),
-                                          reached)
+        self.reached[phase] = torch.where((reached < 0) & (count >= self.limit), step, reached)
 
     def stacked(self) -> torch.Tensor:
         """Every phase's (reached, count), flat in phase order, on the device: read later by :meth:`decide`."""

@@ -30,6 +30,7 @@ from .ema import ema_beta, make_ema, update_ema
 from .engine import Engine
 from .evaluation import TrainingEval
 from .feed import make_feed
+from .grad_switch import GradSwitch
 from .host_reads import permitted
 from .metrics_buffer import KEPT as _KEPT, MetricsBuffer, interval_values
 from .nonfinite import SkipCounter, rollback_seed
@@ -179,6 +180,7 @@ class Trainer:
             self.init_notes = load_initial(self.nets, self.ema, init)
         self.optimizers = self._make_optimizers()
         self.runnable = {role: self.engine.compiled(m) for role, m in self.nets.items()}
+        self.grad_switch = GradSwitch(self.nets)  # which networks a phase trains, without walking them each time
         if self.opts.epochs > 0:  # a length in epochs becomes steps once the data's size is known
             self.opts = replace(self.opts, steps=math.ceil(self.opts.epochs * self.feed.steps_per_epoch))
         self.schedulers = self._make_schedulers()
@@ -394,23 +396,24 @@ class Trainer:
         """
         loss = loss.detach().float().reshape(())
         finite = torch.isfinite(loss)
-        self._add(f"loss/{name}", torch.where(finite, loss, torch.zeros_like(loss)))
+        self._add(f"loss/{name}", torch.where(finite, loss, 0.0))
         self._add(f"{_KEPT}{name}", finite.float())
         self._add(f"nonfinite/{name}", found)
 
     def _run_phase(self, phase: Phase, batch: dict, ctx: LossContext) -> None:
         opt, _ = self.optimizers[phase.trains]
-        for role, module in self.nets.items():
-            module.requires_grad_(role in phase.trains)
+        self.grad_switch.train_only(phase.trains)
         opt.zero_grad(set_to_none=True)
         nets = self.nets if phase.eager else self.runnable
         with self.engine.autocast(eager=phase.eager):
             loss = self.arch.loss(phase, nets, batch, ctx)
         # Backward always runs and the step is skipped on the device when anything is non-finite: no host
         # sync here, and every rank decides from the same averaged gradients (ganzoo.train.nonfinite).
-        params = [p for group in opt.param_groups for p in group["params"]]
-        found = self.engine.backward_and_step(loss, opt, phase.eager,
-                                              reduce=lambda flag: self.world.average_gradients(params, flag))
+        reduce = None
+        if self.world.distributed:
+            params = [p for group in opt.param_groups for p in group["params"]]
+            reduce = lambda flag: self.world.average_gradients(params, flag)  # noqa: E731
+        found = self.engine.backward_and_step(loss, opt, phase.eager, reduce=reduce)
         self.nonfinite.add(phase.name, found, self.step)
         self._log_phase(phase.name, loss, found)
 
@@ -424,8 +427,7 @@ class Trainer:
             if self.step % phase.interval == 0:
                 with self.timing(phase.name):
                     self._run_phase(phase, batch, ctx)
-        for module in self.nets.values():
-            module.requires_grad_(True)
+        self.grad_switch.all_on()
         for scheduler in self.schedulers.values():
             scheduler.step()
         self.world.average_buffers(self.nets.values())  # buffers a forward moved by its rank's slice alone
