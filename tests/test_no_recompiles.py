@@ -64,3 +64,23 @@ def test_the_count_sees_a_recompile():
     changed = snapshot()
     reset()
     assert first["frames"] == 1 and changed["recompiles"] == 1 and changed["frames"] == 2
+
+
+@pytest.mark.slow
+def test_every_compiled_bench_variant_compiles_afresh_and_never_reaches_the_limit():
+    """A bench process builds a Trainer per variant and case: dynamo's cache, keyed on the networks' code,
+    would fill across them and run the later ones eagerly past recompile_limit. Each compiled variant starts
+    from a fresh compiler, so none is refused, and each compiles its networks itself."""
+    from ganzoo.bench.training import REFERENCE, TrainingCase, run_variant
+
+    reset()
+    arch = registry.get("dcgan")
+    for resolution in (32, 64):  # what a suite run does: cases of several sizes, variants of several states
+        case = TrainingCase(arch, {"resolution": resolution}, None, "smoke", None, torch.device("cpu"))
+        for layout in ("off", "on"):
+            for precision in ("fp32", "bf16"):
+                options = {**REFERENCE, "compile": True, "channels_last": layout, "precision": precision}
+                run_variant(case, options, warmup=1, steps=1)
+                counts = snapshot()
+                assert counts["limit_hits"] == 0, (resolution, layout, precision, counts)
+                assert counts["frames"] >= 2  # this variant's own compiles: dynamo was reset before it

@@ -35,6 +35,10 @@ class _Backend:
 class _Torch(_Backend):
     def __init__(self, net, spec, device, compiled: bool):
         self.name = "compiled" if compiled else "eager"
+        if compiled:
+            from .training import fresh_compiler
+
+            fresh_compiler()  # a generator class shared by several generators or cases would reach the limit
         self.net, self.spec, self.device = (torch.compile(net) if compiled else net), spec, device
 
     def prepare(self, inputs):

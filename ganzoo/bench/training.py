@@ -143,6 +143,19 @@ def make_trainer(case: TrainingCase, options: dict, run_dir: str) -> Trainer:
     return Trainer(case.arch, resolved, case_data(case, resolved.config), run_dir)
 
 
+def fresh_compiler() -> None:
+    """Forget every compiled graph, as a fresh process would have none.
+
+    Dynamo keys its cache on a function's code, and guards on the module it was called with: every
+    Trainer a bench process builds adds entries to the same networks' ``forward``. After 8 (its
+    recompile_limit) it runs that function eagerly for the rest of the process, so without a reset the
+    later cases' compiled rows measured eager code (seen for CycleGAN at 128x128 in the CPU suite).
+    """
+    import torch._dynamo
+
+    torch._dynamo.reset()
+
+
 def has_reference_loop(arch) -> bool:
     """Whether the architecture offers a reference loop (overrides the hook), without building one."""
     return type(arch).reference_loop is not Architecture.reference_loop
@@ -218,6 +231,8 @@ def run_variant(case: TrainingCase, options: dict, warmup: int, steps: int, coun
     """Time one variant: warm-up (compilation included) apart, then ``steps`` timed steps, then the
     per-part split on a few more steps, peak memory over the timed steps, FLOPs if asked."""
     sync = synchronizer(case.device)
+    if options.get("compile"):
+        fresh_compiler()
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = make_trainer(case, options, run_dir)
         window = lazy_window(trainer)

@@ -74,10 +74,7 @@ def resolve(arch_name: str | None, device_type: str, channels_last: str, optimiz
 
 # -- choosing, from measurements ---------------------------------------------------------------
 
-CHOICES = {  # setting -> (suite variant that turns it on alone, value when it wins, value when it loses)
-    "channels_last": ("channels_last", "on", "off"),
-    "optimizer": ("fused-adam", "fused", "plain"),
-}
+CUDA_ONLY = ("tf32_matmul", "tf32_conv", "cudnn_benchmark", "data_on_device")  # inert on a CPU
 
 
 def _geomean(values: list[float]) -> float:
@@ -87,32 +84,56 @@ def _geomean(values: list[float]) -> float:
     return product ** (1 / len(values))
 
 
+def _settings(options: dict, reference: dict, device_type: str) -> tuple[str, str] | None:
+    """(channels_last, optimizer) of a row that differs from the reference in those two alone (else None).
+
+    Precision and compilation change what is computed or are chosen by the user, so such rows never
+    decide; on a CPU the CUDA-only switches do nothing, so the default row counts there too.
+    """
+    for key, value in reference.items():
+        if key in SETTINGS or (device_type != "cuda" and key in CUDA_ONLY):
+            continue
+        if options.get(key) != value:
+            return None
+    return options.get("channels_last"), options.get("optimizer")
+
+
 def choose(records: list[dict]) -> dict:
     """The measured table from suite records (``benchmarks/run_suite.py`` / ``ganzoo bench --json``).
 
-    Per device type and architecture, each setting is on when the suite variant that turns it on alone ran
-    faster than the reference over that architecture's cases (the geometric mean of its speed-ups, so every
-    size counts alike). The speed-ups are kept as evidence, with the record they came from.
+    Per device type and architecture, every row that differs from the reference only in channels_last and
+    the optimizer (reference, fused-adam, channels_last, and the default on a CPU) is one measured
+    combination; the fastest combination over that architecture's cases wins (the geometric mean of its
+    speed-ups over the reference, so every size counts alike), among those measured in every case. Effects
+    interact (fused Adam alone can lose where it wins beside channels_last), so combinations are compared,
+    not each setting alone. The speed-ups are kept as evidence, with the record they came from.
     """
     table: dict = {}
     for record in records:
         machine = record["machine"]
-        device = table.setdefault(machine["device_type"], {"measured_on": machine["device"], "sources": [],
-                                                           "architectures": {}})
+        device_type = machine["device_type"]
+        device = table.setdefault(device_type, {"measured_on": machine["device"], "sources": [],
+                                                "architectures": {}})
         device["sources"].append(f"{machine['device']}, torch {machine['torch']}, commit "
                                  f"{(machine.get('commit') or '?')[:10]}, {machine['date']}")
-        speedups: dict[str, dict[str, list]] = {}
+        found: dict[str, dict[tuple, dict[str, float]]] = {}
+        cases: dict[str, set[str]] = {}
         for case in record["cases"]:
             variants = case.get("training", {}).get("variants", {})
-            for key, (variant, _, _) in CHOICES.items():
-                if variant in variants and "reference" in variants:
-                    ratio = variants["reference"]["mean_s"] / variants[variant]["mean_s"]
-                    speedups.setdefault(case["arch"], {}).setdefault(key, []).append(
-                        (f"{case['data']} batch {case['batch_size']}", round(ratio, 3)))
-        for arch, found in speedups.items():
-            entry = device["architectures"].setdefault(arch, {"evidence": {}})
-            for key, measured in found.items():
-                variant, on, off = CHOICES[key]
-                entry[key] = on if _geomean([ratio for _, ratio in measured]) > 1.0 else off
-                entry["evidence"][key] = {f"{variant} vs reference, {case}": ratio for case, ratio in measured}
+            if "reference" not in variants:
+                continue
+            label = f"{case['data']} batch {case['batch_size']}"
+            cases.setdefault(case["arch"], set()).add(label)
+            reference = variants["reference"]
+            for row in variants.values():
+                pair = _settings(row.get("options", {}), reference["options"], device_type)
+                if pair is not None:
+                    found.setdefault(case["arch"], {}).setdefault(pair, {})[label] = round(
+                        reference["mean_s"] / row["mean_s"], 3)
+        for arch, pairs in found.items():
+            complete = {pair: ratios for pair, ratios in pairs.items() if set(ratios) == cases[arch]}
+            best = max(complete, key=lambda pair: _geomean(list(complete[pair].values())))
+            device["architectures"][arch] = {
+                "channels_last": best[0], "optimizer": best[1],
+                "evidence": {f"channels_last={c}, optimizer={o}": ratios for (c, o), ratios in complete.items()}}
     return table
