@@ -177,31 +177,36 @@ def torch_default_numerics():
 PREDRAWN_BATCHES = 4  # the reference loop's batches, drawn before timing and reused in turn
 
 
-def run_reference_loop(case: TrainingCase, warmup: int, steps: int) -> dict | None:
-    """Time the architecture's reference loop as ``run_variant`` times a Trainer (warm-up apart, then
-    ``steps`` timed steps, peak memory over them); None when the architecture has none.
+def reference_loop_stepper(case: TrainingCase):
+    """(one reference-loop iteration as a call, the loop, its config), or None when the architecture has none.
 
-    Built with ``torch.manual_seed(0)``; its batches are the trainer's (same synthetic data, feed and seed,
-    so same crops and flips), drawn before timing and placed on the device, as the trainer's data are.
+    Built with ``torch.manual_seed(0)`` for the config the Trainer fits to the data; its batches are the
+    trainer's (same synthetic data, feed and seed, so same crops and flips), drawn now and placed on the
+    device, as the trainer's data are, then reused in turn. Call it inside ``torch_default_numerics()``.
     """
     resolved = resolve_case(case, {})
     cfg = resolved.config
+    feed = make_feed(case_data(case, cfg), cfg.batch_size, resolved.train.seed, case.device,
+                     case.arch.data_spec(cfg))
+    cfg = case.arch.fit_to_data(cfg, len(feed))  # as the Trainer trains it (augmentation for small sets)
+    torch.manual_seed(0)
+    loop = case.arch.reference_loop(cfg, case.device)
+    if loop is None:
+        return None
+    batches = itertools.cycle([{k: v.to(case.device) for k, v in feed.next().items()}
+                               for _ in range(PREDRAWN_BATCHES)])
+    return (lambda: loop.step(next(batches))), loop, cfg
+
+
+def run_reference_loop(case: TrainingCase, warmup: int, steps: int) -> dict | None:
+    """Time the architecture's reference loop as ``run_variant`` times a Trainer (warm-up apart, then
+    ``steps`` timed steps, at least one lazy window, peak memory over them); None when it has none."""
     sync = synchronizer(case.device)
     with torch_default_numerics():
-        feed = make_feed(case_data(case, cfg), cfg.batch_size, resolved.train.seed, case.device,
-                         case.arch.data_spec(cfg))
-        cfg = case.arch.fit_to_data(cfg, len(feed))  # as the Trainer trains it (augmentation for small sets)
-        torch.manual_seed(0)
-        loop = case.arch.reference_loop(cfg, case.device)
-        if loop is None:
+        built = reference_loop_stepper(case)
+        if built is None:
             return None
-        batches = itertools.cycle([{k: v.to(case.device) for k, v in feed.next().items()}
-                                   for _ in range(PREDRAWN_BATCHES)])
-        del feed
-
-        def step():
-            loop.step(next(batches))
-
+        step, loop, cfg = built
         started = time.perf_counter()
         for _ in range(warmup):
             step()
