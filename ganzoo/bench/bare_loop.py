@@ -36,7 +36,7 @@ class BareLoop:
     def __init__(self, arch, resolved, dataset):
         self.arch, self.cfg, self.opts = arch, resolved.config, resolved.train
         self.device = pick_device(self.opts.device)
-        self.engine = Engine(self.device, self.opts)
+        self.engine = Engine(self.device, self.opts, arch.name)  # "auto" settings chosen as the Trainer's
         spec = arch.data_spec(self.cfg)
         self.feed = make_feed(dataset, self.cfg.batch_size, self.opts.seed, self.device, spec,
                               resident=self.opts.data_on_device == "auto")

@@ -96,7 +96,7 @@ def bench(archs, device, sizes, resolution, batch_size, sets, warmup, steps, var
         variants = variants or "reference-loop,reference,default,fused-adam,channels_last"
         backends = backends or "eager,onnxruntime-cpu"
         inference_batches = inference_batches or "1,2"
-        host_overhead = True
+        host_overhead = training  # part of the training section: --no-training leaves it out too
     torch_device = pick_device(device)
     eval_plan = _eval_plan(torch_device, eval_, smoke, extractors, eval_precisions, eval_batch, eval_repeats, eval_n)
     options = dict(resolution=resolution, batch_size=batch_size, sets=config_mod.split_assignments(list(sets)),
