@@ -23,14 +23,22 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("records", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, default=TABLE)
+    parser.add_argument("--exclude", action="append", default=[], metavar="ARCH:COMBINATION:WHY",
+                        help='a combination not to choose, e.g. "stylegan-lite:channels_last=on, optimizer=fused:'
+                             'its learning test came out worse" (kept in the table with the reason)')
     args = parser.parse_args(argv)
-    chosen = choose([json.loads(path.read_text()) for path in args.records])
+    excluded: dict[str, dict[str, str]] = {}
+    for item in args.exclude:
+        arch, combination, why = item.split(":", 2)
+        excluded.setdefault(arch, {})[combination] = why
+    chosen = choose([json.loads(path.read_text()) for path in args.records], excluded)
     table = json.loads(args.out.read_text()) if args.out.exists() else {}
     table = {"_about": ABOUT, **{k: v for k, v in table.items() if k != "_about"}, **chosen}
     write_json(args.out, table)
     for device, entry in chosen.items():
         for arch, settings in entry["architectures"].items():
-            print(f"{device} {arch}: " + ", ".join(f"{k}={v}" for k, v in settings.items() if k != "evidence"))
+            print(f"{device} {arch}: " + ", ".join(f"{k}={v}" for k, v in settings.items()
+                                                   if k in ("channels_last", "optimizer")))
     print(f"written: {args.out}")
 
 

@@ -53,6 +53,18 @@ def test_choose_takes_the_fastest_measured_combination_not_each_setting_alone():
     assert (entry["channels_last"], entry["optimizer"]) == ("off", "fused")
 
 
+def test_an_excluded_combination_is_not_chosen_and_the_table_says_why():
+    record = _record("cpu", [_case("a", "32x32x1", {"reference": 1.0, "fused-adam": 0.95, "channels_last": 0.8,
+                                                    "default": 0.7})])
+    table = choose([record], {"a": {"channels_last=on, optimizer=fused": "learned worse",
+                                    "channels_last=on, optimizer=plain": "learned worse"}})
+    entry = table["cpu"]["architectures"]["a"]
+    assert (entry["channels_last"], entry["optimizer"]) == ("off", "fused")
+    assert entry["excluded"]["channels_last=on, optimizer=fused"] == {"why": "learned worse",
+                                                                     "speedups": {"32x32x1 batch 8": 1.429}}
+    assert set(entry["evidence"]) == {"channels_last=off, optimizer=plain", "channels_last=off, optimizer=fused"}
+
+
 def test_on_cuda_the_default_row_does_not_decide_because_its_numerics_differ():
     table = choose([_record("cuda", [_case("a", "64x64x3", {"reference": 1.0, "fused-adam": 0.95,
                                                             "channels_last": 0.97, "default": 0.5})])])

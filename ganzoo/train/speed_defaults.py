@@ -98,7 +98,7 @@ def _settings(options: dict, reference: dict, device_type: str) -> tuple[str, st
     return options.get("channels_last"), options.get("optimizer")
 
 
-def choose(records: list[dict]) -> dict:
+def choose(records: list[dict], excluded: dict[str, dict[str, str]] | None = None) -> dict:
     """The measured table from suite records (``benchmarks/run_suite.py`` / ``ganzoo bench --json``).
 
     Per device type and architecture, every row that differs from the reference only in channels_last and
@@ -107,7 +107,11 @@ def choose(records: list[dict]) -> dict:
     speed-ups over the reference, so every size counts alike), among those measured in every case. Effects
     interact (fused Adam alone can lose where it wins beside channels_last), so combinations are compared,
     not each setting alone. The speed-ups are kept as evidence, with the record they came from.
+
+    ``excluded``: architecture -> {"channels_last=on, optimizer=fused": why}: combinations measured faster
+    that must not be chosen (a learning test that came out worse with them); kept in the entry with the reason.
     """
+    excluded = excluded or {}
     table: dict = {}
     for record in records:
         machine = record["machine"]
@@ -131,9 +135,13 @@ def choose(records: list[dict]) -> dict:
                     found.setdefault(case["arch"], {}).setdefault(pair, {})[label] = round(
                         reference["mean_s"] / row["mean_s"], 3)
         for arch, pairs in found.items():
-            complete = {pair: ratios for pair, ratios in pairs.items() if set(ratios) == cases[arch]}
-            best = max(complete, key=lambda pair: _geomean(list(complete[pair].values())))
-            device["architectures"][arch] = {
-                "channels_last": best[0], "optimizer": best[1],
-                "evidence": {f"channels_last={c}, optimizer={o}": ratios for (c, o), ratios in complete.items()}}
+            complete = {f"channels_last={c}, optimizer={o}": ratios for (c, o), ratios in pairs.items()
+                        if set(ratios) == cases[arch]}
+            refused = {name: why for name, why in excluded.get(arch, {}).items() if name in complete}
+            allowed = {name: ratios for name, ratios in complete.items() if name not in refused}
+            best = max(allowed, key=lambda name: _geomean(list(allowed[name].values())))
+            layout, optimizer = (part.split("=", 1)[1] for part in best.split(", "))
+            device["architectures"][arch] = {"channels_last": layout, "optimizer": optimizer, "evidence": allowed,
+                                             **({"excluded": {name: {"why": why, "speedups": complete[name]}
+                                                              for name, why in refused.items()}} if refused else {})}
     return table
