@@ -19,10 +19,19 @@ EXE = Path(sys.executable).with_name("ganzoo")
 
 
 def start_training(run: Path, *extra: str, **popen) -> subprocess.Popen:
-    """A real `ganzoo train dcgan` that would run for hours; its output is piped (no terminal)."""
+    """A real `ganzoo train dcgan` that would run for hours; its output is piped (no terminal).
+
+    Its hang-up signal is reset to the default: a test session run under `nohup` would otherwise hand it an
+    ignored SIGHUP, which `ganzoo train` rightly keeps ignored (ganzoo/signals.py).
+    """
+    popen.setdefault("preexec_fn", _default_hangup)
     return subprocess.Popen([str(EXE), "train", "dcgan", *SMOKE, "--batch-size", "16", "--steps", "100000",
                              "--out", str(run), "--set", "log_every=1", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+def _default_hangup() -> None:
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def wait_for_steps(run: Path, proc: subprocess.Popen, steps: int = 2, timeout: float = 120) -> None:
