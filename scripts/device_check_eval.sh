@@ -7,16 +7,8 @@
 # Writes $OUT/nvidia-smi.txt, torch.txt, pytest-cuda.txt and bench-eval-cuda.{json,md,log}. A few minutes
 # on an H100/H200 (ViT-L at batch 64, FD sets of 2000 images). Both steps run even if the first fails;
 # the exit status is 1 if either failed.
-set -u
-OUT=${OUT:-$PWD/device-check-eval}
-mkdir -p "$OUT"
-export PYTHONPATH=$PWD:$PWD/plugins${PYTHONPATH:+:$PYTHONPATH}
-PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
-status=0
-
-nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
-"$PYTHON" -c "import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0))" \
-  2>&1 | tee "$OUT/torch.txt"
+DEFAULT_OUT=device-check-eval
+source "$(dirname "$0")/device_common.sh"
 
 timeout 300 "$PYTHON" -m pytest -q -p no:cacheprovider -m cuda -rs \
   tests/test_extractor_precision.py tests/test_bench_eval.py 2>&1 | tee "$OUT/pytest-cuda.txt"

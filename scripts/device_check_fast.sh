@@ -11,16 +11,8 @@
 # bench-DEVICE.png, and measured_defaults.json (copy it over ganzoo/data/measured_defaults.json to adopt it).
 # Every step runs even if one before it fails; the exit status is 1 if any failed. SUITE_ONLY=dcgan limits the
 # suite to one architecture when device time is short.
-set -u
-OUT=${OUT:-$PWD/device-check-fast}
-mkdir -p "$OUT"
-export PYTHONPATH=$PWD:$PWD/plugins${PYTHONPATH:+:$PYTHONPATH}
-PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
-status=0
-
-nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
-"$PYTHON" -c "import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0))" \
-  2>&1 | tee "$OUT/torch.txt"
+DEFAULT_OUT=device-check-fast
+source "$(dirname "$0")/device_common.sh"
 
 timeout 300 "$PYTHON" -m pytest -q -p no:cacheprovider -m cuda -rs \
   tests/test_cuda_sync.py tests/test_cuda.py tests/test_stylegan_reference_loop.py \
