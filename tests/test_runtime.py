@@ -106,8 +106,8 @@ def test_every_torch_free_module_imports_where_torch_cannot(tmp_path):
                      if p.stem != "__init__")
     assert {"ganzoo.runtime.model", "ganzoo.runtime.latents", "ganzoo.runtime.images", "ganzoo.runtime.translation",
             "ganzoo.runtime.image_files"} <= set(runtime)
-    modules = ["ganzoo.runtime", *runtime, "ganzoo.api", "ganzoo.errors", "ganzoo.fileio", "ganzoo.cli",
-               "ganzoo.cli.sample", "ganzoo.cli.translate"]
+    modules = ["ganzoo.runtime", *runtime, "ganzoo.api", "ganzoo.errors", "ganzoo.fileio", "ganzoo.marks",
+               "ganzoo.outputs", "ganzoo.cli", "ganzoo.cli.sample", "ganzoo.cli.translate"]
     code = ("import importlib, sys\n"
             f"for name in {modules!r}:\n"
             "    importlib.import_module(name)\n"
