@@ -66,14 +66,15 @@ def unreadable(path: Path, exc: BaseException, expects: str) -> str:
         head = b""
     detail = f"{type(exc).__name__}: {_first_line(exc)}" if str(exc).strip() else type(exc).__name__
     if head == b"PK" and not zipfile.is_zipfile(path):
-        return (f"truncated: it begins as a PyTorch file (a zip archive) but its end is missing; copy or download it "
-                f"again. Expected {expects}")
+        return (f"not a readable PyTorch file: truncated (it begins as the zip archive torch.save writes, but its "
+                f"end is missing); copy or download it again. Expected {expects}")
     if head == b"PK":
-        return f"a damaged PyTorch file ({detail}), expected {expects}"
+        return f"not a readable PyTorch file: a damaged zip archive ({detail}); expected {expects}"
     if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):  # torch's legacy format: pickles
-        return (f"truncated or damaged: a PyTorch file in the legacy format whose pickle stream ends early or is "
-                f"garbled ({detail}); copy or download it again. Expected {expects}")
-    return f"not a PyTorch checkpoint (neither the zip archive nor the pickle torch.save writes), expected {expects}"
+        return (f"not a readable PyTorch file: truncated or damaged (a legacy-format pickle stream that ends early "
+                f"or is garbled: {detail}); copy or download it again. Expected {expects}")
+    return (f"not a readable PyTorch file: not a PyTorch checkpoint at all (neither the zip archive nor the pickle "
+            f"torch.save writes); expected {expects}")
 
 
 def foreign_global(exc: Exception, path: Path) -> str | None:
