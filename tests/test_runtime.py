@@ -43,7 +43,9 @@ def blocked_env(tmp_path) -> dict:
         (tmp_path / "blocker" / package).mkdir(parents=True)
         (tmp_path / "blocker" / package / "__init__.py").write_text(
             f"raise ImportError('{package} is blocked: the runtime must not import it')\n")
-    return {**os.environ, "PYTHONPATH": str(tmp_path / "blocker")}
+    # the blocker first, then whatever PYTHONPATH names the code under test
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path / "blocker"),
+                                                                      os.environ.get("PYTHONPATH")]))}
 
 
 def run_python(code: str, env: dict, cwd) -> subprocess.CompletedProcess:
