@@ -83,10 +83,14 @@ def _check_train_options(opts: TrainOptions) -> None:
     require(0 <= opts.seed < 2**32, "seed", opts.seed, "must lie in [0, 2**32) (numpy seeds data order with it)")
     for key in ("eval_every", "eval_n"):
         require(getattr(opts, key) >= 0, key, getattr(opts, key), "must not be negative (0 is the default)")
-    from .metrics.suite import RANKED
+    from .metrics.suite import RANKED, min_images
 
     require(opts.eval_metric in ("", *RANKED), "eval_metric", opts.eval_metric,
             f"must be one of {', '.join(RANKED)} (a metric that ranks checkpoints: lower is better)")
+    need, _, why = min_images([opts.eval_metric or "fid"])  # the default (fd-fmnist or fid) is a Frechet distance
+    what = opts.eval_metric or "the default metric, a Frechet distance,"
+    require(opts.eval_n == 0 or opts.eval_n >= need, "eval_n", opts.eval_n,
+            f"must be 0 (all the real images, at most 10,000) or at least {need}: {what} needs {need} ({why})")
     require(opts.max_rollbacks >= 0, "max_rollbacks", opts.max_rollbacks, "must not be negative")
     require(0 < opts.rollback_lr_factor <= 1, "rollback_lr_factor", opts.rollback_lr_factor, "must lie in (0, 1]")
     for key in ("epochs", "ema_kimg", "ema_rampup"):

@@ -7,7 +7,9 @@ these pairs too, so it gains no speed there), a dynamic batch (and a dynamic hei
 width for generators with a ``size_multiple``) and metadata that lets the
 torch-free runtime sample and translate. The file is checked with
 ``onnx.checker`` and run by ONNX Runtime against eager PyTorch on fresh random
-inputs at two batch sizes; above the tolerance nothing is written.
+inputs at two batch sizes; above the tolerance nothing is written. Its
+metadata carries ganzoo's mark (``ganzoo.marks``): a later export replaces it,
+and never a file without that mark (``ganzoo.outputs.claim``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import os
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,6 +29,8 @@ from torch import nn
 from . import __version__
 from .api import Generator
 from .errors import UserError
+from .marks import onnx_props
+from .outputs import EXPORT, claim
 from .runtime.latents import Constant, Latents
 from .runtime import ExportedGenerator
 
@@ -112,6 +117,7 @@ def metadata(arch, cfg, name: str, spec: Generator, plugin: dict, batch: int | N
         "channels": str(data.channels), "resolution": str(data.resolution),
         "batch": json.dumps(batch), "precision": precision,
         "size_multiple": json.dumps(spec.size_multiple),
+        **onnx_props(EXPORT),
     }
     if isinstance(spec.latents, Latents):
         props["latents"] = spec.latents.to_json()
@@ -186,7 +192,7 @@ def export_generator(arch, cfg, name: str, spec: Generator, net: nn.Module, out:
     traced = fold_batch_norms(net) if fold_norms else net
     model = build_model(to_onnx(traced, spec, example, opset, batch is None), props, fp16)
     resolution = arch.data_spec(cfg).resolution
-    scratch = out.with_name(f".{out.name}.verify")
+    scratch = out.with_name(f".{out.name}.verify-{os.getpid()}")  # this process's own: no one else's file
     try:
         atomic_write(scratch, lambda f: f.write(model))  # a refused write is one UserError naming the path
         errors = verify(scratch, net, spec, resolution, batch, seed)
@@ -211,6 +217,9 @@ def export_run(run, out_dir: Path | None = None, *, step: int | str | None = Non
     if generator is not None and generator not in generators:
         raise UserError(f"unknown generator {generator!r}; {run.arch.name} has: {', '.join(generators)}")
     out_dir = Path(out_dir) if out_dir is not None else run.path / "export"
+    for name in generators:  # before any work: each file is new or an earlier export, never anything else
+        if generator in (None, name):
+            claim(out_dir / f"{run.arch.name}-{name}.onnx", EXPORT)
     nets, step = load_sampling_nets(run, torch.device("cpu"), step=step)
     plugin = {**run.record.get("plugin", {}), "step": step}
     return [export_generator(run.arch, run.resolved.config, name, spec, nets[spec.role],

@@ -113,9 +113,12 @@ def write_json(path: Path, data: Any) -> None:
     atomic_write(path, lambda f: f.write(json.dumps(data, indent=2, sort_keys=False) + "\n"), mode="w")
 
 
-def write_png(path: Path, image) -> None:
-    """Write a PIL image atomically."""
-    atomic_write(path, lambda f: image.save(f, format="PNG"))
+def write_png(path: Path, image, mark: str | None = None) -> None:
+    """Write a PIL image atomically; ``mark`` names the kind of result it is (ganzoo.marks), for a later re-run."""
+    from .marks import image_save_options
+
+    options = image_save_options("PNG", mark) if mark is not None else {}
+    atomic_write(path, lambda f: image.save(f, format="PNG", **options))
 
 
 _hash_cache: dict[tuple[str, int, int], str] = {}

@@ -38,7 +38,7 @@ def import_run(arch_name: str, files: Iterable[Path], out: Path, preset: str | N
     arch, entry = registry.get_with_entry(arch_name)
     files = [Path(f) for f in files]
     out = Path(out)
-    _check_out(out)
+    check_out(out)
     for path in files:
         if not path.is_file():
             raise UserError(f"no such file: {path}" if not path.exists() else f"{path} is not a file")
@@ -94,8 +94,16 @@ def _resolve(arch, preset, sets: dict[str, str], determined: dict, files: list[P
     return Resolved(arch.name, chosen, recorded, cfg, opts, None)
 
 
-def _check_out(out: Path) -> None:
-    if out.exists() and not (out.is_dir() and not any(out.iterdir())):
+def check_out(out: Path) -> None:
+    """The new run directory: a path that does not exist or an empty folder, and not inside another run
+    (whose commands would find it among their own folders). Checked before anything is read or downloaded."""
+    from .outputs import refuse_inside_run
+
+    out = Path(out)
+    refuse_inside_run(out)
+    if os.path.islink(out):
+        raise UserError(f"{out} is a link; ganzoo import makes a new run directory: pick another --out")
+    if os.path.lexists(out) and not (out.is_dir() and not any(out.iterdir())):
         raise UserError(f"{out} already exists; ganzoo import makes a new run directory: pick another --out")
 
 

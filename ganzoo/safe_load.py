@@ -40,17 +40,48 @@ def load_state_dict(path: Path, expects: str = "a state dict (tensor names -> te
     if size == 0:
         raise UserError(f"{path}: empty file, expected {expects}")
     try:
+        with open(path, "rb"):  # the system's own refusals (permissions, a folder) are said as such
+            pass
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as exc:
         raise UserError(f"{path}: {_refusal(exc, path, expects)}") from None
-    except OSError as exc:
-        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except Exception as exc:  # a truncated or foreign file: RuntimeError, EOFError, ValueError, zipfile errors...
-        raise UserError(f"{path}: not a readable PyTorch file ({type(exc).__name__}: {_first_line(exc)}), "
-                        f"expected {expects}") from None
+    except Exception as exc:  # noqa: BLE001 - a cut zip archive is an OSError (EINVAL) to torch, a cut pickle
+        # an EOFError; RuntimeError, ValueError, KeyError and zipfile errors come from foreign files
+        raise UserError(f"{path}: {unreadable(path, exc, expects)}") from None
     return _flat_tensors(state, path, expects)
+
+
+def unreadable(path: Path, exc: BaseException, expects: str) -> str:
+    """Why torch.load could not read ``path``, told from the file's first bytes: cut short, damaged, or not
+    a PyTorch file at all (torch's own words, "Invalid argument" for a cut archive, say none of this)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+    except OSError:
+        head = b""
+    detail = f"{type(exc).__name__}: {_first_line(exc)}" if str(exc).strip() else type(exc).__name__
+    if head == b"PK" and not zipfile.is_zipfile(path):
+        return (f"not a readable PyTorch file: truncated (it begins as the zip archive torch.save writes, but its "
+                f"end is missing); copy or download it again. Expected {expects}")
+    if head == b"PK":
+        return f"not a readable PyTorch file: a damaged zip archive ({detail}); expected {expects}"
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):  # torch's legacy format: pickles
+        return (f"not a readable PyTorch file: truncated or damaged (a legacy-format pickle stream that ends early "
+                f"or is garbled: {detail}); copy or download it again. Expected {expects}")
+    return (f"not a readable PyTorch file: not a PyTorch checkpoint at all (neither the zip archive nor the pickle "
+            f"torch.save writes); expected {expects}")
+
+
+def foreign_global(exc: Exception, path: Path) -> str | None:
+    """The global a weights-only refusal is about (torch's message, else the pickle's opcodes, never run);
+    None when the file is unreadable rather than refused."""
+    found = _GLOBAL.search(str(exc))
+    return found.group(1) if found else _foreign_global(path)
 
 
 def _flat_tensors(state, path: Path, expects: str) -> dict:
@@ -76,10 +107,9 @@ def _refusal(exc: Exception, path: Path, expects: str) -> str:
     earlier (at an opcode of a newer pickle protocol, or in garbage), the
     pickle's opcodes are listed without running them to name a foreign global.
     """
-    found = _GLOBAL.search(str(exc))
-    name = found.group(1) if found else _foreign_global(path)
+    name = foreign_global(exc, path)
     if name is None:
-        return f"not a readable PyTorch file (truncated, damaged or not written by torch.save), expected {expects}"
+        return unreadable(path, exc, expects)
     what = "a pickled module" if name.startswith("torch.nn.") or ".nn." in name else "a pickled object"
     return (f"refused unread: it holds {what} (global {name}), not {expects}; only tensors and plain containers "
             "are read, and nothing in the file was run")

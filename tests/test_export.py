@@ -154,12 +154,13 @@ def test_fp16_export_keeps_float32_inputs_and_stays_close(runs, tmp_path):
 def test_a_failed_verification_writes_nothing_and_keeps_the_old_file(runs, tmp_path):
     run_dir, _ = runs["dcgan"]
     old = tmp_path / "dcgan-G.onnx"
-    old.write_bytes(b"the previous export")
+    assert invoke("export", run_dir, "--out", tmp_path).exit_code == 0  # the previous export
+    previous = old.read_bytes()
     result = invoke("export", run_dir, "--out", tmp_path, "--tolerance", "0")
     assert result.exit_code == 1
     assert "differs from PyTorch by" in result.output and "> tolerance 0" in result.output
     assert "nothing written" in result.output and "Traceback" not in result.output
-    assert old.read_bytes() == b"the previous export"
+    assert old.read_bytes() == previous
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dcgan-G.onnx"]
 
 

@@ -43,7 +43,9 @@ def blocked_env(tmp_path) -> dict:
         (tmp_path / "blocker" / package).mkdir(parents=True)
         (tmp_path / "blocker" / package / "__init__.py").write_text(
             f"raise ImportError('{package} is blocked: the runtime must not import it')\n")
-    return {**os.environ, "PYTHONPATH": str(tmp_path / "blocker")}
+    # the blocker first, then whatever PYTHONPATH names the code under test
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path / "blocker"),
+                                                                      os.environ.get("PYTHONPATH")]))}
 
 
 def run_python(code: str, env: dict, cwd) -> subprocess.CompletedProcess:
@@ -106,8 +108,8 @@ def test_every_torch_free_module_imports_where_torch_cannot(tmp_path):
                      if p.stem != "__init__")
     assert {"ganzoo.runtime.model", "ganzoo.runtime.latents", "ganzoo.runtime.images", "ganzoo.runtime.translation",
             "ganzoo.runtime.image_files"} <= set(runtime)
-    modules = ["ganzoo.runtime", *runtime, "ganzoo.api", "ganzoo.errors", "ganzoo.fileio", "ganzoo.cli",
-               "ganzoo.cli.sample", "ganzoo.cli.translate"]
+    modules = ["ganzoo.runtime", *runtime, "ganzoo.api", "ganzoo.errors", "ganzoo.fileio", "ganzoo.marks",
+               "ganzoo.outputs", "ganzoo.cli", "ganzoo.cli.sample", "ganzoo.cli.translate"]
     code = ("import importlib, sys\n"
             f"for name in {modules!r}:\n"
             "    importlib.import_module(name)\n"

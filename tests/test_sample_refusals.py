@@ -59,7 +59,7 @@ def test_an_out_that_cannot_be_a_file_is_one_message_before_sampling(stylegan, t
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     for source in (run, model):
-        assert f"cannot write {folder}: it is a folder" in one_error(invoke("sample", source, "--out", folder))
+        assert f"{folder} already exists and is a folder" in one_error(invoke("sample", source, "--out", folder))
         line = one_error(invoke("sample", source, "--out", blocker / "grid.png"))
         assert f"cannot write to {blocker}: not a folder" in line and "--out" in line
     assert (folder / "kept.txt").read_text() == "mine" and blocker.read_text() == "not a folder"

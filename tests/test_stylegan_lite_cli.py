@@ -107,3 +107,21 @@ def test_style_mixing_grid(style_run, tmp_path):
     assert not np.array_equal(mixed, rows[1]) and not np.array_equal(mixed, cols[2])
     bad = invoke("style-mix", run, "--coarse", 99, "--device", "cpu", "--out", tmp_path / "x.png")
     assert bad.exit_code == 1 and "--coarse must be between 1 and 5 (the style layers at 16x16), got 99" in bad.output
+
+
+def test_style_mix_replaces_its_own_grid_and_nothing_else(style_run, tmp_path):
+    run, _ = style_run
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.full((8, 8), 7, np.uint8)).save(photo)
+    grid = tmp_path / "grid.png"
+    assert invoke("sample", run, "--n", 2, "--out", grid, "--device", "cpu").exit_code == 0
+    for target in (photo, grid, run / "samples" / "step-0000003.png"):  # a photo, `sample`'s grid, a preview
+        before = target.read_bytes()
+        refused = invoke("style-mix", run, "--device", "cpu", "--out", target)
+        assert refused.exit_code == 1 and refused.output.startswith(f"Error: {target} ") \
+            and refused.output.count("\n") == 1, refused.output
+        assert target.read_bytes() == before
+    for _ in range(2):  # the default path, then again over its own grid
+        again = invoke("style-mix", run, "--rows", 1, "--cols", 1, "--device", "cpu")
+        assert again.exit_code == 0, again.output
+    assert (run / "samples" / "style-mix-seed-0.png").is_file()

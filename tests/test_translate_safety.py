@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import resource
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -85,15 +86,56 @@ def test_existing_outputs_are_replaced_only_with_overwrite(translator, tmp_path)
     out = tmp_path / "out"
     first = invoke("translate", translator, inputs, "--out", out, "--device", "cpu")
     assert first.exit_code == 0, first.output
-    (out / "p1.png").write_bytes(b"mine")
+    before = snapshot(out)
     again = invoke("translate", translator, inputs, "--out", out, "--device", "cpu")
     assert again.exit_code == 1
     assert (f"3 of the 3 output file(s) already exist: {out / 'p1.png'}, {out / 'p2.png'}, {out / 'sub' / 'p0.png'}"
             in again.output)
-    assert "pass --overwrite" in again.output and (out / "p1.png").read_bytes() == b"mine"
-    replaced = invoke("translate", translator, inputs, "--out", out, "--device", "cpu", "--overwrite")
-    assert replaced.exit_code == 0, replaced.output
+    assert "pass --overwrite" in again.output and snapshot(out) == before
+    for _ in range(2):  # an earlier translation is replaced with --overwrite, as often as asked
+        replaced = invoke("translate", translator, inputs, "--out", out, "--device", "cpu", "--overwrite")
+        assert replaced.exit_code == 0, replaced.output
     assert Image.open(out / "p1.png").size == (32, 24)
+
+
+@pytest.mark.parametrize("name", ["p1.png", "p1.jpg", "p1.webp", "p1.bmp"])
+def test_a_file_that_is_not_a_translation_is_never_replaced_even_with_overwrite(translator, tmp_path, name):
+    """A user's photo, an edited translation, or one in a format with no room for ganzoo's mark (BMP)."""
+    inputs = tmp_path / "photos"
+    inputs.mkdir()
+    rng = np.random.default_rng(1)
+    for stem in ("p1", "p2"):
+        Image.fromarray(rng.integers(0, 256, (24, 30), dtype=np.uint8)).save(inputs / f"{stem}{Path(name).suffix}")
+    out = tmp_path / "out"
+    first = invoke("translate", translator, inputs, "--out", out, "--device", "cpu")
+    assert first.exit_code == 0, first.output
+    assert invoke("translate", translator, inputs, "--out", out, "--device", "cpu", "--overwrite").exit_code == \
+        (1 if name.endswith(".bmp") else 0)  # a BMP cannot carry the mark: never told from a user's file
+    Image.fromarray(rng.integers(0, 256, (24, 30), dtype=np.uint8)).save(out / name)  # the user's own now
+    before = snapshot(out)
+    for extra in ([], ["--overwrite"]):
+        result = invoke("translate", translator, inputs, "--out", out, "--device", "cpu", *extra)
+        assert result.exit_code == 1, result.output
+        assert result.output.startswith("Error: ") and result.output.count("\n") == 1, result.output
+        assert f"already exist and are not translations ganzoo wrote: {out / name}" in result.output
+        assert "never replaced, even with --overwrite" in result.output
+        assert snapshot(out) == before
+
+
+def test_a_run_directory_s_own_files_are_never_translation_targets(translators, tmp_path):
+    run = translators["run"]
+    before = snapshot(run / "checkpoints")
+    inputs = tmp_path / "photos"
+    inputs.mkdir()
+    Image.fromarray(np.zeros((24, 24), np.uint8)).save(inputs / "networks.safetensors.png")
+    step = next(p for p in (run / "checkpoints").iterdir() if p.name.startswith("step-"))
+    (inputs / "trainer.pt").write_bytes((inputs / "networks.safetensors.png").read_bytes())
+    for out in (run / "checkpoints", step):
+        for extra in ([], ["--overwrite"]):
+            result = invoke("translate", translators["onnx"], inputs / "trainer.pt", "--out", out, *extra)
+            assert result.exit_code == 1, result.output
+            assert "is the run's own checkpoints/" in result.output and result.output.count("\n") == 1
+    assert snapshot(run / "checkpoints") == before
 
 
 def _limited(lim_gib: int):

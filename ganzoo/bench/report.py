@@ -2,7 +2,9 @@
 
 A record is written after every case, so the markdown of a run still going
 (or stopped) says how many of its planned cases it holds; measurements too
-spread to trust are marked in their row and named under their case.
+spread to trust are marked in their row and named under their case. The
+markdown's first line and the plot's PNG text carry ganzoo's mark
+(``ganzoo.marks``), so a later bench may replace them and nothing else.
 """
 
 from __future__ import annotations
@@ -190,7 +192,10 @@ def _weights(weights: dict) -> str:
 
 
 def markdown(record: dict) -> str:
-    parts = [header(record), *(case_section(case) for case in record["cases"])]
+    from ..marks import markdown_line
+    from ..outputs import BENCH_TABLES
+
+    parts = [markdown_line(BENCH_TABLES), header(record), *(case_section(case) for case in record["cases"])]
     if record.get("eval"):
         parts.append(eval_section(record["eval"]))
     return "\n".join(parts).rstrip() + "\n"
@@ -220,7 +225,12 @@ def speedup_plot(records: list[dict], path: Path) -> Path:
     ax.set_title(records[0]["machine"]["device"] if records else "")
     ax.legend(fontsize=8, bbox_to_anchor=(1.01, 1.0), loc="upper left")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    from ..fileio import atomic_write
+    from ..marks import KEY
+    from ..outputs import BENCH_PLOT
+
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120, metadata={KEY: BENCH_PLOT}))
+    finally:
+        plt.close(fig)
     return path

@@ -9,6 +9,7 @@ says where, in one line.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -66,10 +67,11 @@ def _ints(text: str | None, option: str) -> list[int] | None:
 @click.option("--smoke", is_flag=True, help="Tiny configs, few steps, no compilation: checks the suite end to end.")
 @click.option("--peak-tflops", type=float, help="The device's peak TFLOP/s for model-FLOPs utilisation.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path),
-              help="Write the results as JSON, after every case (default: bench-results/DEVICE-TIME.json).")
+              help="Write the results as JSON, after every case (default: bench-results/DEVICE-TIME.json). An "
+              "existing file is replaced only if an earlier ganzoo bench wrote it (likewise --markdown, --plot).")
 @click.option("--markdown", "markdown_path", type=click.Path(path_type=Path),
               help="Write the tables as markdown, after every case.")
-@click.option("--plot", "plot_path", type=click.Path(path_type=Path), help="Write the speed-up plot (PNG).")
+@click.option("--plot", "plot_path", type=click.Path(path_type=Path), help="Write the speed-up plot (a .png file).")
 def bench(archs, device, sizes, resolution, batch_size, sets, warmup, steps, variants, inference_batches, repeats,
           backends, training, inference, eval_, extractors, eval_precisions, eval_batch, eval_repeats, eval_n,
           host_overhead, smoke, peak_tflops, json_path, markdown_path, plot_path):
@@ -83,8 +85,11 @@ def bench(archs, device, sizes, resolution, batch_size, sets, warmup, steps, var
     from ..bench.stop import Stopped, stop_on_signals
     from ..bench.timing import BUSY, NOISY_SPREAD
     from ..fileio import atomic_write, write_json
+    from ..marks import json_record
+    from ..outputs import BENCH
     from ..train.engine import pick_device
 
+    _claim_outputs(json_path, markdown_path, plot_path)  # before anything is measured
     for name in archs:
         registry.get(name)  # a UserError naming the unknown architecture
     size_list = ["smoke"] if smoke else [s.strip() for s in sizes.split(",") if s.strip()]
@@ -118,7 +123,7 @@ def bench(archs, device, sizes, resolution, batch_size, sets, warmup, steps, var
     json_path = json_path or _default_results(slug(record["machine"]["device"]))
 
     def save(record):  # atomic: a failed write is one UserError, and the file keeps the earlier cases
-        write_json(json_path, record)
+        write_json(json_path, json_record(BENCH, record))  # marked: a later bench may replace it
         if markdown_path:
             atomic_write(markdown_path, lambda f: f.write(markdown(record)), mode="w")
 
@@ -144,6 +149,23 @@ def bench(archs, device, sizes, resolution, batch_size, sets, warmup, steps, var
     click.echo(f"results: {json_path}" + (f"\ntables:  {markdown_path}" if markdown_path else ""))
     if plot_path and training and cases:
         click.echo(f"plot:    {speedup_plot([record], plot_path)}")
+
+
+def _claim_outputs(json_path: Path | None, markdown_path: Path | None, plot_path: Path | None) -> None:
+    """Each output path is new or an earlier output of the same kind from ganzoo bench (ganzoo.outputs), and
+    no two are the same file: refused before anything is measured."""
+    from ..outputs import BENCH, BENCH_PLOT, BENCH_TABLES, claim
+
+    given = [(option, path, kind) for option, path, kind in (("--json", json_path, BENCH),
+                                                             ("--markdown", markdown_path, BENCH_TABLES),
+                                                             ("--plot", plot_path, BENCH_PLOT)) if path is not None]
+    if plot_path is not None and plot_path.suffix.lower() != ".png":
+        raise UserError(f"--plot must name a .png file, got {plot_path}")
+    for index, (option, path, kind) in enumerate(given):
+        for other, other_path, _ in given[:index]:
+            if Path(os.path.abspath(path)) == Path(os.path.abspath(other_path)):
+                raise UserError(f"{other} and {option} both name {path}: give each its own file")
+        claim(path, kind, option)
 
 
 def _eval_plan(device, eval_, smoke, extractors, precisions, batch, repeats, n):

@@ -37,14 +37,21 @@ from ..metrics.evaluate import DEFAULT_N
               "or bf16/fp16 autocast (faster on GPUs; recorded with the results, which then compare only with "
               "results of the same precision).")
 @click.option("--out", type=click.Path(path_type=Path), help="Results JSON (default RUN_DIR/eval/step-N.json, or "
-              "MODEL-eval.json beside a model).")
-def eval_cmd(source, data, metric_names, features, n, batch_size, device, seed, step, weights, precision, out):
+              "MODEL-eval.json beside a model). An existing file is replaced only if it is an earlier result of "
+              "ganzoo eval.")
+@click.option("--skip-bad-files", is_flag=True, help="Skip unreadable real images (each is reported) instead of "
+              "stopping, as ganzoo train does.")
+def eval_cmd(source, data, metric_names, features, n, batch_size, device, seed, step, weights, precision, out,
+             skip_bad_files):
     """Evaluate RUN_DIR's generators (EMA weights) or MODEL.onnx against real images: FID, KID, precision/recall."""
     from .. import __version__
     from ..data import DEFAULT_DATASET
     from ..fileio import require_writable, write_json
+    from ..marks import json_record
+    from ..metrics.evaluate import evaluate_task, sample_count
     from ..metrics.extractors import EXTRACTORS, check_precision
-    from ..metrics.suite import default_features, default_metrics, extractors_needed, parse_metrics
+    from ..metrics.suite import default_features, default_metrics, extractors_needed, parse_metrics, refuse_too_few
+    from ..outputs import EVAL, claim
 
     embedded = (data or _recorded_data(source) or DEFAULT_DATASET) == DEFAULT_DATASET
     metrics = parse_metrics(metric_names or default_metrics(embedded))
@@ -58,24 +65,31 @@ def eval_cmd(source, data, metric_names, features, n, batch_size, device, seed, 
             raise UserError(f"{option} must be at least 1, got {value}")
     if seed < 0:
         raise UserError(f"--seed must not be negative, got {seed}")
+    if n is not None:
+        refuse_too_few(n, metrics, "--n")
+    if out is not None:
+        claim(out, EVAL)  # before anything is loaded: a new path, or an earlier result of ganzoo eval
     onnx_model = source.suffix.lower() == ".onnx"
     started = time.perf_counter()
-    made = _open(source, onnx_model, data, step, device, batch_size, seed)
-    out = out or (source.with_name(f"{source.stem}-eval.json") if onnx_model
-                  else source / "eval" / f"step-{made.step:07d}.json")
+    made = _open(source, onnx_model, data, step, device, batch_size, seed, _skipped() if skip_bad_files else None)
+    if out is None:  # the default names the checkpoint's step, known now
+        out = (source.with_name(f"{source.stem}-eval.json") if onnx_model
+               else source / "eval" / f"step-{made.step:07d}.json")
+        claim(out, EVAL)
     require_writable(out.parent, "pass --out with a .json path in a folder you can write")
+    counts = [sample_count(task, n, "--n", metrics=metrics) for task in made.tasks]
     needed = extractors_needed(metrics, features)
     extractors = {name: _load_extractor(name, device, weight_files.get(name), batch_size, precision)
                   for name in needed}
     results = {}
-    for task in made.tasks:
-        results[task.label or "samples"] = _evaluate(task, metrics, features, extractors, n, seed)
+    for task, count in zip(made.tasks, counts):
+        results[task.label or "samples"] = evaluate_task(task, metrics, features, extractors, count, seed, _progress)
     record = {"ganzoo_version": __version__, "source": str(source), "step": made.step, "kind": made.kind,
               "data": made.data or DEFAULT_DATASET, "seed": seed, "metrics": metrics, "features": features,
               "precision": precision,
               "extractors": {name: e.describe() for name, e in extractors.items()}, "results": results,
               "seconds": round(time.perf_counter() - started, 1)}
-    write_json(out, record)
+    write_json(out, json_record(EVAL, record))  # marked: a re-run may replace it, nothing else is ever replaced
     _print_table(made.label, results)
     click.echo(f"results: {out}")
 
@@ -100,20 +114,34 @@ def _weights(pairs) -> dict[str, Path]:
             raise UserError(f"--weights expects EXTRACTOR=PATH with EXTRACTOR one of {', '.join(EXTRACTORS)}, "
                             f"got {pair!r}")
         out[name] = Path(path).expanduser()
-        if not out[name].is_file():
+        if out[name].is_dir():
+            raise UserError(f"--weights {pair}: {out[name]} is a folder; give the {name} weights file itself")
+        if not out[name].exists():
             raise UserError(f"--weights {pair}: no such file {out[name]}")
+        if not out[name].is_file():
+            raise UserError(f"--weights {pair}: {out[name]} is not a regular file (a FIFO or device); give the "
+                            f"{name} weights file itself")
     return out
 
 
-def _open(source: Path, onnx_model: bool, data, step, device, batch_size, seed):
+def _open(source: Path, onnx_model: bool, data, step, device, batch_size, seed, on_bad):
     from ..metrics.sources import from_onnx, from_run
 
     if onnx_model:
         refuse_for_model(step)
-        return from_onnx(source, data, device, batch_size, seed)
+        return from_onnx(source, data, device, batch_size, seed, on_bad=on_bad)
     from ..train.engine import pick_device
 
-    return from_run(source, data, step, pick_device(device), batch_size, seed)
+    return from_run(source, data, step, pick_device(device), batch_size, seed, on_bad=on_bad)
+
+
+def _skipped():
+    """--skip-bad-files: each unreadable real image is named on stderr and left out, as `ganzoo train` does."""
+
+    def report(error: UserError) -> None:
+        click.echo(f"skipped: {error}", err=True)
+
+    return report
 
 
 def _load_extractor(name, device, weights, batch_size, precision):
@@ -121,12 +149,6 @@ def _load_extractor(name, device, weights, batch_size, precision):
     from ..train.engine import pick_device
 
     return load_extractor(name, pick_device(device), weights=weights, batch_size=batch_size, precision=precision)
-
-
-def _evaluate(task, metrics, features, extractors, n, seed) -> dict:
-    from ..metrics.evaluate import evaluate_task, sample_count
-
-    return evaluate_task(task, metrics, features, extractors, sample_count(task, n, "--n"), seed, _progress)
 
 
 class _progress:

@@ -34,12 +34,14 @@ def list_cmd():
 @click.option("--out", type=click.Path(path_type=Path), help="Run directory to import into (default runs/NAME).")
 def get(name, out):
     """Download NAME into the cache (verified where the catalog has its size and sha256) and import it as a run."""
+    from ..importing import check_out
     from ..pretrained import fetch, get_entry, import_checkpoint, import_command
 
     entry = get_entry(name)
+    out = out or Path("runs") / entry.name
+    check_out(out)  # before a download of hundreds of MB: a new run directory, not inside another run
     path = fetch(entry.name, progress=True)
     click.echo(f"{entry.name}: {path} ({entry.licence})")
-    out = out or Path("runs") / entry.name
     run = import_checkpoint(entry.arch, [path], out)
     if run is None:
         click.echo(f"this ganzoo cannot import yet; once it can: {import_command(entry, out)}")

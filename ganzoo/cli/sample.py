@@ -29,6 +29,7 @@ from .checkpoint_step import refuse_for_model, step_option
 def sample(run_dir, n, seed, out, generator_name, truncation, device, step):
     """Sample images from a run's latest checkpoint (EMA weights when present) or an exported MODEL.onnx."""
     from ..fileio import require_writable_file
+    from ..outputs import SAMPLES, claim
     from ..runtime.model import truncation_psi
 
     if n < 1:
@@ -41,6 +42,7 @@ def sample(run_dir, n, seed, out, generator_name, truncation, device, step):
     if truncation is not None:
         truncation = truncation_psi(truncation, "--truncation")
     if run_dir.exists():  # a missing RUN_DIR or model is its loader's message, which comes first
+        claim(out, SAMPLES)  # a new path, or this command's own earlier output: never a run's file or a photo
         require_writable_file(out, "pass --out with a .png or .npz path in a folder you can write")
     if onnx_model:
         refuse_for_model(step)
@@ -88,14 +90,16 @@ def _sample_onnx(path, n, seed, generator_name, truncation, device):
 
 
 def _write_samples(images, out: Path) -> None:
-    """uint8 (N, C, H, W) as a PNG grid or an npz of N x H x W x C."""
+    """uint8 (N, C, H, W) as a PNG grid or an npz of N x H x W x C, marked as samples (ganzoo.marks)."""
     import numpy as np
 
     from ..fileio import atomic_write, write_png
+    from ..marks import npz_entries
+    from ..outputs import SAMPLES
     from ..runtime.images import grid
 
     if out.suffix.lower() == ".npz":
         array = np.ascontiguousarray(images.transpose(0, 2, 3, 1))
-        atomic_write(out, lambda f: np.savez(f, images=array))
+        atomic_write(out, lambda f: np.savez(f, images=array, **npz_entries(SAMPLES)))
     else:
-        write_png(out, grid(images))
+        write_png(out, grid(images), mark=SAMPLES)

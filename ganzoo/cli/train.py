@@ -141,6 +141,9 @@ def _settled(arch: str, out: Path | None, resume: str | None, init: str | None =
     run_dir = out or Path("runs") / f"{arch}-{time.strftime('%Y%m%d-%H%M%S')}"
     if (run_dir / rundir.CONFIG).exists():
         raise UserError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --out")
+    from ..outputs import refuse_inside_run
+
+    refuse_inside_run(run_dir)  # RUN/checkpoints/x would be taken for part of RUN by every command on it
     fileio.require_writable(run_dir, "pick another --out")
     return None, run_dir
 

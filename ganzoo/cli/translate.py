@@ -2,10 +2,10 @@
 
 A path ending in .onnx goes through ``ganzoo.runtime``; a run directory through
 the registry and PyTorch. Both then take the same path here: inputs collected,
-output paths checked (never over an input; over existing outputs only with
---overwrite), every input's size checked against --max-pixels, and only then
-anything translated and written. The root group in ganzoo.cli turns a
-UserError into one "Error: ..." line.
+output paths checked (never over an input or any file but an earlier
+translation, and over those only with --overwrite), every input's size
+checked against --max-pixels, and only then anything translated and written.
+The root group in ganzoo.cli turns a UserError into one "Error: ..." line.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ class Translator:
               "exported for.")
 @click.option("--out", type=click.Path(path_type=Path), help="Output folder (default RUN_DIR/translations/DIRECTION, "
               "or MODEL-translations/ beside a model). It may not hold inputs at the names outputs get.")
-@click.option("--overwrite", is_flag=True, help="Replace output files that already exist (inputs never are).")
+@click.option("--overwrite", is_flag=True, help="Replace earlier translations at the output names (never an input, "
+              "and never a file that is not a translation ganzoo wrote).")
 @click.option("--size", type=int,
               help="Shorter side in pixels (default: the training resolution; 0 keeps each image's size).")
 @click.option("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, show_default=True,

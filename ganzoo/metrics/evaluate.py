@@ -17,12 +17,23 @@ from ..errors import UserError
 DEFAULT_N = 50_000
 
 
-def sample_count(task, n: int | None, option: str, default: int = DEFAULT_N) -> int:
-    """How many images a task compares: ``n``, or ``default`` capped at what exists; too many is one UserError."""
+def sample_count(task, n: int | None, option: str, default: int = DEFAULT_N, metrics: list[str] = ()) -> int:
+    """How many images a task compares: ``n``, or ``default`` capped at what exists; too many, or fewer than
+    ``metrics`` can use, is one UserError."""
+    from .suite import min_images, refuse_too_few
+
     available = len(task.real) if task.inputs is None else min(len(task.real), task.inputs)
     what = f"{task.label} " if task.label else ""
+    if metrics and n is not None:
+        refuse_too_few(n, list(metrics), option)
     if n is None:
-        return min(default, available)
+        count = min(default, available)
+        need, metric, why = min_images(list(metrics)) if metrics else (1, "", "")
+        if count < need:
+            held_out = f" and {task.inputs} held-out inputs" if task.inputs is not None else ""
+            raise UserError(f"only {len(task.real)} real {what}images{held_out} to evaluate with; {metric} needs at "
+                            f"least {need} ({why}): add images to the data")
+        return count
     if n > len(task.real):
         raise UserError(f"{option} {n} is more than the {len(task.real)} real {what}images to compare with (the "
                         f"reference statistics need as many); use {option} {len(task.real)} or more data")

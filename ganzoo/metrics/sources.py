@@ -54,14 +54,15 @@ def center_crop(images, resolution: int) -> np.ndarray:
     return np.ascontiguousarray(images[..., top:top + resolution, top:top + resolution])
 
 
-def real_images(data: str | None, resolution: int, channels: int) -> np.ndarray:
+def real_images(data: str | None, resolution: int, channels: int, on_bad=None) -> np.ndarray:
+    """The real images to compare with; ``on_bad`` (--skip-bad-files) is told of each unreadable one, skipped."""
     from ..data import load_data
 
-    dataset = load_data(data, DataSpec(IMAGES, resolution, channels))
+    dataset = load_data(data, DataSpec(IMAGES, resolution, channels), on_bad=on_bad)
     return center_crop(dataset.images.numpy(), resolution)
 
 
-def domain_images(data: str | None, resolution: int, channels: int, domain: str) -> np.ndarray:
+def domain_images(data: str | None, resolution: int, channels: int, domain: str, on_bad=None) -> np.ndarray:
     """Held-out images of one domain: test{domain}/ when present, else train{domain}/, else the embedded pair's."""
     from ..api import UNPAIRED
     from ..data import source_folder
@@ -75,7 +76,7 @@ def domain_images(data: str | None, resolution: int, channels: int, domain: str)
     for split in ("test", "train"):
         folder = Path(root) / f"{split}{domain}"
         if folder.is_dir():
-            return load_folder(folder, resolution, channels)
+            return load_folder(folder, resolution, channels, on_bad=on_bad)
     raise UserError(f"{root} has neither test{domain}/ nor train{domain}/ to evaluate domain {domain}")
 
 
@@ -83,7 +84,8 @@ def _to_unit(images: np.ndarray) -> np.ndarray:
     return images.astype(np.float32) / 127.5 - 1.0
 
 
-def from_run(run_dir: Path, data: str | None, step: int | str | None, device, batch_size: int, seed: int) -> Source:
+def from_run(run_dir: Path, data: str | None, step: int | str | None, device, batch_size: int, seed: int,
+             on_bad=None) -> Source:
     """The EMA generators of a run's checkpoint (``step``, "best", or the newest intact one)."""
     from .. import rundir
 
@@ -91,11 +93,13 @@ def from_run(run_dir: Path, data: str | None, step: int | str | None, device, ba
     data = run.resolved.data if data is None else data
     nets, used = rundir.load_sampling_nets(run, device, step=step)
     return from_nets(run.arch, run.resolved.config, nets, data, device, batch_size, seed,
-                     Source(f"{run_dir} (step {used})", "run", used, data))
+                     Source(f"{run_dir} (step {used})", "run", used, data), on_bad=on_bad)
 
 
-def from_nets(arch, cfg, nets: dict, data: str | None, device, batch_size: int, seed: int, source: Source) -> Source:
-    """Tasks for an architecture's generators held in memory (a checkpoint's, or a training run's EMA ones)."""
+def from_nets(arch, cfg, nets: dict, data: str | None, device, batch_size: int, seed: int, source: Source,
+              on_bad=None) -> Source:
+    """Tasks for an architecture's generators held in memory (a checkpoint's, or a training run's EMA ones);
+    ``on_bad`` None stops at unreadable real images, else it is told of each and it is skipped."""
     import torch
 
     from ..sampling import generate, to_uint8
@@ -114,8 +118,9 @@ def from_nets(arch, cfg, nets: dict, data: str | None, device, batch_size: int, 
                     with torch.no_grad():
                         yield to_uint8(net(x)).cpu().numpy()
 
-            inputs = domain_images(data, spec.resolution, spec.channels, a)
-            source.tasks.append(Task(f"{a.lower()}2{b.lower()}", domain_images(data, spec.resolution, spec.channels, b),
+            inputs = domain_images(data, spec.resolution, spec.channels, a, on_bad)
+            source.tasks.append(Task(f"{a.lower()}2{b.lower()}",
+                                     domain_images(data, spec.resolution, spec.channels, b, on_bad),
                                      lambda n, inputs=inputs, t=translated: t(n, inputs), len(inputs)))
         elif not any(t.label == "" for t in source.tasks):
 
@@ -124,11 +129,11 @@ def from_nets(arch, cfg, nets: dict, data: str | None, device, batch_size: int, 
                     count = min(CHUNK, n - start)
                     yield generate(net, gen, count, chunk_seed(seed, index), device, chunk=batch_size).numpy()
 
-            source.tasks.insert(0, Task("", real_images(data, spec.resolution, spec.channels), sampled))
+            source.tasks.insert(0, Task("", real_images(data, spec.resolution, spec.channels, on_bad), sampled))
     return source
 
 
-def from_onnx(path: Path, data: str | None, device: str, batch_size: int, seed: int) -> Source:
+def from_onnx(path: Path, data: str | None, device: str, batch_size: int, seed: int, on_bad=None) -> Source:
     """An exported generator through the torch-free runtime (same images as its run for the same seed)."""
     from ..runtime import load
 
@@ -137,18 +142,18 @@ def from_onnx(path: Path, data: str | None, device: str, batch_size: int, seed: 
     source = Source(f"{path} (ONNX Runtime)", "onnx", None, data)
     if meta.translates:
         a, b = meta.translates
-        inputs = domain_images(data, meta.resolution, meta.channels, a)
+        inputs = domain_images(data, meta.resolution, meta.channels, a, on_bad)
 
         def translated(n):
             for start in range(0, n, batch_size):
                 yield np.stack([model.translate(_to_unit(image[None])) for image in inputs[start:min(n, start + batch_size)]])
 
-        source.tasks.append(Task(f"{a.lower()}2{b.lower()}", domain_images(data, meta.resolution, meta.channels, b),
-                                 translated, len(inputs)))
+        source.tasks.append(Task(f"{a.lower()}2{b.lower()}", domain_images(data, meta.resolution, meta.channels, b,
+                                                                          on_bad), translated, len(inputs)))
     else:
         def sampled(n):
             for index, start in enumerate(range(0, n, CHUNK)):
                 yield model.sample(min(CHUNK, n - start), chunk_seed(seed, index), chunk=batch_size)
 
-        source.tasks.append(Task("", real_images(data, meta.resolution, meta.channels), sampled))
+        source.tasks.append(Task("", real_images(data, meta.resolution, meta.channels, on_bad), sampled))
     return source

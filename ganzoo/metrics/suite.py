@@ -17,6 +17,26 @@ FRECHET = {"fid": "inception", "fd-dinov2": "dinov2", "fd-fmnist": "fmnist"}
 ON_FEATURES = ("kid", "pr")
 METRICS = (*FRECHET, *ON_FEATURES)
 RANKED = (*FRECHET, "kid")  # one number each, lower is better: these can pick a run's best checkpoint
+PR_NEIGHBOURS = 3  # k of precision/recall/density/coverage
+
+# The fewest images (of each set) a metric can be computed from, and why.
+MIN_IMAGES = {**{name: (2, "a covariance needs two samples") for name in FRECHET},
+              "kid": (2, "its unbiased estimate needs two samples per subset"),
+              "pr": (PR_NEIGHBOURS + 1, f"each image needs {PR_NEIGHBOURS} nearest neighbours besides itself")}
+
+
+def min_images(metrics: list[str]) -> tuple[int, str, str]:
+    """(the fewest images every one of ``metrics`` can use, the metric that needs them, why)."""
+    metric = max(metrics, key=lambda m: MIN_IMAGES[m][0])
+    return MIN_IMAGES[metric][0], metric, MIN_IMAGES[metric][1]
+
+
+def refuse_too_few(n: int, metrics: list[str], option: str) -> None:
+    """One UserError when ``option``'s ``n`` images are fewer than a metric needs (checked before any work)."""
+    need, metric, why = min_images(metrics)
+    if n < need:
+        raise UserError(f"{option} {n} is too few images for {metric}, which needs at least {need} ({why}); "
+                        f"use {option} {need} or more")
 
 
 def default_metrics(embedded: bool) -> str:
@@ -63,6 +83,7 @@ def compute(metrics: list[str], features: str, real: dict, fake: dict, seed: int
             mean, std = kernel_inception_distance(real[features], fake[features], subset_size=size, seed=seed)
             out[f"kid-{features}"], out[f"kid-{features}-std"] = float(mean), float(std)
         elif metric == "pr":
-            for key, value in precision_recall_density_coverage(real[features], fake[features], k=3).items():
+            for key, value in precision_recall_density_coverage(real[features], fake[features],
+                                                                    k=PR_NEIGHBOURS).items():
                 out[f"{key}-{features}"] = float(value)
     return out

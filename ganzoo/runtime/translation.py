@@ -9,8 +9,10 @@ to [-1, 1] exactly as training data is.
 
 Nothing is ever written over an input: output paths are checked against the
 inputs (resolved paths and file identity) before anything is written, and
-existing outputs are replaced only when asked. Every input's declared size and
-the size it would be scaled to are checked against a pixel limit first.
+existing outputs are replaced only when asked, and only when they are earlier
+translations (each carries ganzoo's mark, ``ganzoo.marks``); any other file,
+and a run directory's own files, are never replaced. Every input's declared
+size and the size it would be scaled to are checked against a pixel limit first.
 """
 
 from __future__ import annotations
@@ -67,25 +69,32 @@ def output_paths(files: list[tuple[Path, Path]], out: Path, overwrite: bool = Fa
     """Where each of ``files`` (from collect_inputs) is written under ``out``, once that is known to be safe.
 
     Refused, naming the files, before anything is written: an output that is
-    an input (the same resolved path, or the same file through a link); an
-    output that exists (unless ``overwrite``) or is a folder; an ``out`` (or a
-    folder on the way) that is a file.
+    an input (the same resolved path, or the same file through a link); a run
+    directory's own file; an existing file that is not an earlier translation
+    (even with ``overwrite``); an earlier translation (unless ``overwrite``);
+    a folder; an ``out`` (or a folder on the way) that is a file.
     """
+    from .. import marks
+    from ..outputs import TRANSLATION, run_file
+
     out = Path(out).expanduser()
     targets = [out / name for _, name in files]
     by_path = {source.resolve(): source for source, _ in files}
     by_identity = {_identity(source): source for source, _ in files}
-    clashes, existing, blocked = [], [], []
+    clashes, existing, foreign, blocked = [], [], [], []
     for target in targets:
         source = by_path.get(target.resolve())
         if source is None and os.path.lexists(target):
             source = by_identity.get(_identity(target))
+        owned = run_file(target) if source is None else None
         if source is not None:
             clashes.append(f"{target} is the input {source}" if target != source else f"{target} is an input")
+        elif owned is not None:
+            blocked.append(f"{target} is the run's own {owned[1]} (run directory {owned[0]}), never written over")
         elif os.path.isdir(target):
             blocked.append(f"{target} is a folder")
         elif os.path.lexists(target):
-            existing.append(target)
+            (existing if marks.read(target) == TRANSLATION else foreign).append(target)
         elif (parent := _file_on_the_way(target.parent, out)) is not None:
             blocked.append(f"{parent} is a file, not a folder")
     if clashes:
@@ -93,11 +102,31 @@ def output_paths(files: list[tuple[Path, Path]], out: Path, overwrite: bool = Fa
                         "that holds none of the inputs at the names they would be written as")
     if blocked:
         raise UserError(f"cannot write the translations: {_listed(sorted(set(blocked)))}")
+    if foreign:
+        unmarkable = sorted({t.suffix.lower() for t in foreign if not _markable(t)})
+        why = (f" ({', '.join(unmarkable)} files carry no mark, so no earlier translation in that format can be "
+               "told from anyone else's file)") if unmarkable else ""
+        raise UserError(f"{len(foreign)} of the {len(targets)} output file(s) already exist and are not translations "
+                        f"ganzoo wrote: {_listed([str(t) for t in foreign])}; they are never replaced, even with "
+                        f"--overwrite{why}: choose another --out or remove them")
     if existing and not overwrite:
         raise UserError(f"{len(existing)} of the {len(targets)} output file(s) already exist: "
                         f"{_listed([str(t) for t in existing])}; pass --overwrite to replace them, "
                         "or choose another --out")
     return targets
+
+
+def _format(path: Path) -> str:
+    """The Pillow format a translation is written in: its name's, PNG for a name Pillow does not know."""
+    from PIL import Image
+
+    return Image.registered_extensions().get(path.suffix.lower(), "PNG")
+
+
+def _markable(path: Path) -> bool:
+    from .. import marks
+
+    return marks.image_save_options(_format(path), "translation") is not None
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
@@ -194,15 +223,19 @@ def load_for_translation(path: Path, channels: int, size: int | None, multiple: 
 
 
 def save_translation(image: np.ndarray, path: Path) -> None:
-    """uint8 (C, H, W) written atomically in the format its name asks for (JPEG at quality 95)."""
+    """uint8 (C, H, W) written atomically in the format its name asks for (JPEG at quality 95), marked as a
+    translation where the format has room for the mark (not BMP, PPM and the like)."""
     from PIL import Image
 
     from ..fileio import atomic_write
+    from ..marks import image_save_options
+    from ..outputs import TRANSLATION
 
     array = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
     picture = Image.fromarray(np.ascontiguousarray(array))
-    fmt = Image.registered_extensions().get(path.suffix.lower(), "PNG")
+    fmt = _format(path)
     options = {"quality": 95} if fmt == "JPEG" else {}
+    options.update(image_save_options(fmt, TRANSLATION) or {})
     try:
         atomic_write(path, lambda f: picture.save(f, format=fmt, **options))
     except OSError as exc:

@@ -44,7 +44,8 @@ class TrainingEval:
                                for name in extractors_needed([self.metric], self.features)}
             source = from_nets(arch, cfg, nets, data, device, BATCH, self.seed, Source("training", "run", None, data))
         self.tasks = source.tasks
-        self.n = {task.label: sample_count(task, opts.eval_n or None, "--eval-n", default=DEFAULT_N)
+        self.n = {task.label: sample_count(task, opts.eval_n or None, "--eval-n", default=DEFAULT_N,
+                                                 metrics=[self.metric])
                   for task in self.tasks}
 
     def _own_randomness(self):

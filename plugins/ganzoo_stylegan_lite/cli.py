@@ -8,6 +8,8 @@ import click
 
 from ganzoo.errors import UserError
 
+MARK = "style-mix"  # the kind of output its grids are (ganzoo.marks): a re-run replaces its own grid, nothing else
+
 
 @click.command("style-mix")
 @click.argument("run_dir", type=click.Path(path_type=Path))
@@ -22,6 +24,7 @@ def style_mix(run_dir, rows, cols, seed, coarse, truncation, out, device):
     """StyleGAN-lite: cell (r, c) takes row r's coarse styles and column c's fine styles; sources along the edges."""
     from ganzoo import rundir
     from ganzoo.fileio import write_png
+    from ganzoo.outputs import claim
     from ganzoo.sampling import grid
     from ganzoo.train.engine import pick_device
 
@@ -35,6 +38,7 @@ def style_mix(run_dir, rows, cols, seed, coarse, truncation, out, device):
     if out.suffix.lower() != ".png":
         raise UserError(f"--out must end in .png, got {out}")
     run = rundir.open_run(run_dir)
+    claim(out, MARK)  # a new path or an earlier style-mix grid: never a run's file, a photo or another output
     if run.arch.name != StyleGANLite.name:
         raise UserError(f"style-mix needs a {StyleGANLite.name} run; {run_dir} is a {run.arch.name} run")
     cfg = run.resolved.config
@@ -46,5 +50,5 @@ def style_mix(run_dir, rows, cols, seed, coarse, truncation, out, device):
     torch_device = pick_device(device)
     nets, step = rundir.load_sampling_nets(run, torch_device)
     images, nrow = style_mixing_grid(nets["G"], cfg, rows, cols, seed, torch_device, truncation, coarse)
-    write_png(out, grid(images, nrow))
+    write_png(out, grid(images, nrow), mark=MARK)
     click.echo(f"style mixing {rows} x {cols} from {run_dir} (step {step}, seed {seed}) -> {out}")

@@ -258,7 +258,7 @@ def load(device, weights: Path | None = None, batch_size: int = 64, model_name: 
 def load_network(path: Path, model_name: str = MODEL):
     """timm's network with the weights of ``path`` (weights-only), position embeddings fitted to 224 input."""
     net = network(model_name)
-    state = _fit_state(read_state_dict(path), net, path)
+    state = _fit_state(read_state_dict(path, NAME), net, path)
     check_fits(state, net.state_dict(), path, NAME)
     net.load_state_dict(state, strict=True, assign=True)
     left = [name for name, t in [*net.named_parameters(), *net.named_buffers()] if t.is_meta]

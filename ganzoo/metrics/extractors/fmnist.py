@@ -116,8 +116,12 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """
     from safetensors import SafetensorError, safe_open
 
+    if path.is_dir():
+        raise UserError(f"fmnist classifier weights {path} is a folder; give the weights file itself (the fmnist "
+                        f"extractor reads a safetensors file such as the shipped {WEIGHTS_NAME})")
     if not path.is_file():
-        raise UserError(f"fmnist classifier weights {path} not found"
+        raise UserError(f"fmnist classifier weights {path} "
+                        + ("not found" if not path.exists() else "is not a regular file (a FIFO or device)")
                         + (" (reinstall ganzoo)" if path == default_weights() else ""))
     expected = expected_shapes()
     try:
@@ -128,8 +132,11 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
             if problems:
                 raise UserError(f"{path} is not fmnist classifier weights: " + "; ".join(problems))
             tensors = {name: f.get_tensor(name) for name in expected}
-    except (OSError, SafetensorError) as exc:
-        raise UserError(f"cannot read fmnist classifier weights {path}: {exc}") from None
+    except OSError as exc:
+        raise UserError(f"cannot read fmnist classifier weights {path}: {exc.strerror or exc}") from None
+    except SafetensorError as exc:  # safetensors' own words ("header too large") do not say what the file is
+        raise UserError(f"{path} is not a safetensors file of the fmnist classifier, which the fmnist extractor "
+                        f"needs (such as the shipped {WEIGHTS_NAME}; safetensors says: {exc})") from None
     for name, tensor in tensors.items():
         if not tensor.is_floating_point():
             raise UserError(f"{path}: tensor '{name}' is {tensor.dtype}, expected floating point")

@@ -73,7 +73,7 @@ def load(device, weights: Path | None = None, batch_size: int = 64, precision: s
 
 def load_network(path: Path):
     """torch-fidelity's InceptionV3 with the weights of ``path`` (weights-only), checked to fit."""
-    state = read_state_dict(path)
+    state = read_state_dict(path, NAME)
     net = network()
     expected = net.state_dict()
     for name, tensor in expected.items():  # unused in eval mode; files converted before they existed lack them

@@ -80,8 +80,10 @@ def locate(source: WeightsSource, weights: Path | None) -> Path:
         weights = Path(weights).expanduser()
         if not weights.exists():
             raise UserError(f"weights file {weights} does not exist")
+        if weights.is_dir():
+            raise UserError(f"weights file {weights} is a folder; give {source.what}' file itself")
         if not weights.is_file():
-            raise UserError(f"weights file {weights} is not a file")
+            raise UserError(f"weights file {weights} is not a regular file (a FIFO or device)")
         return weights
     for path in source.cached:
         if path.is_file():
@@ -106,15 +108,20 @@ def _is_safetensors(path: Path) -> bool:
     return len(head) == 9 and head[8:9] == b"{"
 
 
-def read_state_dict(path: Path) -> dict:
+def read_state_dict(path: Path, network: str | None = None) -> dict:
     """name -> tensor from a safetensors file or a torch file, never unpickling anything but tensors.
 
     A dict nested under "state_dict" or "model" (training checkpoints) is
-    unwrapped. Anything unreadable is one UserError naming the file.
+    unwrapped. Anything unreadable is one UserError naming the file and the
+    ``network`` its weights were asked for.
     """
     import torch
 
+    from ...safe_load import foreign_global, unreadable
+
     path = Path(path)
+    expects = (f"the {network} extractor's weights" if network else "an extractor's weights") + \
+        " (a safetensors file or a PyTorch state dict)"
     try:
         is_safetensors = _is_safetensors(path)
     except OSError as error:
@@ -125,20 +132,16 @@ def read_state_dict(path: Path) -> dict:
         try:
             state = load_file(str(path), device="cpu")
         except Exception as error:  # noqa: BLE001 - any failure to parse a file we were given is the file's fault
-            raise UserError(f"cannot read weights file {path}: not a valid safetensors file ({error})") from None
+            raise UserError(f"cannot read weights file {path}: a damaged safetensors file ({error}), expected "
+                            f"{expects}") from None
     else:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except OSError as error:
-            raise UserError(f"cannot read weights file {path}: {error.strerror or error}") from None
         except Exception as error:  # noqa: BLE001 - the weights-only unpickler raises anything on garbage
-            text = str(error).strip()
-            if isinstance(error, pickle.UnpicklingError) and "weights only load failed" in text.lower():
+            if isinstance(error, pickle.UnpicklingError) and foreign_global(error, path) is not None:
                 raise UserError(f"cannot read weights file {path}: it holds Python objects besides tensors, and "
                                 f"only plain state dicts are loaded (torch.load weights_only=True)") from None
-            first = text.splitlines()[0] if text else ""
-            raise UserError(f"cannot read weights file {path}: not a torch state dict or safetensors file "
-                            f"({type(error).__name__}{': ' + first if first else ''})") from None
+            raise UserError(f"cannot read weights file {path}: {unreadable(path, error, expects)}") from None
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
