@@ -53,7 +53,10 @@ def decode_image(path: str | os.PathLike, resolution: int, channels: int,
             image = to_channels(image, channels)
             image = _resize_center_crop(image, resolution)
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as error:
-        raise UserError(f"cannot read image {path}: {error}") from None
+        # Pillow repeats the name as a Python literal ('cannot identify image file 'x.png''): said once is
+        # enough, and a name that is not UTF-8 would show its bytes two different ways.
+        detail = str(error).replace(f" {str(path)!r}", "").replace(f" {os.fspath(path)!r}", "")
+        raise UserError(f"cannot read image {path}: {detail}") from None
     array = np.asarray(image, dtype=np.uint8)
     return array[None] if channels == 1 else array.transpose(2, 0, 1).copy()
 
