@@ -12,7 +12,7 @@ import click
 
 from ..api import UNPAIRED
 from ..data import DEFAULT_DATASET
-from ..errors import UserError
+from ..errors import UserError, printable
 from ..signals import exit_status
 
 
@@ -325,6 +325,8 @@ def _prepare(arch, resolved, run_dir: Path, entry, skip_bad_files: bool = False,
 
     def own_checks():  # rank 0's: it alone reads and writes the run directory
         refuse_run_inside_data(run_dir, resolved.data)
+        if record is not None:
+            rundir.refuse_odd_run_files(run_dir)
         return fingerprint_for_run(resolved.data, spec, record, allow_data_change, run_dir / rundir.CONFIG)
 
     fingerprint, refusal = _attempt(own_checks) if world.is_writer else (None, None)
@@ -392,13 +394,13 @@ def _describe(arch, resolved, trainer, dataset, spec, run_dir: Path, resuming: b
     opts = resolved.train
     unpaired = spec.kind == UNPAIRED
     counts = f"{len(dataset.A)} + {len(dataset.B)}" if unpaired else f"{len(dataset.images)}"
-    click.echo(f"{arch.name}: {counts} images from {dataset.name} at "
-               f"{spec.resolution}x{spec.resolution}x{spec.channels}; preset {resolved.preset or 'none'}; "
-               f"{trainer.device} {opts.precision}{' compiled' if opts.compile else ''}; "
-               f"batch {resolved.config.batch_size}")
+    click.echo(printable(f"{arch.name}: {counts} images from {dataset.name} at "
+                         f"{spec.resolution}x{spec.resolution}x{spec.channels}; preset {resolved.preset or 'none'}; "
+                         f"{trainer.device} {opts.precision}{' compiled' if opts.compile else ''}; "
+                         f"batch {resolved.config.batch_size}"))  # a folder's name need not be UTF-8
     click.echo(f"speed settings: {trainer.engine.speed.describe()}")
     if unpaired:
-        click.echo(f"domains: {dataset.describe()}")
+        click.echo(printable(f"domains: {dataset.describe()}"))
     epochs = opts.steps / trainer.feed.steps_per_epoch
     if resuming and trainer.resumed_from is None:
         click.echo(f"no checkpoint in {run_dir} yet: starting it again from step 0 with its recorded config")

@@ -172,12 +172,16 @@ def load_initial(nets: dict, ema: dict, source: InitSource) -> list[str]:
     """Fill ``nets`` (and their EMA copies) from the source's weights; returns notes for the user.
 
     Strict per role: every tensor of a network present in the source must be
-    there with its shape, and nothing extra; a mismatch names the tensor.
+    there with its shape, and nothing extra; a mismatch names the tensor. Weights
+    holding NaN or inf are refused, naming the tensor (a run would train nothing from them).
     """
-    from .checkpoint import load_networks, load_strict
+    from .checkpoint import load_networks, load_strict, nonfinite_in, start_refusal
 
     path = source.weights
     weights = load_networks(source.checkpoint)
+    bad = nonfinite_in(source.checkpoint, weights)  # fresh optimizers: the networks and their EMA are all it takes
+    if bad is not None:
+        raise start_refusal(f"--init {source.run}: {bad}", source.checkpoint, source.run)
     known = set(nets) | {f"{role}_ema" for role in nets}
     unknown = sorted(set(weights) - known)
     if unknown:
