@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import UserError
+from .memory import require_memory_for
 from ..runtime.image_files import (DEFAULT_MAX_PIXELS, EXTENSIONS, bad_files_error, check_pixels, find_images,
                                    scan_images, to_channels)
 
@@ -97,6 +98,7 @@ def decode_folder(path: str | os.PathLike, resolution: int, channels: int,
     if not scan.files and not scan.not_regular:
         raise UserError(f"no images in folder {path} (looked for {', '.join(EXTENSIONS)}, any case, in subfolders too)")
     files = [file.path for file in scan.files]
+    require_memory_for(len(files), channels, resolution, f"folder {path}")
     out = np.empty((len(files), channels, resolution, resolution), dtype=np.uint8)
     keep = np.ones(len(files), dtype=bool)
     bad = list(scan.not_regular)  # (path, error), then sorted so the message follows find_images order
