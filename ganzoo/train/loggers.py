@@ -166,8 +166,11 @@ class Progress:
             print(text, file=sys.stderr, flush=True)
 
     def rewind(self, step: int) -> None:
-        """Back to ``step`` (a rollback to an earlier checkpoint): the next update counts from there."""
+        """Back to ``step`` (a rollback to an earlier checkpoint): the next update counts from there, and the
+        pace is measured afresh from now (steps before the rollback would make it negative)."""
         self.step = step
+        if self.warm is not None:
+            self.warm = (step, time.time())
         if self.bar is not None:
             self.bar.n = step
             self.bar.refresh()
