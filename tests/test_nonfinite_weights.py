@@ -205,3 +205,13 @@ def test_pruning_reads_the_record_and_counts_a_checkpoint_without_one_as_possibl
     assert steps(run) == [4, 5]  # step 4 is finite and recorded so: the older ones go
     _save(run, 6, finite=False, keep=2)
     assert steps(run) == [4, 5, 6] and ckpt.newest_finite(run) == folder(run, 4)
+
+
+def test_the_nproc_launcher_refuses_nonfinite_weights_once_before_torchrun_starts(run, tmp_path):
+    """Every rank would refuse the same file: the launcher says it in one line and starts no process."""
+    poison_networks(folder(run, 2), "G/main.0.linear.weight")
+    expected = f"{folder(run, 2) / ckpt.NETWORKS}: tensor G/main.0.linear.weight holds NaN or inf"
+    for args in (["--resume", run], ["--init", run, "--out", tmp_path / "new"]):
+        result = ganzoo("train", "dcgan", *TRAIN, "--steps", 4, "--nproc-per-node", 2, *args, timeout=300)
+        assert expected in one_error(result) and "torch" not in result.stderr, result.stderr
+    assert not (tmp_path / "new").exists() and not folder(run, 3).exists()

@@ -96,6 +96,7 @@ def train(arch, data, preset, sets, steps, epochs, batch_size, out, device, prec
         instance, resolved, entry = found
         checks = dict(skip_bad_files=skip_bad_files, allow_data_change=allow_data_change)
         if nproc_per_node is not None:
+            _refuse_nonfinite_start(resume, start[0])
             _launch(nproc_per_node, instance, resolved, run_dir, entry, resume, checks)
         _train(instance, resolved, run_dir, entry, **checks, world=world, init=start[0], init_warnings=start[1])
     except (SystemExit, RefusedOnEveryRank):  # every rank stopped at the same point (a signal, a refusal)
@@ -106,6 +107,18 @@ def train(arch, data, preset, sets, steps, epochs, batch_size, out, device, prec
         raise
     else:
         world.close()
+
+
+def _refuse_nonfinite_start(resume: str | None, init) -> None:
+    """Before torchrun starts: weights with NaN or inf that the run would start from are refused here, once,
+    as every rank would refuse them (Trainer._load, initial_weights.load_initial)."""
+    from ..train import checkpoint as ckpt
+    from ..train.initial_weights import refuse_nonfinite
+
+    if init is not None:
+        refuse_nonfinite(init)
+    elif resume:
+        ckpt.refuse_nonfinite_resume(Path(resume))
 
 
 def _attempt(check):

@@ -28,7 +28,7 @@ step-N folder that scored best; pruning never deletes the folder it links to.
 from .layout import (BEST, FILES, FINITE, NETWORKS, NO_TRAINER_STATE, NONFINITE, TRAINER_STATE, WEIGHTS_ONLY,
                      DamagedCheckpoint, step_of)
 from .listing import (best_checkpoint, checkpoint_dirs, fallback_warnings, latest_checkpoint, newest_finite,
-                      newest_intact, problem, start_refusal)
+                      newest_intact, problem, refuse_nonfinite_resume, start_refusal)
 from .reading import (check_trainer_state, finite_record, first_nonfinite, is_weights_only, load_into, load_networks,
                       load_strict, load_trainer_state, nonfinite_in, read_header, recorded_nonfinite, restoring,
                       state_tensors, unflatten_networks)
@@ -41,4 +41,4 @@ __all__ = ["BEST", "best_checkpoint", "mark_best", "prune", "FILES", "NETWORKS",
            "first_nonfinite", "load_into", "load_strict", "load_networks", "load_trainer_state", "read_header", "restoring",
            "unflatten_networks", "clean_up", "flatten_networks", "remove_stale", "report", "save_checkpoint",
            "FINITE", "NONFINITE", "finite_record", "recorded_nonfinite", "nonfinite_in", "state_tensors",
-           "finiteness_record", "newest_finite", "newest_finite_recorded", "start_refusal"]
+           "finiteness_record", "newest_finite", "newest_finite_recorded", "start_refusal", "refuse_nonfinite_resume"]

@@ -114,6 +114,20 @@ def start_refusal(bad: str, checkpoint: Path, run_dir: Path | None = None) -> Us
     return UserError(f"{bad}; a run cannot start from weights that are not finite ({hint})")
 
 
+def refuse_nonfinite_resume(run_dir: Path) -> None:
+    """start_refusal when the checkpoint a resume of ``run_dir`` would start from holds NaN or inf.
+
+    For the --nproc-per-node launcher, which refuses before any process starts; the trainer itself checks
+    the tensors it loads (Trainer._load), so one process reads them once.
+    """
+    source, _ = newest_intact(run_dir)
+    if source is None or is_weights_only(source):
+        return
+    bad = nonfinite_in(source, load_networks(source), load_trainer_state(source))
+    if bad is not None:
+        raise start_refusal(bad, source, run_dir)
+
+
 def newest_finite(run_dir: Path, before: int | None = None) -> Path | None:
     """The newest intact checkpoint a run can continue from: every tensor it would start from is finite.
 
