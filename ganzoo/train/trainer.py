@@ -571,8 +571,10 @@ class Trainer:
         if policy != "rollback" or not rollback or source is None or self.rollbacks >= self.opts.max_rollbacks:
             why = ("" if policy != "rollback" else
                    f" after {self.rollbacks} rollback(s), the most max_rollbacks allows" if source is not None else
-                   " and there is no checkpoint to roll back to yet")
-            last = f"the last good checkpoint is {source}" if source is not None else "no checkpoint was written yet"
+                   " and there is no checkpoint with finite weights to roll back to")
+            written = source is None and bool(ckpt.checkpoint_dirs(self.run_dir))  # all of them NaN or inf
+            last = (f"the last good checkpoint is {source}" if source is not None else
+                    "no checkpoint with finite weights was written" if written else "no checkpoint was written yet")
             error = TrainingDiverged(f"training diverged: {what}{why}; {last} (try a lower lr or fp32)")
             error.quiet = not self.world.is_writer  # every rank stops here alike; rank 0 alone says so
             self.world.barrier()  # no rank leaves the group while another still talks to it
