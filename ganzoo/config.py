@@ -17,7 +17,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .api import SMOKE_PRESET, ConfigError, require
+from .api import MAX_RESOLUTION, SMOKE_PRESET, ConfigError, require
 from .data import DEFAULT_DATASET
 from .errors import UserError
 
@@ -54,9 +54,7 @@ class TrainOptions:
     rollback_lr_factor: float = 0.5  # every optimizer's learning rate is multiplied by this at each rollback
     # Under torchrun: batch norm statistics over the global batch instead of each rank's slice.
     sync_batchnorm: bool = False
-    # A data image declaring more (width x height) is a bad file, never decoded; and a config whose images would
-    # be larger (resolution squared) is refused: ganzoo neither reads nor makes images beyond it.
-    max_image_pixels: int = 4096 * 4096
+    max_image_pixels: int = 4096 * 4096  # a data image declaring more (width x height) is a bad file, never decoded
     # Evaluation during training (ganzoo.train.evaluation): every eval_every steps (0: never) the EMA
     # generator is scored by eval_metric ("" : fd-fmnist on the embedded data, fid otherwise) on eval_n
     # images (0: all the real images, at most 10,000); checkpoints/best links to the best-scoring checkpoint.
@@ -95,24 +93,20 @@ def _check_train_options(opts: TrainOptions) -> None:
         require(getattr(opts, key) >= 0, key, getattr(opts, key), "must not be negative")
 
 
-def _check_image_size(arch, cfg, opts: TrainOptions) -> None:
-    """The images an architecture consumes (its DataSpec's decode resolution, squared) fit max_image_pixels.
+def _check_resolution(arch, cfg) -> None:
+    """The images an architecture consumes (its DataSpec's decode resolution) are at most MAX_RESOLUTION a side.
 
-    Every plugin gets this bound from the core: a resolution past it would ask
-    for images no data file may hold, and memory for them that no machine has
-    (resolution=1073741824 overflowed inside torch; 4096 already asks tens of
-    GB for a dataset). The error names the config key holding that resolution.
+    Every plugin gets this bound from the core, whatever its own validate allows:
+    past it nothing can be built (resolution=1073741824 overflowed inside torch).
+    The error names the config key holding that resolution.
     """
     side = arch.data_spec(cfg).decode_resolution
-    limit = opts.max_image_pixels
-    if side * side <= limit:
+    if side <= MAX_RESOLUTION:
         return
     key = next((f.name for f in dataclasses.fields(cfg) if "resolution" in f.name and getattr(cfg, f.name) == side),
                "resolution")
-    largest = math.isqrt(limit)
-    raise ConfigError(key, side, f"images of {side}x{side} hold {side * side:,} pixels, more than max_image_pixels "
-                                 f"({limit:,}, i.e. {largest}x{largest}), the largest image ganzoo reads or makes "
-                                 "(raise max_image_pixels to train larger)")
+    raise ConfigError(key, side, f"must be at most {MAX_RESOLUTION}, the largest side ganzoo builds (one "
+                                 f"{side}x{side} image alone would hold {side * side:,} pixels)")
 
 
 def _check_finite(cfg) -> None:
@@ -245,7 +239,7 @@ def validate(arch, cfg, origin=None, opts: TrainOptions | None = None) -> None:
         if opts is not None:
             _check_finite(opts)
             _check_train_options(opts)
-        _check_image_size(arch, cfg, opts or TrainOptions())
+        _check_resolution(arch, cfg)
     except ConfigError as exc:
         where = f" (from {origin(exc.key)})" if origin and origin(exc.key) else ""
         raise UserError(f"invalid {arch.name} config: {exc}{where}") from None
