@@ -59,6 +59,13 @@ class DataSpec:
             raise ValueError(f"DataSpec.decode_resolution {self.decode_resolution} is below resolution {self.resolution}")
 
 
+# The largest square side the core lets any architecture ask for (its DataSpec's decode resolution): the side
+# of the largest image ganzoo decodes by default (max_image_pixels, 4096x4096), four times StyleGAN2's largest.
+# Past it a batch of images alone outgrows any accelerator, and sizes overflow inside torch (1073741824 did).
+# Plugins bound themselves further in validate (StyleGAN-lite: 1024).
+MAX_RESOLUTION = 4096
+
+
 class ConfigError(UserError):
     """A Config value the architecture cannot build: raised by ``Architecture.validate``.
 
@@ -403,6 +410,7 @@ class Architecture:
 __all__ = [
     "API_VERSION",
     "ConfigError",
+    "MAX_RESOLUTION",
     "require",
     "require_positive",
     "require_fraction",

@@ -17,7 +17,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .api import SMOKE_PRESET, ConfigError, require
+from .api import MAX_RESOLUTION, SMOKE_PRESET, ConfigError, require
 from .data import DEFAULT_DATASET
 from .errors import UserError
 
@@ -95,6 +95,22 @@ def _check_train_options(opts: TrainOptions) -> None:
     require(0 < opts.rollback_lr_factor <= 1, "rollback_lr_factor", opts.rollback_lr_factor, "must lie in (0, 1]")
     for key in ("epochs", "ema_kimg", "ema_rampup"):
         require(getattr(opts, key) >= 0, key, getattr(opts, key), "must not be negative")
+
+
+def _check_resolution(arch, cfg) -> None:
+    """The images an architecture consumes (its DataSpec's decode resolution) are at most MAX_RESOLUTION a side.
+
+    Every plugin gets this bound from the core, whatever its own validate allows:
+    past it nothing can be built (resolution=1073741824 overflowed inside torch).
+    The error names the config key holding that resolution.
+    """
+    side = arch.data_spec(cfg).decode_resolution
+    if side <= MAX_RESOLUTION:
+        return
+    key = next((f.name for f in dataclasses.fields(cfg) if "resolution" in f.name and getattr(cfg, f.name) == side),
+               "resolution")
+    raise ConfigError(key, side, f"must be at most {MAX_RESOLUTION}, the largest side ganzoo builds (one "
+                                 f"{side}x{side} image alone would hold {side * side:,} pixels)")
 
 
 def _check_finite(cfg) -> None:
@@ -227,6 +243,7 @@ def validate(arch, cfg, origin=None, opts: TrainOptions | None = None) -> None:
         if opts is not None:
             _check_finite(opts)
             _check_train_options(opts)
+        _check_resolution(arch, cfg)
     except ConfigError as exc:
         where = f" (from {origin(exc.key)})" if origin and origin(exc.key) else ""
         raise UserError(f"invalid {arch.name} config: {exc}{where}") from None

@@ -10,10 +10,17 @@ A write the operating system refuses (a read-only or full disk, a folder that
 is not ours, a path through a file) is one UserError naming the path, and the
 old file is kept. ``require_writable`` asks the same question up front, before
 a command does minutes of work it could not save.
+
+Reading is the mirror image: a file ganzoo reads (config.json, metrics.jsonl, a
+checkpoint's files) is opened only when it is a regular file (``open_regular``):
+a FIFO would block its reader forever, a folder or a device is no run file. It is
+checked by name first, for the message, then opened without blocking and checked
+again on the open descriptor, so a FIFO swapped in between cannot hang the reader.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -24,6 +31,66 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import UserError
+
+
+class NotRegularFile(UserError):
+    """A name that is a FIFO, socket, device or folder where a regular file was to be read; left unopened."""
+
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder"))
+
+
+def kind_of(mode: int) -> str:
+    """What a file of ``mode`` is, in words, for a message: 'a FIFO (named pipe)', 'a folder', ..."""
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def not_regular_message(path, mode: int) -> str:
+    """'PATH: it is a FIFO (named pipe), not a regular file (left unopened)': shared by run files and images."""
+    return f"{path}: it is {kind_of(mode)}, not a regular file (left unopened)"
+
+
+def open_regular(path, append: bool = False):
+    """``path`` opened in binary (read, or append-and-read with ``append``, created if missing), only if it is
+    a regular file; NotRegularFile (a UserError) saying what it is otherwise. OSErrors (missing, no permission)
+    pass through for the caller to word.
+
+    stat() first, for the message (opening a socket fails with a cryptic ENXIO); then the open itself is
+    non-blocking (a FIFO put in its place meanwhile opens at once instead of waiting for a writer) and
+    fstat() decides on the descriptor actually opened.
+    """
+    if not (append and not os.path.exists(path)):  # appending may create it
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotRegularFile(not_regular_message(path, info.st_mode))
+    flags = (os.O_RDWR | os.O_APPEND | os.O_CREAT) if append else os.O_RDONLY
+    fd = os.open(path, flags | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0), 0o666)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotRegularFile(not_regular_message(path, info.st_mode))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "a+b" if append else "rb", buffering=0 if append else -1)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_regular(path) -> bytes:
+    """The bytes of ``path`` if it is a regular file (open_regular), else NotRegularFile."""
+    with open_regular(path) as f:
+        return f.read()
+
+
+@contextlib.contextmanager
+def regular_path(path):
+    """A name for ``path`` that opens the very file checked regular, for libraries that open by name (torch.load
+    with mmap, safetensors): /proc/self/fd/N of the descriptor open_regular opened, where the system has it;
+    else ``path`` itself, checked just before."""
+    with open_regular(path) as f:
+        own = f"/proc/self/fd/{f.fileno()}"
+        yield own if os.path.exists(own) else str(path)
 
 
 def _umask() -> int:
@@ -125,13 +192,15 @@ _hash_cache: dict[tuple[str, int, int], str] = {}
 
 
 def sha256_of(path: Path) -> str:
-    """Full sha256 of a file, remembered per (path, size, mtime) so a second load does not read 1 GB again."""
+    """Full sha256 of a file, remembered per (path, size, mtime) so a second load does not read 1 GB again.
+
+    Only a regular file is read (open_regular): a FIFO is NotRegularFile, never a hang."""
     path = Path(path)
     info = path.stat()
     key = (str(path.resolve()), info.st_size, info.st_mtime_ns)
     if key not in _hash_cache:
         digest = hashlib.sha256()
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             while chunk := f.read(1 << 20):
                 digest.update(chunk)
         _hash_cache[key] = digest.hexdigest()

@@ -13,7 +13,7 @@ from pathlib import Path
 from . import __version__, registry
 from .config import Resolved, from_dict
 from .errors import UserError
-from .fileio import write_json
+from .fileio import NotRegularFile, read_regular, write_json
 
 CONFIG = "config.json"
 
@@ -40,7 +40,7 @@ def read_config(run_dir: Path) -> dict:
     if not Path(run_dir).is_dir():
         raise UserError(f"no such run directory: {run_dir}")
     try:
-        record = json.loads(path.read_bytes().decode("utf-8"))
+        record = json.loads(read_regular(path).decode("utf-8"))
     except FileNotFoundError:
         raise UserError(f"{run_dir} is not a run directory: {CONFIG} is missing") from None
     except UnicodeDecodeError as exc:
@@ -49,6 +49,8 @@ def read_config(run_dir: Path) -> dict:
         raise UserError(f"cannot read {path}: not valid JSON ({exc})") from None
     except RecursionError:
         raise UserError(f"cannot read {path}: nested too deeply to be a ganzoo config") from None
+    except NotRegularFile as exc:
+        raise UserError(f"cannot read {exc}") from None
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not isinstance(record, dict):
@@ -60,6 +62,28 @@ def read_config(run_dir: Path) -> dict:
             raise UserError(f"{path}: {key!r} must be a{'n object' if kind is dict else ' string'}, "
                             f"got {type(record[key]).__name__}")
     return record
+
+
+METRICS = "metrics.jsonl"
+
+
+def refuse_odd_run_files(run_dir: Path) -> None:
+    """Before a resume touches anything: metrics.jsonl, when present, is a regular file (a FIFO would hang
+    the resume's rewrite of it, a folder would fail it halfway); one UserError saying what it is instead."""
+    import os
+    import stat
+
+    from .fileio import not_regular_message
+
+    path = Path(run_dir) / METRICS
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(mode):
+        raise UserError(f"cannot read {not_regular_message(path, mode)}")
 
 
 @dataclass
@@ -144,11 +168,29 @@ def load_sampling_nets(run: Run, device, step: int | str | None = None):
     weights = ckpt.load_networks(source)
     names = {role: f"{role}_ema" if f"{role}_ema" in weights else role for role in nets}
     chosen = {names[role]: weights[names[role]] for role in nets if names[role] in weights}
-    sampling = {names[g.role] for g in run.arch.generators(run.resolved.config).values() if g.role in nets}
+    generator_roles = sorted({g.role for g in run.arch.generators(run.resolved.config).values() if g.role in nets})
+    sampling = {names[role] for role in generator_roles}
     bad = ckpt.first_nonfinite({name: chosen[name] for name in sorted(sampling) if name in chosen})
     if bad is not None:
+        older = ckpt.newest_finite(run.path, before=ckpt.step_of(source))
+        hint = (f"; the newest checkpoint with finite weights is step {ckpt.step_of(older)}: pass --step "
+                f"{ckpt.step_of(older)}" if older is not None else "")
         raise UserError(f"{source / ckpt.NETWORKS}: tensor {bad} holds NaN or inf; refusing to use these "
-                        "weights (they cannot make images)")
+                        f"weights (they cannot make images){hint}")
+    ckpt.report(_missing_ema(run, source, [role for role in generator_roles if names[role] == role], roles))
     ckpt.load_into({names[role]: module for role, module in nets.items()}, chosen, source)
     loaded = {role: m.to(device).eval() for role, m in nets.items()}
     return (ImportedNets(loaded, run) if roles is not None else loaded), ckpt.step_of(source)
+
+
+def _missing_ema(run: Run, source: Path, roles: list[str], imported: list[str] | None) -> list[str]:
+    """A warning when a trained run's checkpoint lacks a generator's EMA copy, which sampling then replaces
+    with the live weights: training with ema_kimg > 0 always saves ``<role>_ema``, so its absence means the
+    file was changed. Imports (many references publish no EMA) and runs trained without EMA say nothing."""
+    from .train import checkpoint as ckpt
+
+    if not roles or imported is not None or run.resolved.train.ema_kimg <= 0:
+        return []
+    missing = ", ".join(f"{role}_ema" for role in roles)
+    return [f"warning: {source / ckpt.NETWORKS} has no {missing}, which training with ema_kimg="
+            f"{run.resolved.train.ema_kimg:g} always saves; using the live weights ({', '.join(roles)}) instead"]

@@ -177,8 +177,10 @@ def test_weights_with_nan_are_refused_by_sample_and_export_naming_the_tensor(run
     rewrite_networks(newest(run), lambda t: t["D/main.0.weight"].fill_(float("inf")))
     assert invoke("sample", run, "--n", 4, "--out", tmp_path / "d.png").exit_code == 0  # D draws nothing
     rewrite_networks(newest(run), lambda t: t["G_ema/main.3.weight"][0].fill_(float("nan")))
+    older = ckpt.step_of(ckpt.checkpoint_dirs(run)[-2])  # the one before is finite: named as the way out
     expected = (f"Error: {newest(run) / ckpt.NETWORKS}: tensor G_ema/main.3.weight holds NaN or inf; refusing to use "
-                "these weights (they cannot make images)")
+                f"these weights (they cannot make images); the newest checkpoint with finite weights is step {older}: "
+                f"pass --step {older}")
     for args in (["sample", run, "--out", tmp_path / "x.png"], ["export", run, "--out", tmp_path / "e"]):
         result = invoke(*args)
         assert result.exit_code == 1 and result.output.strip() == expected, result.output

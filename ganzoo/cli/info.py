@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..data import DEFAULT_DATASET
+from ..errors import printable
 
 
 @click.command()
@@ -22,16 +23,19 @@ def info(run_dir):
     if record["architecture"] in known:  # values checked as resume would; a run of a missing plugin still shows
         rundir.open_run(run_dir)
     plugin = record.get("plugin") if isinstance(record.get("plugin"), dict) else {}
-    click.echo(f"run:          {run_dir}")
+    click.echo(printable(f"run:          {run_dir}"))
     click.echo(f"architecture: {record['architecture']} ({plugin.get('distribution')} {plugin.get('version')})")
     click.echo(f"ganzoo:       {record.get('ganzoo_version')}")
-    click.echo(f"data:         {record.get('data') or DEFAULT_DATASET}")
+    click.echo(printable(f"data:         {record.get('data') or DEFAULT_DATASET}"))  # names need not be UTF-8
     click.echo(f"preset:       {record.get('preset') or 'none'}")
     overrides = record.get("overrides") or {}
     click.echo(f"overrides:    {', '.join(f'{k}={v}' for k, v in overrides.items()) or 'none'}")
     click.echo("config:       " + ", ".join(f"{k}={v}" for k, v in record["config"].items()))
     dirs = ckpt.checkpoint_dirs(run_dir)
     click.echo(f"checkpoints:  {', '.join(d.name for d in dirs) or 'none'}")
+    nonfinite = [f"{d.name} ({name})" for d in dirs if (name := ckpt.recorded_nonfinite(d))]
+    if nonfinite:
+        click.echo(f"not finite:   {', '.join(nonfinite)}: NaN or inf when saved; a run cannot continue from them")
     chosen, damaged = ckpt.newest_intact(run_dir)
     ckpt.report(ckpt.fallback_warnings(chosen, damaged))
     if chosen is not None:
@@ -39,6 +43,7 @@ def info(run_dir):
         click.echo(f"parameters:   {', '.join(f'{role} {count:,}' for role, count in counts.items())}"
                    + (f" ({chosen.name})" if damaged else ""))
     metrics = Path(run_dir) / "metrics.jsonl"
+    damaged_lines = 0
     if metrics.exists():
         records, damaged_lines = read_records(metrics)
         losses = [r for r in records if not _is_eval(r)]
@@ -50,8 +55,8 @@ def info(run_dir):
     best = ckpt.best_checkpoint(run_dir)
     if best is not None:
         click.echo(f"best:         {best}")
-        if damaged_lines:
-            click.echo(f"metrics:      {damaged_lines} damaged line(s) in {metrics} (a resume drops them)")
+    if damaged_lines:
+        click.echo(f"metrics:      {damaged_lines} damaged line(s) in {metrics} (a resume drops them)")
 
 
 def _is_eval(record: dict) -> bool:

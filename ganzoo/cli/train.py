@@ -12,7 +12,7 @@ import click
 
 from ..api import UNPAIRED
 from ..data import DEFAULT_DATASET
-from ..errors import UserError
+from ..errors import UserError, printable
 from ..signals import exit_status
 
 
@@ -96,6 +96,7 @@ def train(arch, data, preset, sets, steps, epochs, batch_size, out, device, prec
         instance, resolved, entry = found
         checks = dict(skip_bad_files=skip_bad_files, allow_data_change=allow_data_change)
         if nproc_per_node is not None:
+            _refuse_nonfinite_start(resume, start[0])
             _launch(nproc_per_node, instance, resolved, run_dir, entry, resume, checks)
         _train(instance, resolved, run_dir, entry, **checks, world=world, init=start[0], init_warnings=start[1])
     except (SystemExit, RefusedOnEveryRank):  # every rank stopped at the same point (a signal, a refusal)
@@ -106,6 +107,18 @@ def train(arch, data, preset, sets, steps, epochs, batch_size, out, device, prec
         raise
     else:
         world.close()
+
+
+def _refuse_nonfinite_start(resume: str | None, init) -> None:
+    """Before torchrun starts: weights with NaN or inf that the run would start from are refused here, once,
+    as every rank would refuse them (Trainer._load, initial_weights.load_initial)."""
+    from ..train import checkpoint as ckpt
+    from ..train.initial_weights import refuse_nonfinite
+
+    if init is not None:
+        refuse_nonfinite(init)
+    elif resume:
+        ckpt.refuse_nonfinite_resume(Path(resume))
 
 
 def _attempt(check):
@@ -328,6 +341,8 @@ def _prepare(arch, resolved, run_dir: Path, entry, skip_bad_files: bool = False,
 
     def own_checks():  # rank 0's: it alone reads and writes the run directory
         refuse_run_inside_data(run_dir, resolved.data)
+        if record is not None:
+            rundir.refuse_odd_run_files(run_dir)
         return fingerprint_for_run(resolved.data, spec, record, allow_data_change, run_dir / rundir.CONFIG)
 
     fingerprint, refusal = _attempt(own_checks) if world.is_writer else (None, None)
@@ -395,13 +410,13 @@ def _describe(arch, resolved, trainer, dataset, spec, run_dir: Path, resuming: b
     opts = resolved.train
     unpaired = spec.kind == UNPAIRED
     counts = f"{len(dataset.A)} + {len(dataset.B)}" if unpaired else f"{len(dataset.images)}"
-    click.echo(f"{arch.name}: {counts} images from {dataset.name} at "
-               f"{spec.resolution}x{spec.resolution}x{spec.channels}; preset {resolved.preset or 'none'}; "
-               f"{trainer.device} {opts.precision}{' compiled' if opts.compile else ''}; "
-               f"batch {resolved.config.batch_size}")
+    click.echo(printable(f"{arch.name}: {counts} images from {dataset.name} at "
+                         f"{spec.resolution}x{spec.resolution}x{spec.channels}; preset {resolved.preset or 'none'}; "
+                         f"{trainer.device} {opts.precision}{' compiled' if opts.compile else ''}; "
+                         f"batch {resolved.config.batch_size}"))  # a folder's name need not be UTF-8
     click.echo(f"speed settings: {trainer.engine.speed.describe()}")
     if unpaired:
-        click.echo(f"domains: {dataset.describe()}")
+        click.echo(printable(f"domains: {dataset.describe()}"))
     epochs = opts.steps / trainer.feed.steps_per_epoch
     if resuming and trainer.resumed_from is None:
         click.echo(f"no checkpoint in {run_dir} yet: starting it again from step 0 with its recorded config")

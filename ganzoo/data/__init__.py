@@ -28,8 +28,9 @@ EMBEDDED_SOURCE = f"embedded:{DEFAULT_DATASET}-test"
 # Fashion-MNIST is 28x28; two black pixels on every side give the 32x32 that
 # DCGAN-style networks (powers of two) expect, as classic MNIST GAN setups do.
 _PAD = 2
-# Resize the embedded set in chunks so a large target resolution needs little float memory.
-_RESIZE_CHUNK = 1000
+# Resize the embedded set in chunks of at most this many bytes of float32 pixels, so a large target
+# resolution needs little float memory beside the uint8 result.
+_RESIZE_CHUNK_BYTES = 256 * 1024 * 1024
 
 
 @dataclass
@@ -127,23 +128,31 @@ def unknown_dataset(source) -> UserError:
                      f"(known: {', '.join(names)}; see `ganzoo data list`)")
 
 
-def embedded_images(spec: DataSpec) -> tuple["torch.Tensor", "torch.Tensor"]:
+def embedded_images(spec: DataSpec, classes: tuple[int, ...] | None = None) -> tuple["torch.Tensor", "torch.Tensor"]:
     """Fashion-MNIST test split as uint8 (N, C, R, R) at the spec's decode resolution, and labels.
 
-    Padded to 32x32, resized, channels replicated to the spec's.
+    Padded to 32x32, resized, channels replicated to the spec's; with ``classes``, only the images of
+    those classes (resized alone: the unpaired pair needs 2 of the 10). Refused before any resizing when
+    the result would not fit in memory.
     """
+    import numpy as np
     import torch
     import torch.nn.functional as F
 
     from .embedded import load_fashion_mnist
+    from .memory import require_memory_for
 
     images, labels = load_fashion_mnist()
+    if classes is not None:
+        chosen = np.isin(labels, classes)
+        images, labels = images[chosen], labels[chosen]
+    if spec.channels not in (1, 3):
+        raise ValueError(f"DataSpec.channels must be 1 or 3, got {spec.channels}")
+    require_memory_for(len(images), spec.channels, spec.decode_resolution, f"the embedded {DEFAULT_DATASET} data")
     padded = F.pad(torch.from_numpy(images).unsqueeze(1), (_PAD,) * 4)
     resized = _resize_uint8(padded, spec.decode_resolution)
     if spec.channels == 3:
         resized = resized.repeat(1, 3, 1, 1)
-    elif spec.channels != 1:
-        raise ValueError(f"DataSpec.channels must be 1 or 3, got {spec.channels}")
     return resized.contiguous(), torch.from_numpy(labels).long()
 
 
@@ -162,13 +171,13 @@ def _resize_uint8(images: "torch.Tensor", resolution: int) -> "torch.Tensor":
     if resolution < 1:
         raise ValueError(f"DataSpec.resolution must be positive, got {resolution}")
     shrinking = resolution < images.shape[-1]
-    chunks = []
-    for chunk in images.split(_RESIZE_CHUNK):
-        out = F.interpolate(
-            chunk.float(), size=(resolution, resolution), mode="bilinear", align_corners=False, antialias=shrinking
-        )
-        chunks.append(out.round_().clamp_(0, 255).to(torch.uint8))
-    return torch.cat(chunks)
+    out = torch.empty((*images.shape[:2], resolution, resolution), dtype=torch.uint8)
+    per_chunk = max(1, _RESIZE_CHUNK_BYTES // (4 * images.shape[1] * max(resolution, images.shape[-1]) ** 2))
+    for start in range(0, len(images), per_chunk):
+        resized = F.interpolate(images[start:start + per_chunk].float(), size=(resolution, resolution),
+                                mode="bilinear", align_corners=False, antialias=shrinking)
+        out[start:start + per_chunk] = resized.round_().clamp_(0, 255).to(torch.uint8)
+    return out
 
 
 def _folder(path: Path, spec: DataSpec, on_bad, max_pixels: int) -> ImageSet:

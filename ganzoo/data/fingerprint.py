@@ -57,7 +57,9 @@ def _folder(folder: Path) -> dict[str, Any]:
         return {"files": 0, "sha256": digest.hexdigest()}
     files = scan_images(folder).files
     for file in files:
-        digest.update(f"{file.relative.as_posix()}\0{file.size}\0{file.mtime_ns}\n".encode())
+        # The name's bytes as the filesystem holds them: a name that is not UTF-8 (Linux names are bytes)
+        # is as good a name as any, and a valid one hashes as it always did.
+        digest.update(os.fsencode(file.relative.as_posix()) + f"\0{file.size}\0{file.mtime_ns}\n".encode())
     return {"files": len(files), "sha256": digest.hexdigest()}
 
 

@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import UserError
+from .memory import require_memory_for
 from ..runtime.image_files import (DEFAULT_MAX_PIXELS, EXTENSIONS, bad_files_error, check_pixels, find_images,
                                    scan_images, to_channels)
 
@@ -53,7 +54,10 @@ def decode_image(path: str | os.PathLike, resolution: int, channels: int,
             image = to_channels(image, channels)
             image = _resize_center_crop(image, resolution)
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as error:
-        raise UserError(f"cannot read image {path}: {error}") from None
+        # Pillow repeats the name as a Python literal ('cannot identify image file 'x.png''): said once is
+        # enough, and a name that is not UTF-8 would show its bytes two different ways.
+        detail = str(error).replace(f" {str(path)!r}", "").replace(f" {os.fspath(path)!r}", "")
+        raise UserError(f"cannot read image {path}: {detail}") from None
     array = np.asarray(image, dtype=np.uint8)
     return array[None] if channels == 1 else array.transpose(2, 0, 1).copy()
 
@@ -94,6 +98,7 @@ def decode_folder(path: str | os.PathLike, resolution: int, channels: int,
     if not scan.files and not scan.not_regular:
         raise UserError(f"no images in folder {path} (looked for {', '.join(EXTENSIONS)}, any case, in subfolders too)")
     files = [file.path for file in scan.files]
+    require_memory_for(len(files), channels, resolution, f"folder {path}")
     out = np.empty((len(files), channels, resolution, resolution), dtype=np.uint8)
     keep = np.ones(len(files), dtype=bool)
     bad = list(scan.not_regular)  # (path, error), then sorted so the message follows find_images order

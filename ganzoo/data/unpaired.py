@@ -66,7 +66,7 @@ def embedded_pair(spec: DataSpec) -> UnpairedSet:
     from . import DEFAULT_DATASET, EMBEDDED_SOURCE, embedded_images
     from .embedded import CLASS_NAMES
 
-    images, labels = embedded_images(spec)
+    images, labels = embedded_images(spec, classes=tuple(EMBEDDED_PAIR.values()))
     domains = {d: images[labels == cls].contiguous() for d, cls in EMBEDDED_PAIR.items()}
     names = {d: CLASS_NAMES[cls].lower() for d, cls in EMBEDDED_PAIR.items()}
     return UnpairedSet(domains["A"], domains["B"], DEFAULT_DATASET, EMBEDDED_SOURCE,
@@ -83,8 +83,10 @@ def load_unpaired_folder(root: Path, spec: DataSpec, *, on_bad=None, name: str |
     import torch
 
     from .folder import decode_folder, settle_bad_files
+    from .memory import require_memory_for
 
     root = Path(root).resolve()
+    counts: dict[str, int] = {}
     for domain in DOMAINS:
         folder = root / f"train{domain}"
         if not folder.is_dir():
@@ -93,6 +95,8 @@ def load_unpaired_folder(root: Path, spec: DataSpec, *, on_bad=None, name: str |
         scan = scan_images(folder)
         if not scan.files and not scan.not_regular:
             raise UserError(f"domain {domain} is empty: no images in {folder}")
+        counts[domain] = len(scan.files)
+    require_memory_for(sum(counts.values()), spec.channels, spec.decode_resolution, f"unpaired dataset {root}")
     decoded = {d: decode_folder(root / f"train{d}", spec.decode_resolution, spec.channels, max_pixels)
                for d in DOMAINS}
     settle_bad_files([error for _, bad in decoded.values() for error in bad], on_bad)

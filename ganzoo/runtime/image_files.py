@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..fileio import not_regular_message
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
@@ -84,11 +85,8 @@ def find_images(path: str | os.PathLike) -> list[Path]:
 
 
 def not_a_regular_file(path: Path, mode: int) -> UserError:
-    """The error for a name that is not a regular file; it says what it is instead."""
-    kinds = [(stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
-             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder")]
-    kind = next((name for test, name in kinds if test(mode)), "not a regular file")
-    return UserError(f"cannot read image {path}: it is {kind}, not a regular file (left unopened)")
+    """The error for a name that is not a regular file; it says what it is instead (as run files do: fileio)."""
+    return UserError(f"cannot read image {not_regular_message(path, mode)}")
 
 
 def _stat_problem(path: Path, error: OSError) -> str:

@@ -168,16 +168,28 @@ def init_config(arch, source_run, *, preset: str | None, data: str | None, sets:
     return Resolved(arch.name, chosen, recorded, cfg, opts, data)
 
 
+def refuse_nonfinite(source: InitSource, weights: dict | None = None) -> None:
+    """start_refusal when the source's networks (or their EMA) hold NaN or inf: fresh optimizers, so the
+    networks are all a run takes from it. ``weights``: already loaded (else read here, for the launcher)."""
+    from .checkpoint import load_networks, nonfinite_in, start_refusal
+
+    bad = nonfinite_in(source.checkpoint, weights if weights is not None else load_networks(source.checkpoint))
+    if bad is not None:
+        raise start_refusal(f"--init {source.run}: {bad}", source.checkpoint, source.run)
+
+
 def load_initial(nets: dict, ema: dict, source: InitSource) -> list[str]:
     """Fill ``nets`` (and their EMA copies) from the source's weights; returns notes for the user.
 
     Strict per role: every tensor of a network present in the source must be
-    there with its shape, and nothing extra; a mismatch names the tensor.
+    there with its shape, and nothing extra; a mismatch names the tensor. Weights
+    holding NaN or inf are refused, naming the tensor (a run would train nothing from them).
     """
     from .checkpoint import load_networks, load_strict
 
     path = source.weights
     weights = load_networks(source.checkpoint)
+    refuse_nonfinite(source, weights)
     known = set(nets) | {f"{role}_ema" for role in nets}
     unknown = sorted(set(weights) - known)
     if unknown:

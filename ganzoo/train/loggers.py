@@ -8,13 +8,17 @@ import sys
 import time
 from pathlib import Path
 
-from ..fileio import atomic_write
+from ..errors import UserError
+from ..fileio import NotRegularFile, atomic_write, open_regular, read_regular
 
 
 def read_records(path: Path) -> tuple[list[dict], int]:
-    """The records of a metrics.jsonl and how many lines were damaged (a power cut leaves half a line)."""
+    """The records of a metrics.jsonl and how many lines were damaged (a power cut leaves half a line).
+
+    Only a regular file is read: a FIFO or a folder in its place is one UserError saying what it is.
+    """
     records, damaged = [], 0
-    for line in Path(path).read_bytes().decode("utf-8", errors="replace").splitlines():
+    for line in _read(path).decode("utf-8", errors="replace").splitlines():
         if not line.strip():
             continue
         try:
@@ -26,6 +30,15 @@ def read_records(path: Path) -> tuple[list[dict], int]:
         else:
             damaged += 1
     return records, damaged
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return read_regular(path)
+    except NotRegularFile as exc:
+        raise UserError(f"cannot read {exc}") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def drop_records_after(run_dir: Path, step: int) -> int:
@@ -56,7 +69,10 @@ class MetricsLog:
     def __init__(self, run_dir: Path):
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         self.path = Path(run_dir) / "metrics.jsonl"
-        self.file = open(self.path, "a+b", buffering=0)
+        try:
+            self.file = open_regular(self.path, append=True)
+        except NotRegularFile as exc:
+            raise UserError(f"cannot write {exc}") from None
         if self.file.tell() > 0:  # a line cut short by a crash must not swallow the next record
             self.file.seek(-1, 2)
             if self.file.read(1) != b"\n":
@@ -150,8 +166,11 @@ class Progress:
             print(text, file=sys.stderr, flush=True)
 
     def rewind(self, step: int) -> None:
-        """Back to ``step`` (a rollback to an earlier checkpoint): the next update counts from there."""
+        """Back to ``step`` (a rollback to an earlier checkpoint): the next update counts from there, and the
+        pace is measured afresh from now (steps before the rollback would make it negative)."""
         self.step = step
+        if self.warm is not None:
+            self.warm = (step, time.time())
         if self.bar is not None:
             self.bar.n = step
             self.bar.refresh()

@@ -177,7 +177,11 @@ class Trainer:
         if init is not None:
             from .initial_weights import load_initial
 
-            self.init_notes = load_initial(self.nets, self.ema, init)
+            try:  # every rank loads the same file: a refusal (a mismatch, NaN weights) is one line from rank 0
+                self.init_notes, refusal = load_initial(self.nets, self.ema, init), None
+            except UserError as error:
+                refusal = error
+            self.world.agree(refusal)
         self.optimizers = self._make_optimizers()
         self.runnable = {role: self.engine.compiled(m) for role, m in self.nets.items()}
         self.grad_switch = GradSwitch(self.nets)  # which networks a phase trains, without walking them each time
@@ -285,9 +289,14 @@ class Trainer:
         rates are rescaled from the checkpoint's factor to the run's.
         """
         weights = ckpt.load_networks(source)
+        state = ckpt.load_trainer_state(source)
+        # Never continue from NaN or inf (networks, EMA, optimizer moments, plugin state): every rank finds the
+        # same in the same file, and rank 0 says so in one line, naming the newest checkpoint that is finite.
+        bad = ckpt.nonfinite_in(source, weights, state)
+        self.world.agree(None if bad is None else
+                         ckpt.start_refusal(bad, source, self.run_dir if self.world.is_writer else None))
         ckpt.load_into(self.nets, weights, source)
         ckpt.load_into({f"{role}_ema": module for role, module in self.ema.items()}, weights, source)
-        state = ckpt.load_trainer_state(source)
         for key, (opt, _) in self.optimizers.items():
             name = "+".join(key)
             with ckpt.restoring(source, f"optimizers/{name}"):
@@ -542,7 +551,8 @@ class Trainer:
         """Apply on_nonfinite to a divergence (phase, step, skips) found at a log point; True if it rolled back.
 
         stop (or no rollback left, or no checkpoint yet) raises TrainingDiverged naming the step and the last
-        good checkpoint. rollback reloads the newest intact checkpoint (rank 0 chooses it for every rank),
+        good checkpoint. rollback reloads the newest intact checkpoint whose weights are finite (rank 0 chooses
+        it for every rank),
         reseeds the loss generator from (seed, rollbacks) and multiplies the learning rates by
         rollback_lr_factor.
         """
@@ -553,16 +563,18 @@ class Trainer:
 
     def _diverged(self, diverged, progress, rollback: bool) -> bool:
         phase, reached, skips = diverged
-        found = ckpt.newest_intact(self.run_dir) if self.world.is_writer else None
-        source, _ = self.world.broadcast(found)
+        # Only a checkpoint whose weights are finite is good to return to (or to name as the last good one).
+        source = self.world.broadcast(ckpt.newest_finite(self.run_dir) if self.world.is_writer else None)
         what = (f"the loss of phase {phase!r} was not finite for {self.opts.max_nonfinite} consecutive runs of "
                 f"it, at step {reached}")
         policy = self.opts.on_nonfinite
         if policy != "rollback" or not rollback or source is None or self.rollbacks >= self.opts.max_rollbacks:
             why = ("" if policy != "rollback" else
                    f" after {self.rollbacks} rollback(s), the most max_rollbacks allows" if source is not None else
-                   " and there is no checkpoint to roll back to yet")
-            last = f"the last good checkpoint is {source}" if source is not None else "no checkpoint was written yet"
+                   " and there is no checkpoint with finite weights to roll back to")
+            written = source is None and bool(ckpt.checkpoint_dirs(self.run_dir))  # all of them NaN or inf
+            last = (f"the last good checkpoint is {source}" if source is not None else
+                    "no checkpoint with finite weights was written" if written else "no checkpoint was written yet")
             error = TrainingDiverged(f"training diverged: {what}{why}; {last} (try a lower lr or fp32)")
             error.quiet = not self.world.is_writer  # every rank stops here alike; rank 0 alone says so
             self.world.barrier()  # no rank leaves the group while another still talks to it

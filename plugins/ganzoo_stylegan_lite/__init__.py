@@ -116,7 +116,8 @@ class StyleGANLite(Architecture):
 
     def validate(self, cfg):
         r = cfg.resolution
-        require(8 <= r <= 1024 and r & (r - 1) == 0, "resolution", r, "must be a power of two from 8 to 1024")
+        require(8 <= r <= 1024 and r & (r - 1) == 0, "resolution", r, "must be a power of two from 8 to 1024 "
+                "(1024, FFHQ's, is the largest stylegan2-ada-pytorch builds)")
         require(cfg.channels in (1, 3), "channels", cfg.channels, "must be 1 (grey) or 3 (RGB)")
         require_positive(cfg, "z_dim", "w_dim", "mapping_layers", "mapping_lr_multiplier", "channel_max", "mbstd_group",
                          "lr", "r1_interval", "pl_interval", "pl_batch_shrink")

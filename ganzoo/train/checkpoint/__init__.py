@@ -16,18 +16,29 @@ eval) use it, training refuses to resume from it (`NO_TRAINER_STATE`).
 Readers pick the newest intact checkpoint (`newest_intact`) and say which newer
 ones they skipped and why, so one damaged file never blocks a run.
 
+Every checkpoint records in its networks.safetensors metadata whether the weights a run would continue
+from were finite when saved (`FINITE`, decided on the device): pruning never removes the newest finite
+checkpoint while the ones kept are not, a rollback returns only to a finite one, and a run never starts
+from non-finite weights (`start_refusal`).
+
 With evaluation during training, `checkpoints/best` is a relative symlink to the
 step-N folder that scored best; pruning never deletes the folder it links to.
 """
 
-from .layout import BEST, FILES, NETWORKS, NO_TRAINER_STATE, TRAINER_STATE, WEIGHTS_ONLY, DamagedCheckpoint, step_of
-from .listing import best_checkpoint, checkpoint_dirs, fallback_warnings, latest_checkpoint, newest_intact, problem
-from .reading import (check_trainer_state, first_nonfinite, is_weights_only, load_into, load_networks, load_strict,
-                      load_trainer_state, read_header, restoring, unflatten_networks)
-from .writing import clean_up, flatten_networks, mark_best, prune, remove_stale, report, save_checkpoint
+from .layout import (BEST, FILES, FINITE, NETWORKS, NO_TRAINER_STATE, NONFINITE, TRAINER_STATE, WEIGHTS_ONLY,
+                     DamagedCheckpoint, step_of)
+from .listing import (best_checkpoint, checkpoint_dirs, fallback_warnings, latest_checkpoint, newest_finite,
+                      newest_intact, problem, refuse_nonfinite_resume, start_refusal)
+from .reading import (check_trainer_state, finite_record, first_nonfinite, is_weights_only, load_into, load_networks,
+                      load_strict, load_trainer_state, nonfinite_in, read_header, recorded_nonfinite, restoring,
+                      state_tensors, unflatten_networks)
+from .writing import (clean_up, finiteness_record, flatten_networks, mark_best, newest_finite_recorded, prune,
+                      remove_stale, report, save_checkpoint)
 
 __all__ = ["BEST", "best_checkpoint", "mark_best", "prune", "FILES", "NETWORKS", "TRAINER_STATE", "DamagedCheckpoint", "step_of",
            "WEIGHTS_ONLY", "NO_TRAINER_STATE", "is_weights_only", "checkpoint_dirs",
            "fallback_warnings", "latest_checkpoint", "newest_intact", "problem", "check_trainer_state",
            "first_nonfinite", "load_into", "load_strict", "load_networks", "load_trainer_state", "read_header", "restoring",
-           "unflatten_networks", "clean_up", "flatten_networks", "remove_stale", "report", "save_checkpoint"]
+           "unflatten_networks", "clean_up", "flatten_networks", "remove_stale", "report", "save_checkpoint",
+           "FINITE", "NONFINITE", "finite_record", "recorded_nonfinite", "nonfinite_in", "state_tensors",
+           "finiteness_record", "newest_finite", "newest_finite_recorded", "start_refusal", "refuse_nonfinite_resume"]

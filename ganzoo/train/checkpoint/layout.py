@@ -12,6 +12,11 @@ TRAINER_STATE = "trainer.pt"
 FILES = (NETWORKS, TRAINER_STATE)
 # networks.safetensors metadata of a checkpoint that holds weights only (`ganzoo import`): no trainer.pt, by design.
 WEIGHTS_ONLY = {"ganzoo.checkpoint": "weights-only"}
+# networks.safetensors metadata recorded at save: whether every floating tensor a run would continue from
+# (networks, their EMA, optimizer moments, the plugin's state) was finite, and if not the first that was not.
+# Pruning and rollback read it from the header alone; checkpoints written before it existed have neither key.
+FINITE = "ganzoo.finite"  # "true" or "false"
+NONFINITE = "ganzoo.nonfinite"  # e.g. "G_ema/main.1.running_var" or "trainer.pt:optimizers/G/state/0/exp_avg"
 NO_TRAINER_STATE = ("imported weights have no trainer state: start a new run from them with "
                     "ganzoo train {arch} --init {run_dir}")
 STEP_DIR = re.compile(r"^step-(\d+)$")

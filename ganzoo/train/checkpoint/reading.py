@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pickle
 import re
 import warnings
@@ -18,7 +19,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from ...errors import UserError
-from .layout import NETWORKS, TRAINER_STATE, WEIGHTS_ONLY, DamagedCheckpoint
+from ...fileio import NotRegularFile, open_regular, regular_path
+from .layout import FINITE, NETWORKS, NONFINITE, TRAINER_STATE, WEIGHTS_ONLY, DamagedCheckpoint
 
 _MAX_HEADER = 100_000_000  # the safetensors library's own limit on a header's size
 _DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
@@ -35,8 +37,8 @@ def read_header(path: Path, metadata: bool = False) -> dict[str, dict]:
     """
     path = Path(path)
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
+            size = os.fstat(f.fileno()).st_size
             head = f.read(8)
             if len(head) < 8:
                 raise DamagedCheckpoint(f"{path}: {size} bytes, too short for a safetensors file")
@@ -45,6 +47,8 @@ def read_header(path: Path, metadata: bool = False) -> dict[str, dict]:
                 raise DamagedCheckpoint(f"{path}: declares a {length}-byte header in a {size}-byte file "
                                         "(truncated or not a safetensors file)")
             raw = f.read(length)
+    except NotRegularFile as exc:
+        raise DamagedCheckpoint(str(exc)) from None
     except OSError as exc:
         raise DamagedCheckpoint(f"{path}: cannot be read: {exc.strerror or exc}") from None
     try:
@@ -102,7 +106,10 @@ def load_networks(checkpoint: Path) -> dict[str, dict[str, torch.Tensor]]:
     path = Path(checkpoint) / NETWORKS
     read_header(path)
     try:
-        return unflatten_networks(load_file(path))
+        with regular_path(path) as name:
+            return unflatten_networks(load_file(name))
+    except NotRegularFile as exc:
+        raise DamagedCheckpoint(str(exc)) from None
     except (OSError, SafetensorError) as exc:
         raise DamagedCheckpoint(f"{path}: cannot be read: {exc}") from None
 
@@ -113,9 +120,11 @@ def load_trainer_state(checkpoint: Path, mmap: bool = False) -> dict:
     if path.is_file() and path.stat().st_size == 0:
         raise DamagedCheckpoint(f"{path}: empty file")
     try:
-        with warnings.catch_warnings():  # e.g. torch's note on the pickle protocol of a foreign file
+        with regular_path(path) as name, warnings.catch_warnings():  # e.g. torch's note on a foreign pickle protocol
             warnings.simplefilter("ignore")
-            state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
+            state = torch.load(name, map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(name))
+    except NotRegularFile as exc:
+        raise DamagedCheckpoint(str(exc)) from None
     except pickle.UnpicklingError as exc:
         raise DamagedCheckpoint(f"{path}: {_refusal(exc)}") from None
     except OSError as exc:
@@ -248,6 +257,66 @@ def first_nonfinite(weights: dict[str, dict[str, torch.Tensor]]) -> str | None:
             if value.is_floating_point() and not bool(torch.isfinite(value).all()):
                 return f"{role}/{key}"
     return None
+
+
+def state_tensors(state: dict) -> Iterator[tuple[str, torch.Tensor]]:
+    """The floating tensors of a trainer state that a run continues from, by key: the optimizers' moments
+    (``optimizers/G/state/0/exp_avg``) and the plugin's state (``plugin/pl_mean``). RNG states are bytes."""
+    for name, opt in (state.get("optimizers") or {}).items():
+        for index, entry in ((opt or {}).get("state") or {}).items():
+            for key, value in (entry.items() if isinstance(entry, dict) else ()):
+                if torch.is_tensor(value) and value.is_floating_point():
+                    yield f"optimizers/{name}/state/{index}/{key}", value
+    yield from _tensors_in("plugin", state.get("plugin") or {})
+
+
+def _tensors_in(prefix: str, value) -> Iterator[tuple[str, torch.Tensor]]:
+    if torch.is_tensor(value):
+        if value.is_floating_point():
+            yield prefix, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _tensors_in(f"{prefix}/{key}", item)
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _tensors_in(f"{prefix}/{index}", item)
+
+
+def nonfinite_in(checkpoint: Path, weights: dict[str, dict[str, torch.Tensor]], state: dict | None = None) -> str | None:
+    """'FILE: tensor NAME holds NaN or inf' for the first non-finite tensor a run would start from, else None.
+
+    What a run starts from: every network and EMA copy in networks.safetensors, and with ``state`` (a resume
+    or rollback; ``--init`` takes fresh optimizers) the optimizer moments and plugin state of trainer.pt:
+    a NaN moment turns the next update into NaN weights, an inf one freezes the weight for good.
+    """
+    checkpoint = Path(checkpoint)
+    bad = first_nonfinite(weights)
+    if bad is not None:
+        return f"{checkpoint / NETWORKS}: tensor {bad} holds NaN or inf"
+    for key, value in state_tensors(state) if state is not None else ():
+        if not bool(torch.isfinite(value).all()):
+            return f"{checkpoint / TRAINER_STATE}: tensor {key} holds NaN or inf"
+    return None
+
+
+def finite_record(folder: Path) -> bool | None:
+    """What the checkpoint recorded at save (header only): True if every tensor a run continues from was
+    finite, False if not (or the header is damaged), None when it has no record (written before the record
+    existed, or an import)."""
+    try:
+        meta = read_header(Path(folder) / NETWORKS, metadata=True)
+    except DamagedCheckpoint:
+        return False
+    return {"true": True, "false": False}.get(meta.get(FINITE))
+
+
+def recorded_nonfinite(folder: Path) -> str | None:
+    """The first non-finite tensor the checkpoint recorded at save, or None (finite, or no record)."""
+    try:
+        meta = read_header(Path(folder) / NETWORKS, metadata=True)
+    except DamagedCheckpoint:
+        return None
+    return meta.get(NONFINITE) if meta.get(FINITE) == "false" else None
 
 
 def unflatten_networks(tensors: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:

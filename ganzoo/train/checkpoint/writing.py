@@ -13,8 +13,9 @@ import torch
 from safetensors.torch import save as safetensors_bytes
 
 from ...errors import UserError
-from .layout import BEST, BEST_SCRATCH, NETWORKS, SCRATCH_DIR, TRAINER_STATE, step_of
+from .layout import BEST, BEST_SCRATCH, FINITE, NETWORKS, NONFINITE, SCRATCH_DIR, TRAINER_STATE, step_of
 from .listing import _complete, _step_folders, best_checkpoint, checkpoint_dirs, latest_checkpoint
+from .reading import finite_record, state_tensors
 
 
 def flatten_networks(nets: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
@@ -33,8 +34,10 @@ def save_checkpoint(run_dir: Path, step: int, nets: dict[str, torch.nn.Module], 
     root = Path(run_dir) / "checkpoints"
     final = root / f"step-{step:07d}"
     tmp = root / f".step-{step:07d}.tmp-{os.getpid()}"
+    finiteness = finiteness_record(nets, state)
+    metadata = {**(metadata or {}), **finiteness}
     writers: dict[str, Callable] = {
-        NETWORKS: lambda f: f.write(safetensors_bytes(flatten_networks(nets), metadata=metadata or {})),
+        NETWORKS: lambda f: f.write(safetensors_bytes(flatten_networks(nets), metadata=metadata)),
         TRAINER_STATE: lambda f: f.write(_torch_bytes(state)),
     }
     target = root
@@ -61,17 +64,61 @@ def save_checkpoint(run_dir: Path, step: int, nets: dict[str, torch.nn.Module], 
         previous = f"the previous checkpoint {kept[-1]} is kept" if kept else "no earlier checkpoint exists"
         raise UserError(f"cannot write checkpoint {target}: {exc.strerror or exc}; {previous}") from None
     prune(run_dir, keep, step)
+    if finiteness[FINITE] == "false":
+        finite = newest_finite_recorded(run_dir)
+        kept = (f"the newest checkpoint with finite weights, {finite}, is kept" if finite is not None else
+                "no checkpoint of this run is recorded with finite weights")
+        report([f"warning: checkpoint {final} holds NaN or inf (tensor {finiteness[NONFINITE]}): a run cannot "
+                f"continue from it; {kept}"])
     return final
 
 
-def prune(run_dir: Path, keep: int, newest: int) -> None:
-    """Keep the newest `keep` checkpoints up to step `newest`, and the one `best` links to besides."""
+def finiteness_record(nets: dict[str, torch.nn.Module], state: dict) -> dict[str, str]:
+    """The FINITE (and NONFINITE) metadata of a checkpoint about to be written from ``nets`` and ``state``.
+
+    Decided on the device the tensors live on: one isfinite-all per tensor, stacked, and one read per device
+    (a checkpoint is a permitted host-read point: ganzoo.train.host_reads), before anything is copied.
+    """
+    named = [(f"{role}/{key}", value) for role, module in nets.items() for key, value in module.state_dict().items()]
+    named += [(f"{TRAINER_STATE}:{key}", value) for key, value in state_tensors(state)]
+    named = [(name, value) for name, value in named if value.is_floating_point()]
+    by_device: dict[torch.device, list[int]] = {}
+    for index, (_, value) in enumerate(named):
+        by_device.setdefault(value.device, []).append(index)
+    finite = [True] * len(named)
+    for device, indices in by_device.items():
+        flags = torch.stack([torch.isfinite(named[i][1]).all() for i in indices]).tolist()
+        for i, flag in zip(indices, flags):
+            finite[i] = flag
+    bad = next((named[i][0] for i, ok in enumerate(finite) if not ok), None)
+    return {FINITE: "true"} if bad is None else {FINITE: "false", NONFINITE: bad}
+
+
+def prune(run_dir: Path, keep: int, newest: int) -> Path | None:
+    """Keep the newest `keep` checkpoints up to step `newest`, and the one `best` links to besides.
+
+    Never for weights that are not finite: while no checkpoint kept is recorded finite (a run that diverged
+    into NaN weights), the newest older one that may be finite stays too, and is returned. Only headers are
+    read (finite_record). A checkpoint without the record (written before it existed) counts as possibly
+    finite: it is spared like a finite one, but never stands in for one.
+    """
     best = best_checkpoint(run_dir)
-    older = [p for p in checkpoint_dirs(run_dir) if step_of(p) < newest]  # never the newest
-    for old in older[:max(len(older) - (keep - 1), 0)]:
-        if old == best:
-            continue
-        _discard(old)
+    complete = checkpoint_dirs(run_dir)
+    older = [p for p in complete if step_of(p) < newest]  # never the newest
+    doomed = [p for p in older[:max(len(older) - (keep - 1), 0)] if p != best]
+    kept = [p for p in complete if p not in doomed]
+    spared = None
+    if doomed and not any(finite_record(p) is True for p in kept):
+        spared = next((p for p in reversed(doomed) if finite_record(p) is not False), None)
+    for old in doomed:
+        if old != spared:
+            _discard(old)
+    return spared
+
+
+def newest_finite_recorded(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint recorded finite at save (headers only), or None."""
+    return next((p for p in reversed(checkpoint_dirs(run_dir)) if finite_record(p) is True), None)
 
 
 def mark_best(run_dir: Path, step: int | None) -> None:
