@@ -71,6 +71,19 @@ def test_eval_skips_bad_files_when_asked_as_train_does(run, tmp_path):
     assert (tmp_path / "r.json").exists()
 
 
+def test_train_skip_bad_files_also_skips_them_in_its_evaluation(tmp_path):
+    """train --skip-bad-files --eval-every: the evaluation's real images leave out what the training data did."""
+    data = image_folder(tmp_path / "data", n=12, size=36)
+    (data / "a" / "broken.png").write_bytes(b"not a png at all")
+    out = tmp_path / "run"
+    args = ["train", "dcgan", *SMOKE, "--steps", 2, "--data", data, "--set", "channels=1", "--eval-every", 2,
+            "--eval-metric", "fd-fmnist", "--eval-n", 8, "--skip-bad-files", "--out", out]
+    done = invoke(*args)
+    assert done.exit_code == 0, done.output
+    assert f"evaluation skipped: cannot read image {data / 'a' / 'broken.png'}" in done.output, done.output
+    assert any('"eval/fd-fmnist"' in line for line in (out / "metrics.jsonl").read_text().splitlines())
+
+
 def test_extractor_weights_that_are_garbage_or_a_folder_are_named_for_what_they_are(run, tmp_path):
     garbage = tmp_path / "garbage.safetensors"
     garbage.write_bytes(bytes(range(256)) * 40)

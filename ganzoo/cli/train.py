@@ -295,7 +295,8 @@ def _train(arch, resolved, run_dir: Path, entry, skip_bad_files: bool = False, a
     spec = arch.data_spec(resolved.config)
     dataset, fingerprint = _prepare(arch, resolved, run_dir, entry, skip_bad_files, allow_data_change, world)
     resuming = isinstance(entry, rundir.Run)
-    trainer = Trainer(arch, resolved, dataset, run_dir, resume=resuming, world=world, init=init)
+    trainer = Trainer(arch, resolved, dataset, run_dir, resume=resuming, world=world, init=init,
+                      skip_bad_files=skip_bad_files)
     if not world.is_writer:  # other ranks train and say nothing; rank 0 writes and reports
         result = trainer.run()
         if result.stopped_by:

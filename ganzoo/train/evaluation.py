@@ -29,9 +29,13 @@ BATCH = 64  # generator and extractor batch: results never depend on it (fixed l
 
 class TrainingEval:
     """The run's metric on its in-memory generators; built before the run folder is made, so missing
-    extractor weights or too large an ``eval_n`` stop the command before anything is written."""
+    extractor weights or too large an ``eval_n`` stop the command before anything is written.
 
-    def __init__(self, arch, cfg, opts, data: str | None, device: torch.device, nets: dict):
+    ``skip_bad_files`` (train --skip-bad-files) leaves unreadable real images out, as the training data did;
+    held-out images the training data does not include (testA/testB) are reported as they are skipped."""
+
+    def __init__(self, arch, cfg, opts, data: str | None, device: torch.device, nets: dict,
+                 skip_bad_files: bool = False):
         embedded = (data or DEFAULT_DATASET) == DEFAULT_DATASET
         self.every = opts.eval_every
         self.seed = opts.seed
@@ -42,7 +46,8 @@ class TrainingEval:
         with self._own_randomness():  # building an extractor initialises a network: not from the run's RNG
             self.extractors = {name: load_extractor(name, device, weights=opts.eval_weights or None, batch_size=BATCH)
                                for name in extractors_needed([self.metric], self.features)}
-            source = from_nets(arch, cfg, nets, data, device, BATCH, self.seed, Source("training", "run", None, data))
+            source = from_nets(arch, cfg, nets, data, device, BATCH, self.seed, Source("training", "run", None, data),
+                               on_bad=_report_skipped if skip_bad_files else None)
         self.tasks = source.tasks
         self.n = {task.label: sample_count(task, opts.eval_n or None, "--eval-n", default=DEFAULT_N,
                                                  metrics=[self.metric])
@@ -76,3 +81,10 @@ class TrainingEval:
         record["eval/seconds"] = time.perf_counter() - started
         score = sum(scores) / len(scores)
         return (score if math.isfinite(score) else math.inf), record
+
+
+def _report_skipped(error) -> None:
+    """One line per unreadable real image the evaluation leaves out (its real images are loaded once)."""
+    import sys
+
+    print(f"evaluation skipped: {error}", file=sys.stderr, flush=True)

@@ -141,7 +141,7 @@ class Trainer:
     """
 
     def __init__(self, arch, resolved, dataset, run_dir: Path, resume: bool = False, world: World | None = None,
-                 init=None):
+                 init=None, skip_bad_files: bool = False):
         self.arch, self.cfg, self.opts = arch, resolved.config, resolved.train
         self.world = world if world is not None else World()
         self.run_dir = Path(run_dir)
@@ -198,7 +198,8 @@ class Trainer:
         self.resumed_from: Path | None = None  # the checkpoint a resume started from
         self.damaged_metrics = 0  # lines of metrics.jsonl a resume found damaged and dropped
         # Evaluation during training: the best score so far {"step", "value", "signature"}, kept in checkpoints.
-        self.evaluator = (TrainingEval(arch, self.cfg, self.opts, resolved.data, self.device, self.sampling_nets())
+        self.evaluator = (TrainingEval(arch, self.cfg, self.opts, resolved.data, self.device, self.sampling_nets(),
+                                       skip_bad_files)
                           if self.opts.eval_every > 0 and self.world.is_writer else None)
         self.best: dict | None = None
         if self.world.is_writer:
