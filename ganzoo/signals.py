@@ -55,6 +55,26 @@ def stop_on_signals() -> None:
         signal.signal(sig, interrupt)
 
 
+def exit_on_signals() -> None:
+    """Once a command is over (Python finalizing): a stop signal ends the process at once, with 128 + N.
+
+    Raising there would only print "Exception ignored in ..." with a traceback, from whatever finalizer runs.
+    """
+
+    def leave(signum, frame):
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(128 + signum)
+
+    for name in STOP_SIGNALS:
+        sig = getattr(signal, name, None)
+        if sig is not None and signal.getsignal(sig) != signal.SIG_IGN:
+            signal.signal(sig, leave)
+
+
 def stop_received() -> bool:
     """Whether a stop signal reached this process (a stop is under way)."""
     return bool(_received)

@@ -77,7 +77,10 @@ def main():
 
     signals.stop_on_signals()  # from here on a stop signal is one line and 128 + N (ganzoo.signals)
     stop_with_agent()  # a rank of a torchrun job stops when its agent dies
-    cli(prog_name="ganzoo")
+    try:
+        cli(prog_name="ganzoo")
+    finally:
+        signals.exit_on_signals()
 
 
 __all__ = ["cli", "main"]

@@ -194,8 +194,8 @@ def _warn_beyond_cores(nproc: int) -> None:
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if cores and nproc > cores:
-        click.echo(f"warning: --nproc-per-node {nproc} is more than the {cores} CPU cores here: the processes "
-                   f"share them, so training is slower than with {cores}", err=True)
+        click.echo(f"warning: --nproc-per-node {nproc} is more than the {cores} CPU core{'s' * (cores > 1)} "
+                   f"here: the processes share them, so training is slower than with {cores}", err=True)
 
 
 def _arguments_without_nproc(run_dir: Path, resume: str | None) -> list[str]:
