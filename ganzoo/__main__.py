@@ -1,8 +1,8 @@
 """`python -m ganzoo` (how torchrun starts each rank): the `ganzoo` command, stop signals handled from its first line."""
 
-from .signals import exit_status, say_stopped, stop_on_signals
+from .signals import exit_status, handle_stops, say_stopped
 
-stop_on_signals()  # a stop while the CLI imports ends this process in one line (ganzoo.signals), not a traceback
+handle_stops()  # a stop while the CLI imports ends this process in one line (ganzoo.signals), not a traceback
 try:
     from .cli import main
 except KeyboardInterrupt as stop:

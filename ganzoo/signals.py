@@ -6,11 +6,16 @@ last messages cannot fail. Under `nohup` (SIGHUP ignored) hang-ups stay
 ignored. A stopped job exits with 128 + the signal's number (130, 143, 129).
 
 Inside an `on_stop_signals` block (training, the bench, the launcher) the job
-decides how to stop. Everywhere else in a ganzoo command (`stop_on_signals`,
-from the CLI's first line: imports, checks, data loading) a stop signal
-raises `Interrupted` where the process is, so cleanups run, and the command
-ends with one line, `stopped by SIGINT`, and 128 + N: not Python's traceback,
-click's `Aborted!` with status 1, or a SIGTERM that kills midway.
+decides how to stop. Everywhere else in a ganzoo command, from its first line
+(`handle_stops`: imports, checks, data loading), a stop signal raises
+`Interrupted` where the process is, so cleanups run, and the command ends with
+one line, `stopped by SIGINT`, and 128 + N: not Python's traceback, click's
+`Aborted!` with status 1, or a SIGTERM that kills midway. The ranks of a
+torchrun job are the exception: until they train, or rank 0 is about to write
+(`interrupt_on_stops`), they have nothing to undo or say, and a stop ends them
+at once, the kernel's way, since a rank may be waiting inside C++ (a
+rendezvous) where no Python handler runs. Once the command is over,
+`exit_on_stops` ends a process that Python is still finalizing at once.
 """
 
 from __future__ import annotations
@@ -25,8 +30,8 @@ STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 # Set by `ganzoo train --nproc-per-node` (its pid) for torchrun and the ranks: the launcher reports stops.
 LAUNCHER_PID = "GANZOO_LAUNCHER_PID"
 
-_received: list[str] = []  # every stop signal this process got, in order
-_interrupted: list[str] = []  # those stop_on_signals turned into Interrupted
+_received: list[str] = []  # every stop signal this process handled, in order
+_interrupted: list[str] = []  # those that raised Interrupted
 
 
 class Interrupted(KeyboardInterrupt):
@@ -37,8 +42,16 @@ class Interrupted(KeyboardInterrupt):
         self.name = name
 
 
-def stop_on_signals() -> None:
-    """From now on, for the whole process, a stop signal outside an on_stop_signals block raises Interrupted."""
+def handle_stops() -> None:
+    """A ganzoo command's first line: a rank of a torchrun job ends at once on a stop; any other raises Interrupted."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        _install(signal.SIG_DFL)
+    else:
+        interrupt_on_stops()
+
+
+def interrupt_on_stops() -> None:
+    """From now on, a stop signal outside an on_stop_signals block raises Interrupted where the process is."""
 
     def interrupt(signum, frame):
         name = signal.Signals(signum).name
@@ -48,14 +61,10 @@ def stop_on_signals() -> None:
         _interrupted.append(name)
         raise Interrupted(name)
 
-    for name in STOP_SIGNALS:
-        sig = getattr(signal, name, None)
-        if sig is None or (name == "SIGHUP" and signal.getsignal(sig) == signal.SIG_IGN):
-            continue
-        signal.signal(sig, interrupt)
+    _install(interrupt)
 
 
-def exit_on_signals() -> None:
+def exit_on_stops() -> None:
     """Once a command is over (Python finalizing): a stop signal ends the process at once, with 128 + N.
 
     Raising there would only print "Exception ignored in ..." with a traceback, from whatever finalizer runs.
@@ -69,10 +78,29 @@ def exit_on_signals() -> None:
                 pass
         os._exit(128 + signum)
 
+    _install(leave)
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Stop signals wait until the block ends: a cleanup is not cut short midway (they arrive right after)."""
+    stops = {getattr(signal, name) for name in STOP_SIGNALS if hasattr(signal, name)}
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _install(handler) -> None:
     for name in STOP_SIGNALS:
         sig = getattr(signal, name, None)
-        if sig is not None and signal.getsignal(sig) != signal.SIG_IGN:
-            signal.signal(sig, leave)
+        if sig is None or (name == "SIGHUP" and signal.getsignal(sig) == signal.SIG_IGN):
+            continue  # no SIGHUP on Windows; under nohup it stays ignored
+        signal.signal(sig, handler)
 
 
 def stop_received() -> bool:
@@ -81,7 +109,7 @@ def stop_received() -> bool:
 
 
 def interrupted_by() -> str | None:
-    """The first stop signal that interrupted this process (stop_on_signals), if any."""
+    """The first stop signal that raised Interrupted in this process, if any."""
     return _interrupted[0] if _interrupted else None
 
 

@@ -121,7 +121,7 @@ def test_sigkill_of_the_launcher_stops_torchrun_and_the_ranks_which_checkpoint(t
     second = invoke("train", "dcgan", "--resume", run, "--steps", 3)
     assert second.exit_code == 1 and f"(rank 0 of 2 started by pid {job.launcher.pid})" in second.output, second.output
     os.kill(job.launcher.pid, signal.SIGKILL)  # no handler runs
-    left, took = job.left_behind(timeout=30)
+    left, took = job.left_behind(timeout=15)
     assert not left, f"still alive {took:.0f} s after the launcher's SIGKILL: {left}\n{job.output()}"
     output = job.output()
     assert not ganzoo_traceback(output) and "Traceback" not in output, output
@@ -139,7 +139,7 @@ def test_sigkill_of_torchrun_stops_its_ranks_which_checkpoint(tmp_path, jobs):
     ranks = job.ranks()
     assert len(ranks) == 2
     os.kill(job.torchrun(), signal.SIGKILL)
-    left, took = job.left_behind(timeout=30)
+    left, took = job.left_behind(timeout=15)
     assert not left, f"still alive {took:.0f} s after torchrun's SIGKILL: {left}\n{job.output()}"
     assert job.launcher.wait(timeout=30) == 128 + signal.SIGKILL
     output = job.output()
@@ -167,7 +167,7 @@ def test_ctrl_c_at_any_moment_is_one_line_and_130(tmp_path, jobs, moment):
     job.wait_for(lambda: MOMENTS[moment](job), moment)
     os.killpg(job.launcher.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
     assert job.launcher.wait(timeout=120) == 130, job.output()
-    left, _ = job.left_behind(timeout=30)
+    left, _ = job.left_behind(timeout=15)
     assert not left, left
     output = job.output()
     for noise in ("Traceback", "Aborted", "KeyboardInterrupt", "Error"):
@@ -216,7 +216,7 @@ def test_twenty_sigkills_of_the_launcher_at_random_moments_leave_no_process_and_
         moments.append(f"{name}+{delay:.1f}s")
         os.kill(job.launcher.pid, signal.SIGKILL)
         job.launcher.wait()
-        left, took = job.left_behind(timeout=45)
+        left, took = job.left_behind(timeout=15)
         slowest = max(slowest, took)
         assert not left, f"kill {kill} at {moments[-1]}: still alive after {took:.0f} s: {left}\n{job.output()}"
         assert "Traceback" not in job.output(), job.output()

@@ -75,12 +75,12 @@ for _command in (list_cmd, train, info, sample, translate, export, import_cmd, e
 def main():
     from ..lifeline import stop_with_agent
 
-    signals.stop_on_signals()  # from here on a stop signal is one line and 128 + N (ganzoo.signals)
+    signals.handle_stops()  # from here on a stop signal is one line and 128 + N (ganzoo.signals)
     stop_with_agent()  # a rank of a torchrun job stops when its agent dies
     try:
         cli(prog_name="ganzoo")
     finally:
-        signals.exit_on_signals()
+        signals.exit_on_stops()
 
 
 __all__ = ["cli", "main"]

@@ -436,12 +436,14 @@ def _sole_writer(run_dir: Path, world, started):
     this invocation made in the folder is removed if it fails before ``started()``, while the lock is
     still held, so no other writer can be midway in it.
     """
-    from .. import run_lock
+    from .. import run_lock, signals
 
     if not world.is_writer:
         world.agree(None)
         yield
         return
+    if world.distributed:
+        signals.interrupt_on_stops()  # a stop from here unwinds, so what rank 0 made goes (ganzoo.signals)
     before = _contents(run_dir)  # taken before the lock makes the folder or its lock file
     held, refusal = _attempt(lambda: run_lock.acquire(run_dir))
     world.agree(refusal)
@@ -462,15 +464,18 @@ def _removed_on_early_failure(run_dir: Path, started, before: set | None):
     entirely. Nothing is removed once a step has completed (the run can be resumed), nor when the run
     stopped on a signal (it checkpointed).
     """
+    from ..signals import deferred
+
     try:
         yield
     except BaseException:
         if not started():
-            if before is None:
-                shutil.rmtree(run_dir, ignore_errors=True)
-            elif run_dir.is_dir():
-                for path in set(run_dir.iterdir()) - before:
-                    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+            with deferred():  # a stop signal now (a second Ctrl-C) comes once the folder is as it was
+                if before is None:
+                    shutil.rmtree(run_dir, ignore_errors=True)
+                elif run_dir.is_dir():
+                    for path in set(run_dir.iterdir()) - before:
+                        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
         raise
 
 

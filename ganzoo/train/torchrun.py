@@ -20,7 +20,7 @@ import subprocess
 import sys
 
 from ganzoo.lifeline import die_with_launcher
-from ganzoo.signals import LAUNCHER_PID, STOP_SIGNALS, exit_status, on_stop_signals, stop_on_signals
+from ganzoo.signals import LAUNCHER_PID, STOP_SIGNALS, exit_status, interrupt_on_stops, on_stop_signals
 
 # torchrun's own lines about a stop it passes on (the launcher reports the stop in one line of its own).
 _STOP_NOTICES = ("Received %s death signal, shutting down workers", "Sending process %s closing signal %s")
@@ -108,5 +108,5 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     die_with_launcher()
-    stop_on_signals()
+    interrupt_on_stops()
     sys.exit(main(sys.argv[1:]))
