@@ -185,8 +185,11 @@ def _describe_holder(fd: int) -> None:
         if launcher:
             holder["launcher"] = int(launcher)
     data = (json.dumps(holder) + "\n").encode()
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, data, 0)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, data, 0)
+    except OSError:  # a full disk: the lock holds all the same, a refusal just cannot name the holder
+        pass
 
 
 def _command() -> str:
