@@ -125,7 +125,8 @@ def launcher_reports() -> bool:
     except PermissionError:
         return True
     try:  # a killed launcher its parent has not reaped yet is a zombie: dead too
-        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return True
 

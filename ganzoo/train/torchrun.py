@@ -34,10 +34,9 @@ def run_job(nproc: int, train_args: list[str]) -> tuple[int, str | None]:
     Ctrl-C (or a signal to this process group) reaches this process alone, which
     passes each stop on once: as SIGTERM, which ends torchrun quietly however
     early it comes (Python turns an early SIGINT into a traceback), and a hang-up
-    as SIGHUP, so the ranks let go of the lost terminal. A second stop passed on
-    interrupts the ranks at once, as in one process. The signal is this
-    process's stop, or the one torchrun itself was stopped or killed by (its
-    ranks then stop by themselves, ganzoo.lifeline).
+    as SIGHUP, so the ranks let go of the lost terminal. The signal returned is
+    this process's stop, or the one torchrun itself was stopped or killed by
+    (its ranks then stop by themselves, ganzoo.lifeline).
     """
     command = [sys.executable, "-m", "ganzoo.train.torchrun", "--standalone", f"--nproc-per-node={nproc}",
                "-m", "ganzoo", "train", *train_args]
