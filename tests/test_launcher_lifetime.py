@@ -183,6 +183,20 @@ def test_ctrl_c_at_any_moment_is_one_line_and_130(tmp_path, jobs, moment):
         assert stops == ["stopped by SIGINT"], output
 
 
+def test_ctrl_c_before_training_is_one_line_and_130_in_one_process_too(tmp_path):
+    """The same mechanism in every command (ganzoo.signals): here while `ganzoo train` loads torch and its data."""
+    run = tmp_path / "run"
+    proc = subprocess.Popen([str(EXE), "train", "dcgan", *SMOKE, "--steps", "100000", "--out", str(run)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+                            start_new_session=True)
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out + err
+    assert (out + err).strip() == "stopped by SIGINT"  # not click's "Aborted!" with status 1, nor a traceback
+    assert not run.exists()
+
+
 def test_more_cpu_ranks_than_cores_is_one_warning_naming_both(tmp_path, jobs):
     core = min(os.sched_getaffinity(0))
     run = tmp_path / "run"
