@@ -75,3 +75,40 @@ def ganzoo_traceback(output: str) -> bool:
 
     return bool(re.search(r'File "[^"]*[/\\]ganzoo[/\\]', output))
 
+
+
+def processes_with(token: str) -> list[int]:
+    """The live processes whose environment holds ``token`` (Linux /proc), zombies excluded.
+
+    A test sets a fresh token in the environment of the process it starts; every process that one starts
+    inherits it (torchrun hands its ranks a copy of its own environment), however deep and whoever has
+    adopted it since: so this finds each of them by pid, without guessing at names.
+    """
+    needle = token.encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if needle not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def children_of(pid: int) -> list[int]:
+    """The direct children of ``pid`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found

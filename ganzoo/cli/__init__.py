@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from .. import __version__
+from .. import __version__, signals
 from ..errors import UserError
 from .bench import bench
 from .data import data
@@ -44,6 +44,22 @@ class _Root(click.Group):
             if exc.quiet:
                 raise click.exceptions.Exit(1) from None
             raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt as exc:  # a stop signal before the job handles them, or a second one
+            _stopped(getattr(exc, "name", None) or signals.interrupted_by() or "SIGINT")
+        except (click.exceptions.ClickException, click.exceptions.Exit):
+            raise
+        except Exception:
+            if signals.interrupted_by() is None:
+                raise
+            # raised while unwinding from a stop (another rank that stopped first closed the connection):
+            # the stop is what happened
+            _stopped(signals.interrupted_by())
+
+
+def _stopped(name: str):
+    """One line (from the process that reports stops) and 128 + N, instead of a traceback or click's 'Aborted!'."""
+    signals.say_stopped(name)
+    raise click.exceptions.Exit(signals.exit_status(name)) from None
 
 
 @click.group(cls=_Root, context_settings={"help_option_names": ["-h", "--help"]})
@@ -57,7 +73,14 @@ for _command in (list_cmd, train, info, sample, translate, export, import_cmd, e
 
 
 def main():
-    cli(prog_name="ganzoo")
+    from ..lifeline import stop_with_agent
+
+    signals.handle_stops()  # from here on a stop signal is one line and 128 + N (ganzoo.signals)
+    stop_with_agent()  # a rank of a torchrun job stops when its agent dies
+    try:
+        cli(prog_name="ganzoo")
+    finally:
+        signals.exit_on_stops()
 
 
 __all__ = ["cli", "main"]

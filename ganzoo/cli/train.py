@@ -13,7 +13,7 @@ import click
 from ..api import UNPAIRED
 from ..data import DEFAULT_DATASET
 from ..errors import UserError, printable
-from ..signals import exit_status
+from ..signals import exit_status, reports_stops
 
 
 @click.command()
@@ -72,7 +72,8 @@ def train(arch, data, preset, sets, steps, epochs, batch_size, out, device, prec
     world = World() if nproc_per_node is not None else World.from_env()
     try:
         # Rank 0 alone looks at (and probes) the run directory; every rank follows its decision.
-        settled, refusal = _attempt(lambda: _settled(arch, out, resume, init)) if world.is_writer else (None, None)
+        settled, refusal = (_attempt(lambda: _unclaimed(_settled(arch, out, resume, init))) if world.is_writer
+                            else (None, None))
         world.agree(refusal)
         resume, run_dir = world.broadcast(settled)
 
@@ -161,6 +162,18 @@ def _settled(arch: str, out: Path | None, resume: str | None, init: str | None =
     return None, run_dir
 
 
+def _unclaimed(settled):
+    """``settled`` (from _settled), unless another process trains its run directory now.
+
+    Refused here, before the data loads and before --nproc-per-node starts any process; the writer
+    still takes the run's lock before its first write (_sole_writer).
+    """
+    from .. import run_lock
+
+    run_lock.refuse_if_held(settled[1])
+    return settled
+
+
 def _launch(nproc: int, arch, resolved, run_dir: Path, entry, resume: str | None, checks: dict) -> None:
     """Run this same command under torchrun with ``nproc`` processes, then exit with their status.
 
@@ -170,31 +183,35 @@ def _launch(nproc: int, arch, resolved, run_dir: Path, entry, resume: str | None
     before any process starts, not a rank's failure in torchrun's report. The children get the run
     directory settled here (--out, or --resume with the run's path). A stop
     signal to this process goes to torchrun, which passes it to every rank:
-    they stop at the same step, rank 0 checkpoints, and this exits 128 + N.
+    they stop at the same step, rank 0 checkpoints, and this says so in one
+    line and exits 128 + N. torchrun and the ranks die with this process
+    (ganzoo.lifeline), however it dies.
     """
-    import signal
-    import subprocess
-
-    from ..signals import on_stop_signals
     from ..train.distributed import World
+    from ..train.torchrun import run_job
 
-    World(size=nproc).device(resolved.train.device)  # a device several processes cannot share is refused now
+    device = World(size=nproc).device(resolved.train.device)  # a device several processes cannot share is refused now
     _prepare(arch, resolved, run_dir, entry, world=World(), **checks)  # the data is loaded again by the ranks
-    command = [sys.executable, "-m", "ganzoo.train.torchrun", "--standalone", f"--nproc-per-node={nproc}",
-               "-m", "ganzoo", "train", *_arguments_without_nproc(run_dir, resume)]
-    received: list[str] = []
-    child = subprocess.Popen(command)
+    if device.type == "cpu":
+        _warn_beyond_cores(nproc)
+    status, stop = run_job(nproc, _arguments_without_nproc(run_dir, resume))
+    if stop is None:
+        sys.exit(status)
+    if (run_dir / "config.json").is_file():  # the run exists (a step completed, or it was resumed)
+        click.echo(f"stopped by {stop}; continue with: ganzoo train {arch.name} --resume {run_dir}")
+    else:  # stopped before a first step: as one process, nothing was kept
+        click.echo(f"stopped by {stop}", err=True)
+    sys.exit(exit_status(stop))
 
-    def forward(name: str) -> None:
-        received.append(name)
-        with contextlib.suppress(ProcessLookupError):
-            child.send_signal(getattr(signal, name))
 
-    with on_stop_signals(forward):
-        status = child.wait()
-    if received:
-        sys.exit(exit_status(received[0]))
-    sys.exit(status if status >= 0 else 128 - status)
+def _warn_beyond_cores(nproc: int) -> None:
+    """One line when CPU ranks outnumber the cores this process may use: they would share them, slowly."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if cores and nproc > cores:
+        click.echo(f"warning: --nproc-per-node {nproc} is more than the {cores} CPU core{'s' * (cores > 1)} "
+                   f"here: the processes share them, so training is slower than with {cores}", err=True)
 
 
 def _arguments_without_nproc(run_dir: Path, resume: str | None) -> list[str]:
@@ -295,24 +312,25 @@ def _train(arch, resolved, run_dir: Path, entry, skip_bad_files: bool = False, a
     spec = arch.data_spec(resolved.config)
     dataset, fingerprint = _prepare(arch, resolved, run_dir, entry, skip_bad_files, allow_data_change, world)
     resuming = isinstance(entry, rundir.Run)
-    trainer = Trainer(arch, resolved, dataset, run_dir, resume=resuming, world=world, init=init,
-                      skip_bad_files=skip_bad_files)
-    if not world.is_writer:  # other ranks train and say nothing; rank 0 writes and reports
-        result = trainer.run()
-        if result.stopped_by:
-            sys.exit(exit_status(result.stopped_by))
-        return
-    with _removed_on_early_failure(run_dir, lambda: trainer.step > trainer.first_step):
-        run_dir.mkdir(parents=True, exist_ok=True)
+    trainer = None
+    with _sole_writer(run_dir, world, lambda: trainer is not None and trainer.step > trainer.first_step):
+        trainer = Trainer(arch, resolved, dataset, run_dir, resume=resuming, world=world, init=init,
+                          skip_bad_files=skip_bad_files)
+        if not world.is_writer:  # other ranks train and say nothing; rank 0 writes and reports
+            result = trainer.run()
+            if result.stopped_by:
+                sys.exit(exit_status(result.stopped_by))
+            return
         resolved = _record(arch, resolved, trainer, run_dir, entry, fingerprint, None if resuming else init)
         _describe(arch, resolved, trainer, dataset, spec, run_dir, resuming)
         _describe_init(init, init_warnings, trainer, resuming)
         result = trainer.run()
-    click.echo(f"sample grid:   {result.sample}")
-    click.echo(f"checkpoint:    {result.checkpoint}")
-    click.echo(f"run directory: {result.run_dir} (step {result.step})")
+        click.echo(f"sample grid:   {result.sample}")
+        click.echo(f"checkpoint:    {result.checkpoint}")
+        click.echo(f"run directory: {result.run_dir} (step {result.step})")
     if result.stopped_by:
-        click.echo(f"stopped by {result.stopped_by}; continue with: ganzoo train {arch.name} --resume {run_dir}")
+        if reports_stops():  # under --nproc-per-node the launcher says it (it knows when nothing had started)
+            click.echo(f"stopped by {result.stopped_by}; continue with: ganzoo train {arch.name} --resume {run_dir}")
         sys.exit(exit_status(result.stopped_by))
 
 
@@ -429,24 +447,54 @@ def _describe(arch, resolved, trainer, dataset, spec, run_dir: Path, resuming: b
 
 
 @contextlib.contextmanager
-def _removed_on_early_failure(run_dir: Path, started):
+def _sole_writer(run_dir: Path, world, started):
+    """Rank 0 holds ``run_dir``'s lock (ganzoo.run_lock) inside the block, and undoes an early failure.
+
+    The lock comes before anything is written there (a resume's cleanup, config.json) and goes after the
+    last write; a second writer is refused by every rank alike (one ``Error:`` line, from rank 0). What
+    this invocation made in the folder is removed if it fails before ``started()``, while the lock is
+    still held, so no other writer can be midway in it.
+    """
+    from .. import run_lock, signals
+
+    if not world.is_writer:
+        world.agree(None)
+        yield
+        return
+    if world.distributed:
+        signals.interrupt_on_stops()  # a stop from here unwinds, so what rank 0 made goes (ganzoo.signals)
+    before = _contents(run_dir)  # taken before the lock makes the folder or its lock file
+    held, refusal = _attempt(lambda: run_lock.acquire(run_dir))
+    world.agree(refusal)
+    with held, _removed_on_early_failure(run_dir, started, before):
+        yield
+
+
+def _contents(run_dir: Path) -> set | None:
+    """What ``run_dir`` holds now (None: no such folder), for _removed_on_early_failure."""
+    return set(run_dir.iterdir()) if run_dir.is_dir() else None
+
+
+@contextlib.contextmanager
+def _removed_on_early_failure(run_dir: Path, started, before: set | None):
     """Remove what this invocation created in ``run_dir`` if it fails before ``started()``.
 
-    A pre-existing folder keeps everything it held before; a folder made here
-    goes entirely. Nothing is removed once a step has completed (the run can be
-    resumed), nor when the run stopped on a signal (it checkpointed).
+    A pre-existing folder keeps everything it held ``before``; a folder made here (``before`` None) goes
+    entirely. Nothing is removed once a step has completed (the run can be resumed), nor when the run
+    stopped on a signal (it checkpointed).
     """
-    existed = run_dir.exists()
-    before = set(run_dir.iterdir()) if existed else set()
+    from ..signals import deferred
+
     try:
         yield
     except BaseException:
         if not started():
-            if not existed:
-                shutil.rmtree(run_dir, ignore_errors=True)
-            elif run_dir.is_dir():
-                for path in set(run_dir.iterdir()) - before:
-                    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+            with deferred():  # a stop signal now (a second Ctrl-C) comes once the folder is as it was
+                if before is None:
+                    shutil.rmtree(run_dir, ignore_errors=True)
+                elif run_dir.is_dir():
+                    for path in set(run_dir.iterdir()) - before:
+                        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
         raise
 
 

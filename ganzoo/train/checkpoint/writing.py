@@ -12,6 +12,7 @@ from typing import Callable
 import torch
 from safetensors.torch import save as safetensors_bytes
 
+from ... import run_lock
 from ...errors import UserError
 from .layout import BEST, BEST_SCRATCH, FINITE, NETWORKS, NONFINITE, SCRATCH_DIR, TRAINER_STATE, step_of
 from .listing import _complete, _step_folders, best_checkpoint, checkpoint_dirs, latest_checkpoint
@@ -181,25 +182,34 @@ def _discard(folder: Path) -> None:
 def remove_stale(run_dir: Path) -> list[Path]:
     """At a run's start: remove what killed processes left in checkpoints/; returns what was cleaned.
 
-    Hidden temporary, set-aside and half-deleted folders whose process is gone
-    (or that carry this process's id: nothing of ours is in flight yet) are
-    removed, except that a set-aside checkpoint whose replacement never arrived
-    is renamed back. A live process's folders are left alone. `step-N` folders
-    missing a file (half deleted by older versions) older than the newest
-    complete checkpoint are removed too.
+    Hidden temporary, set-aside and half-deleted folders of writers that are
+    gone are removed, except that a set-aside checkpoint whose replacement
+    never arrived is renamed back. Holding the run's lock (ganzoo.run_lock),
+    this process is the folder's only writer: every such folder is a dead
+    writer's, whatever process now has the id in its name (ids are reused, and
+    on shared storage name another machine's processes). Without the lock (a
+    Trainer used directly), a folder whose process is alive is left alone; this
+    process's own id counts as gone, since nothing of ours is in flight yet.
+    `step-N` folders missing a file (half deleted by older versions) older than
+    the newest complete checkpoint are removed too.
     """
     root = Path(run_dir) / "checkpoints"
     if not root.is_dir():
         return []
+    sole_writer = run_lock.holds(run_dir)
+
+    def gone(pid: int) -> bool:
+        return sole_writer or not _alive(pid)
+
     cleaned = []
     for path in sorted(root.iterdir()):
         m = BEST_SCRATCH.match(path.name)
-        if m and path.is_symlink() and not _alive(int(m.group(1))):
+        if m and path.is_symlink() and gone(int(m.group(1))):
             path.unlink()
             cleaned.append(path)
             continue
         m = SCRATCH_DIR.match(path.name)
-        if not m or not path.is_dir() or _alive(int(m.group(3))):
+        if not m or not path.is_dir() or not gone(int(m.group(3))):
             continue
         final = root / f"step-{m.group(1)}"
         if m.group(2) == "old" and not final.exists() and _complete(path):
