@@ -58,8 +58,11 @@ def stop_with_agent() -> None:
 def _watch(agent: int) -> None:
     while os.getppid() == agent:
         time.sleep(POLL_S)
-    if not signals.stop_received():
-        os.kill(os.getpid(), signal.SIGTERM)  # the usual stop: the ranks agree on a step, rank 0 checkpoints
+    if not signals.stop_received() and not signals.work_done():
+        # the usual stop: the ranks agree on a step, rank 0 checkpoints. Once training has ended (a stop agreed
+        # with a peer, or the last step) the rank is only leaving: a signal then would end it in the final
+        # barrier and break its peer's.
+        os.kill(os.getpid(), signal.SIGTERM)
     time.sleep(GRACE_S)
     os._exit(signals.exit_status("SIGTERM"))
 

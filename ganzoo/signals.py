@@ -32,6 +32,7 @@ LAUNCHER_PID = "GANZOO_LAUNCHER_PID"
 
 _received: list[str] = []  # every stop signal this process handled, in order
 _interrupted: list[str] = []  # those that raised Interrupted
+_blocks_ended = [0]  # on_stop_signals blocks that have ended in this process (work_done)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -113,6 +114,16 @@ def interrupted_by() -> str | None:
     return _interrupted[0] if _interrupted else None
 
 
+def first_stop() -> str | None:
+    """The first stop signal this process handled, however it handled it (None: none came)."""
+    return _received[0] if _received else None
+
+
+def work_done() -> bool:
+    """Whether a job's on_stop_signals block (training, the bench) has ended here: only leaving is left."""
+    return _blocks_ended[0] > 0
+
+
 def launcher_reports() -> bool:
     """Whether `ganzoo train --nproc-per-node` started this process and still runs: it reports how the job stopped."""
     pid = int(os.environ.get(LAUNCHER_PID, "0") or 0)
@@ -164,6 +175,7 @@ def on_stop_signals(handler: Callable[[str], None]) -> Iterator[None]:
     try:
         yield
     finally:
+        _blocks_ended[0] += 1
         for sig, old in previous.items():
             signal.signal(sig, old)
 

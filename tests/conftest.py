@@ -28,3 +28,16 @@ def trained_fmnist_classifier(fmnist_data):
 
     images, labels = fmnist_data
     return train_classifier(images[:CLASSIFIER_TRAIN_SIZE], labels[:CLASSIFIER_TRAIN_SIZE], seed=0)
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """A smoke DCGAN run trained once per session with checkpoints at steps 1 and 2 (both finite, both with
+    EMA); tests that damage a run take a copy (``run_copy`` in helpers)."""
+    from helpers import SMOKE, ganzoo
+
+    run = tmp_path_factory.mktemp("smoke-run") / "run"
+    result = ganzoo("train", "dcgan", *SMOKE, "--sample-every", "100", "--checkpoint-every", "1", "--set",
+                    "keep_checkpoints=10", "--steps", 2, "--out", run, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return run

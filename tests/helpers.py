@@ -29,6 +29,15 @@ def ganzoo(*args: str, env: dict | None = None, **kwargs) -> subprocess.Complete
                           env={**os.environ, **(env or {})}, **kwargs)
 
 
+def run_copy(run: Path, tmp_path: Path) -> Path:
+    """A copy of a run directory (links kept, checkpoints/best included) for a test to change."""
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, symlinks=True)
+    return copy
+
+
 def image_folder(root: Path, n: int = 20, size: int = 40, seed: int = 0) -> Path:
     """n random RGB PNGs (non-square sizes included) in nested folders."""
     rng = np.random.default_rng(seed)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import SMOKE, checkpoint_tensors, ganzoo, ganzoo_traceback
+from helpers import SMOKE, checkpoint_tensors, children_of, ganzoo, ganzoo_traceback
 from test_distributed import EQUIVALENCE, assert_same_training
 
 FAST = {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -40,20 +40,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _children(pid: int) -> list[int]:
-    """The direct children of ``pid`` (Linux /proc): torchrun starts each rank as one."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue  # gone meanwhile
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
 
 
 def _rank_of(pid: int) -> int | None:
@@ -100,7 +86,7 @@ def test_sigkill_of_one_rank_restarts_the_job_which_ends_as_if_never_killed(tmp_
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(), cwd=tmp_path)
     try:
         _wait_for(lambda: _steps_saved(run), 180, "first checkpoint", job)
-        rank_1 = _wait_for(lambda: {_rank_of(p): p for p in _children(job.pid)}.get(1), 10, "rank 1", job)
+        rank_1 = _wait_for(lambda: {_rank_of(p): p for p in children_of(job.pid)}.get(1), 10, "rank 1", job)
         killed_at = _steps_saved(run)[-1]
         os.kill(rank_1, signal.SIGKILL)
         output = job.communicate(timeout=300)[0]

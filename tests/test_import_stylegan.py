@@ -160,9 +160,8 @@ def test_imported_pickle_samples_exports_and_runs_without_torch_alike(tmp_path, 
     result = invoke("sample", model, "--n", "6", "--seed", "4", "--out", tmp_path / "onnx.npz")
     assert result.exit_code == 0, result.output
     a, b = np.load(tmp_path / "torch.npz"), np.load(tmp_path / "onnx.npz")
-    (key,) = a.files
-    assert a[key].shape == (6, 32, 32, 3) and a[key].std() > 0
-    assert np.abs(a[key].astype(int) - b[key].astype(int)).max() <= 1  # uint8 images, rounding at most
+    assert a["images"].shape == (6, 32, 32, 3) and a["images"].std() > 0
+    assert np.abs(a["images"].astype(int) - b["images"].astype(int)).max() <= 1  # uint8 images, rounding at most
 
 
 # --- refusals -----------------------------------------------------------------------------------------------------

@@ -197,6 +197,26 @@ def test_ctrl_c_before_training_is_one_line_and_130_in_one_process_too(tmp_path)
     assert not run.exists()
 
 
+def test_ctrl_c_while_the_console_script_imports_the_cli_is_one_line_and_130(tmp_path):
+    """The console script handles stops before it imports the CLI (ganzoo.console): Python's import-time report
+    (PYTHONPROFILEIMPORTTIME) shows when ganzoo.signals is in, and the Ctrl-C comes at once, mid-import."""
+    run = tmp_path / "run"
+    proc = subprocess.Popen([str(EXE), "train", "dcgan", *SMOKE, "--steps", "100000", "--out", str(run)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**_env(), "PYTHONPROFILEIMPORTTIME": "1"}, start_new_session=True)
+    report = []
+    for line in proc.stderr:
+        report.append(line)
+        if line.rstrip().endswith("ganzoo.signals"):
+            break
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    own = [line for line in (out + err).splitlines() if not line.startswith("import time:")]
+    assert proc.returncode == 130, "".join(report) + out + err
+    assert own == ["stopped by SIGINT"], own
+    assert not run.exists()
+
+
 def test_more_cpu_ranks_than_cores_is_one_warning_naming_both(tmp_path, jobs):
     core = min(os.sched_getaffinity(0))
     run = tmp_path / "run"

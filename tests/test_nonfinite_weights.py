@@ -21,25 +21,15 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ganzoo.train import checkpoint as ckpt
-from helpers import SMOKE, ganzoo
+from helpers import SMOKE, ganzoo, run_copy
 
 TRAIN = [*SMOKE, "--sample-every", "100", "--checkpoint-every", "1", "--set", "keep_checkpoints=10"]
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A smoke DCGAN run with checkpoints at steps 1 and 2, both finite."""
-    run = tmp_path_factory.mktemp("nonfinite") / "run"
-    result = ganzoo("train", "dcgan", *TRAIN, "--steps", 2, "--out", run, timeout=300)
-    assert result.returncode == 0, result.stderr
-    return run
-
-
 @pytest.fixture
-def run(trained, tmp_path):
-    copy = tmp_path / "run"
-    shutil.copytree(trained, copy, symlinks=True)
-    return copy
+def run(smoke_run, tmp_path):
+    """A smoke DCGAN run with checkpoints at steps 1 and 2, both finite (conftest), to change."""
+    return run_copy(smoke_run, tmp_path)
 
 
 def folder(run: Path, step: int) -> Path:
@@ -67,8 +57,11 @@ def poison_state(checkpoint: Path, key: str) -> None:
 
 
 def snapshot(run: Path) -> dict:
-    """Every file of a run by path, with its bytes: a refusal must leave all of them as they were."""
-    return {p.relative_to(run): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+    """Every file of a run by path, with its bytes: a refusal must leave all of them as they were (but the lock
+    file, where each process that takes the run's lock says who it is: ganzoo.run_lock)."""
+    from ganzoo.run_lock import LOCK
+
+    return {p.relative_to(run): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file() and p.name != LOCK}
 
 
 def one_error(result) -> str:

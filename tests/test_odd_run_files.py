@@ -9,32 +9,22 @@ runs in a subprocess with a timeout, so a hang fails the test instead of hanging
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 from pathlib import Path
 
 import pytest
 
-from helpers import SMOKE, ganzoo
+from helpers import SMOKE, ganzoo, run_copy
 
 TIMEOUT = 60  # seconds: a command reading a FIFO would wait for a writer forever
 TRAIN = [*SMOKE, "--sample-every", "100", "--checkpoint-every", "1", "--set", "keep_checkpoints=10"]
 KINDS = {"fifo": (os.mkfifo, "a FIFO (named pipe)"), "folder": (os.mkdir, "a folder")}
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    run = tmp_path_factory.mktemp("odd") / "run"
-    result = ganzoo("train", "dcgan", *TRAIN, "--steps", 2, "--out", run, timeout=300)
-    assert result.returncode == 0, result.stderr
-    return run
-
-
 @pytest.fixture
-def run(trained, tmp_path):
-    copy = tmp_path / "run"
-    shutil.copytree(trained, copy, symlinks=True)
-    return copy
+def run(smoke_run, tmp_path):
+    """A smoke DCGAN run with checkpoints at steps 1 and 2, both finite (conftest), to change."""
+    return run_copy(smoke_run, tmp_path)
 
 
 def replace_with(path: Path, kind: str) -> str:

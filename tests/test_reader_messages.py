@@ -10,31 +10,21 @@
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
 from ganzoo_dcgan.reference_loop import RefDCGANDiscriminator, RefDCGANGenerator
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from helpers import SMOKE, ganzoo
+from helpers import SMOKE, ganzoo, run_copy
 
 TRAIN = [*SMOKE, "--sample-every", "100"]
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    run = tmp_path_factory.mktemp("readers") / "run"
-    result = ganzoo("train", "dcgan", *TRAIN, "--steps", 2, "--out", run, timeout=300)
-    assert result.returncode == 0, result.stderr
-    return run
-
-
 @pytest.fixture
-def run(trained, tmp_path):
-    copy = tmp_path / "run"
-    shutil.copytree(trained, copy, symlinks=True)
-    return copy
+def run(smoke_run, tmp_path):
+    """A smoke DCGAN run with checkpoints at steps 1 and 2, both finite (conftest), to change."""
+    return run_copy(smoke_run, tmp_path)
 
 
 def test_info_with_a_best_link_and_no_metrics_shows_the_best(run):

@@ -49,11 +49,11 @@ class _Root(click.Group):
         except (click.exceptions.ClickException, click.exceptions.Exit):
             raise
         except Exception:
-            if signals.interrupted_by() is None:
+            if signals.first_stop() is None:
                 raise
-            # raised while unwinding from a stop (another rank that stopped first closed the connection):
-            # the stop is what happened
-            _stopped(signals.interrupted_by())
+            # raised while unwinding from a stop (another rank that stopped first closed the connection, in a
+            # collective or the final barrier): the stop is what happened
+            _stopped(signals.first_stop())
 
 
 def _stopped(name: str):
