@@ -30,6 +30,7 @@ from pathlib import Path
 
 from . import marks
 from .errors import UserError
+from .fileio import kind_of
 
 CONFIG = "config.json"  # ganzoo.rundir.CONFIG, not imported: rundir loads the registry and config modules
 
@@ -132,11 +133,7 @@ def _what_is_there(path: Path) -> str | None:
         return "a link to nothing"
     except OSError as exc:
         return f"unreadable ({exc.strerror or exc})"
-    if stat.S_ISDIR(info.st_mode):
-        return "a folder"
-    if not stat.S_ISREG(info.st_mode):
-        return "not a regular file (a FIFO, socket or device)"
-    return None
+    return None if stat.S_ISREG(info.st_mode) else kind_of(info.st_mode)
 
 
 def claim(path: str | os.PathLike, kind: str, option: str = "--out") -> None:
