@@ -25,79 +25,17 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
+
+from ganzoo.bench.process_memory import MemorySampler
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def _ganzoo() -> list[str]:
-    return [sys.executable, "-m", "ganzoo"]
-
-
-def _descendants(pid: int) -> list[int]:
-    """``pid`` and every process below it, from /proc (no psutil needed)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(entry))
-        except (OSError, IndexError, ValueError):
-            continue
-    out, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        out.append(current)
-        todo += children.get(current, [])
-    return out
-
-
-def _field_kb(path: str, name: str) -> int:
-    try:
-        with open(path) as f:
-            for line in f:
-                if line.startswith(name + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-def _is_trainer(pid: int) -> bool:
-    """A process that trains: `python -m ganzoo train` without --nproc-per-node (ranks, or the one process)."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            args = f.read().split(b"\0")
-    except OSError:
-        return False
-    return b"ganzoo" in args and b"train" in args and b"--nproc-per-node" not in args
-
-
-class Sampler(threading.Thread):
-    """Peaks of RssAnon (the largest single trainer) and of PSS and RssAnon summed over the trainers."""
-
-    def __init__(self, pid: int):
-        super().__init__(daemon=True)
-        self.pid, self.done = pid, threading.Event()
-        self.peak_anon = self.peak_pss_sum = self.peak_anon_sum = 0
-        self.trainers = 0
-
-    def run(self) -> None:
-        while not self.done.is_set():
-            pids = [p for p in _descendants(self.pid) if _is_trainer(p)]
-            anon = [_field_kb(f"/proc/{p}/status", "RssAnon") for p in pids]
-            pss = [_field_kb(f"/proc/{p}/smaps_rollup", "Pss") for p in pids]
-            if pids:
-                self.trainers = max(self.trainers, len(pids))
-                self.peak_anon = max(self.peak_anon, max(anon))
-                self.peak_anon_sum = max(self.peak_anon_sum, sum(anon))
-                self.peak_pss_sum = max(self.peak_pss_sum, sum(pss))
-            time.sleep(0.05)
+    return [str(Path(sys.executable).with_name("ganzoo"))]
 
 
 def train(data: Path, run: Path, resolution: int, steps: int, nproc: int = 0, batch: int = 16) -> dict:
@@ -111,17 +49,14 @@ def train(data: Path, run: Path, resolution: int, steps: int, nproc: int = 0, ba
         command += ["--nproc-per-node", str(nproc)]
     began = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    sampler = Sampler(process.pid)
-    sampler.start()
-    output, _ = process.communicate()
-    sampler.done.set()
-    sampler.join()
+    with MemorySampler(process.pid) as sampler:
+        output, _ = process.communicate()
     if process.returncode != 0:
         raise SystemExit(f"training failed ({process.returncode}):\n{output[-3000:]}")
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
     logged = [r for r in records if "images_per_sec" in r]
     return {"peak_rss_anon_mb": sampler.peak_anon / 1e6, "peak_rss_anon_sum_mb": sampler.peak_anon_sum / 1e6,
-            "peak_pss_sum_mb": sampler.peak_pss_sum / 1e6, "processes": sampler.trainers,
+            "peak_pss_sum_mb": sampler.peak_pss_sum / 1e6, "processes": sampler.processes,
             "images_per_sec": logged[-1]["images_per_sec"] if logged else None,
             "data_wait": logged[-1].get("data_wait") if logged else None,
             "wall_s": time.perf_counter() - began}
@@ -141,10 +76,6 @@ def dataset(work: Path, count: int, resolution: int) -> Path:
 
 def _disk(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.iterdir())
-
-
-def _drop_cache_hint() -> str:
-    return "page cache warm" if os.geteuid() != 0 else "page cache as left by the previous case"
 
 
 def main() -> None:
