@@ -188,7 +188,7 @@ def extract_zip(archive: Path, into: Path, name: str, *, required: tuple[str, ..
         except OSError as error:
             raise UserError(f"cannot extract {archive} into {into.parent}: {error}") from None
         root = _find_root(work, name, required, archive)
-        _move_into_place(root, into)
+        move_into_place(root, into)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return into
@@ -228,7 +228,7 @@ def _find_root(work: Path, name: str, required: tuple[str, ...], archive: Path) 
                     f"at its top level or inside one top folder")
 
 
-def _move_into_place(root: Path, into: Path) -> None:
+def move_into_place(root: Path, into: Path) -> None:
     """Rename ``root`` to ``into``; a previous ``into`` is moved aside first and deleted only once the new one is in."""
     if into.is_dir() and not into.is_symlink() and not any(into.iterdir()):
         into.rmdir()
