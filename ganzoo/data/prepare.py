@@ -72,6 +72,7 @@ def prepare_dataset(source, kind: str, resolution: int, channels: int, out: Path
         return out
     require_writable(out.parent, "choose another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
+    _require_room(src, resolution, channels, out)
     with _prepare_lock(out):
         if _settled(out, identity, quiet=True):  # another prepare finished it while this one waited
             return out
@@ -84,6 +85,27 @@ def prepare_dataset(source, kind: str, resolution: int, channels: int, out: Path
             _finish(src, record, work, name or out.name, identity)
         _publish(work, out)
     return out
+
+
+def _require_room(src: Source, resolution: int, channels: int, out: Path) -> None:
+    """Refused before decoding: a shard that cannot be held in memory, or a dataset the disk has no room for.
+
+    The dataset itself never has to fit in memory, only the shard being filled; the disk must hold it all
+    (what an interrupted prepare of ``out`` already wrote counts as room: it stays).
+    """
+    from .memory import require_memory_for, size_text
+
+    count = sum(len(domain.items) for domain in src.domains.values())
+    what = f"{'folder' if src.kind == 'folder' else src.kind} {src.path}"
+    require_memory_for(min(count, _capacity(channels, resolution)), channels, resolution, what)
+    need = count * prepared.image_bytes(channels, resolution)
+    work = out.parent / f".{out.name}.partial"
+    free = shutil.disk_usage(out.parent).free + sum(f.stat().st_size for f in work.glob("*.u8"))
+    if need > free:
+        raise UserError(f"{what}: {count:,} images prepared at {resolution}x{resolution}x{channels} take "
+                        f"{size_text(need)} of disk, more than the {size_text(free)} free in {out.parent}: free "
+                        "space, prepare onto a larger disk (--out, or GANZOO_PREPARED for prepared copies), or "
+                        "lower the resolution")
 
 
 def _capacity(channels: int, resolution: int) -> int:
@@ -272,7 +294,7 @@ def _decode_all(src: Source, record: dict[str, Any], work: Path, capacity: int, 
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-    if decoded:
+    if decoded and progress:  # quiet when asked: a small dataset prepared on first use passes silently
         seconds = time.monotonic() - started
         resumed = f"; {already:,} were done before, by an interrupted prepare" if already else ""
         print(f"decoded {decoded:,} images in {seconds:.1f} s ({decoded / max(seconds, 1e-9):,.0f} images/s)"

@@ -16,11 +16,15 @@ import hashlib
 import json
 import os
 import re
+import sys
 from pathlib import Path
 
 from .prepared import VERSION, is_prepared
 
 PREPARED_ENV = "GANZOO_PREPARED"
+# A prepare of this many files or more is announced (a few seconds or more); smaller ones pass silently
+# unless stderr is a terminal, where the progress bar shows anyway.
+NOTED_FILES = 1000
 
 
 def prepared_home() -> Path:
@@ -64,11 +68,20 @@ def ensure_prepared(source, root: Path, spec, *, max_pixels: int, progress: bool
     from .prepared import open_prepared
 
     root = Path(root).resolve()
-    folder = cache_folder(root, spec.kind, spec.decode_resolution, spec.channels, max_pixels,
-                          fingerprint_data(source, spec))
+    fingerprint = fingerprint_data(source, spec)
+    folder = cache_folder(root, spec.kind, spec.decode_resolution, spec.channels, max_pixels, fingerprint)
     if not is_prepared(folder):
-        click.echo(f"preparing {root} at {spec.decode_resolution}px into {folder} (once: later runs, resumes and "
-                   "every rank read it from there)", err=True)
+        noted = progress and (sys.stderr.isatty() or _files(fingerprint) >= NOTED_FILES)
+        if noted:
+            click.echo(f"preparing {root} at {spec.decode_resolution}px into {folder} (once: later runs, resumes "
+                       "and every rank read it from there)", err=True)
         prepare_dataset(root, spec.kind, spec.decode_resolution, spec.channels, folder, max_pixels=max_pixels,
-                        progress=progress, name=name or root.name)
+                        progress=noted, name=name or root.name)
     return open_prepared(folder)
+
+
+def _files(fingerprint) -> int:
+    """Image files a fingerprint counts (per domain for two domains)."""
+    if "files" in fingerprint:
+        return int(fingerprint["files"])
+    return sum(int(part.get("files", 0)) for part in fingerprint.values() if isinstance(part, dict))
