@@ -295,12 +295,17 @@ def _decode_domain(domain: Domain, state: dict[str, Any], record: dict[str, Any]
             filled += 1
         bar.update(1)
         if filled == len(shard) or index == len(items) - 1:
+            shards = state["shards"]
             if filled:
-                path = work / prepared.shard_name(domain.name, len(state["shards"]))
-                entry = _write(lambda: prepared.write_array_file(path, shard[:filled]), work, record)
-                state["shards"].append({**entry, "count": filled})
-            state["next"], state["bad"] = index + 1, state["bad"] + bad
-            _write(lambda: _save_progress(work, record), work, record)
+                path = work / prepared.shard_name(domain.name, len(shards))
+                shards = [*shards, {**_write(lambda: prepared.write_array_file(path, shard[:filled]), work, record),
+                                    "count": filled}]
+            after = {"next": index + 1, "shards": shards, "bad": state["bad"] + bad}
+            # the record in memory moves on only once it is on disk, so that what a failure says is kept is
+            # what the next prepare finds
+            _write(lambda: _save_progress(work, {**record, "domains": {**record["domains"], domain.name: after}}),
+                   work, record)
+            state.update(after)
             filled, bad = 0, []
             if len(items) - index - 1 < len(shard):  # the last shard is only as long as what is left
                 shard = shard[:max(1, len(items) - index - 1)]
@@ -334,8 +339,9 @@ def _write(write, work: Path, record: dict[str, Any]):
 
 def _kept(work: Path, record: dict[str, Any]) -> str:
     done = sum(shard["count"] for state in record["domains"].values() for shard in state["shards"])
-    return (f"the {done:,} images prepared so far are kept in {work}, and the same command continues from "
-            "them")
+    if not done:
+        return f"no image was prepared yet; the same command starts again in {work}"
+    return f"the {done:,} images prepared so far are kept in {work}, and the same command continues from them"
 
 
 def _say_kept(work: Path, record: dict[str, Any]) -> None:
