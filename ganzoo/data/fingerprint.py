@@ -17,6 +17,7 @@ from typing import Any
 
 from ..api import UNPAIRED, DataSpec
 from ..errors import UserError
+from .prepared import is_prepared
 
 KEY = "data_fingerprint"  # its key in config.json
 
@@ -31,6 +32,8 @@ def fingerprint_data(source: str | os.PathLike | None, spec: DataSpec) -> dict[s
     from . import EMBEDDED_SOURCE, source_folder
 
     root = source_folder(source, download=spec.kind == UNPAIRED)
+    if root is not None and is_prepared(root):
+        return _prepared(root)
     if spec.kind == UNPAIRED:
         from .unpaired import DOMAINS
 
@@ -44,6 +47,21 @@ def fingerprint_data(source: str | os.PathLike | None, spec: DataSpec) -> dict[s
     if root.suffix.lower() == ".zip" and root.is_file():
         return _zip(root)
     return _folder(root)
+
+
+def _prepared(folder: Path) -> dict[str, Any]:
+    """A prepared dataset named directly: per domain, its image count and a hash of its files' sha256s (from
+    the manifest; the reader checks the files against them). One domain gives the flat form."""
+    from .prepared import read_manifest
+
+    manifest = read_manifest(folder)
+    out = {}
+    for domain, entry in manifest["domains"].items():
+        digest = hashlib.sha256()
+        for item in [*entry["shards"], *([entry["labels"]] if entry.get("labels") else [])]:
+            digest.update(f"{item['file']}\0{item['sha256']}\n".encode())
+        out[domain] = {"files": entry["count"], "sha256": digest.hexdigest()}
+    return next(iter(out.values())) if len(out) == 1 else out
 
 
 def _constant(name: str, count: int) -> dict[str, Any]:

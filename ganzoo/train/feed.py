@@ -1,34 +1,79 @@
-"""Batches from datasets decoded once and kept on the device.
+"""Batches from an image store: a uint8 tensor in memory or a prepared dataset read in place.
 
 The order is a fresh permutation per epoch drawn from (seed, epoch); random
 crops, flips and CycleGAN's random B images come from the feed's own seeded
 generator. Position (epoch, index) and that generator's state are all resume
 needs to continue exactly.
 
-Batches reach the device without a host sync: indices and host-resident
-images are copied from pinned memory with ``non_blocking=True``.
+Where the images live (``_resident``): on an accelerator when they fit
+DEVICE_RESIDENT_BYTES (a prepared dataset is then read whole once), else on the
+host, where each batch is gathered from the store (a prepared dataset's
+memory-mapped shards: nothing but the batch is copied, so memory does not grow
+with the dataset).
+
+Host-resident data is read ahead (ganzoo.train.prefetch): a daemon thread
+gathers, crops and flips the next READ_AHEAD batches on the CPU, in pinned
+memory when the target is CUDA, while the trainer computes; the batch then
+reaches the device with ``non_blocking=True``. The thread makes its draws on its
+own copy of the feed's generator, in the order a plain loop makes them, and
+hands each batch back with the draw state that follows it: ``state_dict()``
+describes the next batch the trainer will get, never one drawn ahead. The
+crops are the same gather as on the device, so the bytes are the same.
+Device-resident data is drawn in the step (indices copied from pinned memory
+with ``non_blocking=True``, crops gathered on the device): no host sync either way.
 
 Under torchrun every rank runs the same feed (same seed, same draws) over the
-global batch and keeps only its own rows (``rank``, ``world_size``): it decodes
+global batch and keeps only its own rows (``rank``, ``world_size``): it reads
 and copies just those, so N processes see exactly the batches one process sees.
 """
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from ..api import UNPAIRED
 from ..errors import UserError
+from .host_reads import permitted
+from .prefetch import ReadAhead
 
 # Datasets up to this size live on the accelerator; larger ones stay in host memory
 # and each batch is copied over.
 DEVICE_RESIDENT_BYTES = 4 << 30
+# Batches a host-resident feed draws ahead of the trainer (0: none, each batch is made in the step).
+READ_AHEAD = 2
 
 
-def _resident(images: torch.Tensor, device: torch.device, budget: int = DEVICE_RESIDENT_BYTES) -> torch.Tensor:
-    if images.dtype != torch.uint8 or images.dim() != 4:
-        raise ValueError("images must be a uint8 tensor (N, C, H, W)")
-    return images.to(device) if device.type != "cpu" and images.numel() <= budget else images
+def _nbytes(store) -> int:
+    return store.numel() if torch.is_tensor(store) else store.nbytes
+
+
+def _resident(store, device: torch.device, budget: int = DEVICE_RESIDENT_BYTES):
+    """The store where the feed reads it: on ``device`` if that is an accelerator and it fits ``budget``
+    (a prepared dataset read whole), else where it is (a prepared dataset stays on disk)."""
+    if torch.is_tensor(store):
+        if store.dtype != torch.uint8 or store.dim() != 4:
+            raise ValueError("images must be a uint8 tensor (N, C, H, W)")
+        return store.to(device) if device.type != "cpu" and store.numel() <= budget else store
+    if len(store.shape) != 4 or not callable(getattr(store, "gather", None)):
+        raise ValueError(f"images must be a uint8 tensor or a store with gather() and a 4-d shape, "
+                         f"got {type(store).__name__}")
+    if device.type != "cpu" and store.nbytes <= budget:
+        return store.read_all().to(device)
+    return store
+
+
+def _gather(store, indices: torch.Tensor) -> torch.Tensor:
+    """Rows ``indices`` (CPU int64) of a store: indexing for a tensor (on its device), gather() for a
+    prepared dataset (a read of mapped files on the host)."""
+    if torch.is_tensor(store):
+        return store[_to(indices, store.device)]
+    return store.gather(indices)
+
+
+def _on_host(store) -> bool:
+    return not torch.is_tensor(store) or store.device.type == "cpu"
 
 
 def _to(t: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -36,24 +81,24 @@ def _to(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     memory with ``non_blocking=True`` (a plain copy from pageable memory synchronises the stream)."""
     if t.device == device or device.type != "cuda" or t.device.type != "cpu":
         return t.to(device)
-    return t.pin_memory().to(device, non_blocking=True)
+    return (t if t.is_pinned() else t.pin_memory()).to(device, non_blocking=True)
 
 
 def _to_unit(images: torch.Tensor) -> torch.Tensor:
     return images.float().div_(127.5).sub_(1.0)
 
 
-class _Feed:
-    """Epochs of `length` items in a per-epoch order, plus crop/flip augmentation."""
+class _Draws:
+    """The feed's random draws and position: epochs of `length` items in a per-epoch order, crops, flips.
 
-    def __init__(self, length: int, batch_size: int, seed: int, device: torch.device, spec, name: str,
-                 rank: int = 0, world_size: int = 1):
-        if batch_size < 1:
-            raise UserError(f"batch_size must be positive, got {batch_size}")
-        if batch_size > length:
-            raise UserError(f"batch_size {batch_size} is larger than {name} ({length} images)")
-        self.length, self.batch_size, self.seed, self.device = length, batch_size, seed, device
+    Everything random a batch needs is drawn here, in one fixed order per batch; a copy (``copy()``)
+    continues exactly where this one is, which is how the read-ahead thread draws without sharing state.
+    """
+
+    def __init__(self, length: int, batch_size: int, seed: int, spec, rank: int = 0, world_size: int = 1):
+        self.length, self.batch_size, self.seed = length, batch_size, seed
         self.rank, self.world_size = rank, world_size
+        self.spec = spec
         self.resolution = spec.resolution if spec is not None else None
         self.flip = bool(spec is not None and spec.flip)
         self.rng = torch.Generator().manual_seed(seed * 1_000_003 + 7)  # augmentation and random draws
@@ -61,9 +106,10 @@ class _Feed:
         self.index = 0
         self._order: torch.Tensor | None = None
 
-    @property
-    def steps_per_epoch(self) -> int:
-        return self.length // self.batch_size
+    def copy(self) -> "_Draws":
+        twin = _Draws(self.length, self.batch_size, self.seed, self.spec, self.rank, self.world_size)
+        twin.load_state_dict(self.state_dict())
+        return twin
 
     def _epoch_order(self) -> torch.Tensor:
         if self._order is None:
@@ -86,7 +132,8 @@ class _Feed:
         return t[self.rank * n:(self.rank + 1) * n]
 
     def augment(self, images: torch.Tensor) -> torch.Tensor:
-        """Random crops to the spec's resolution and random left-right flips, per image, in one gather.
+        """Random crops to the spec's resolution and random left-right flips, per image, in one gather
+        (on the images' device: the CPU's and a GPU's give the same bytes).
 
         ``images`` are this rank's rows; the draws are made for the global batch and sliced.
         """
@@ -122,29 +169,173 @@ class _Feed:
             self.rng.set_state(state["rng"])
 
 
+class _ImageBatches:
+    """One uint8 batch {"image"} per call: indices, then crops and flips (the draws in their order)."""
+
+    def __init__(self, draws: _Draws, images):
+        self.draws, self.images = draws, images
+
+    def __call__(self) -> dict[str, torch.Tensor]:
+        raw = _gather(self.images, self.draws.local(self.draws.next_indices()))
+        return {"image": self.draws.augment(raw)}
+
+
+class _UnpairedBatches:
+    """One uint8 batch {"A", "B"} per call: A in epoch order, B at random, then A's crops, then B's."""
+
+    def __init__(self, draws: _Draws, a, b):
+        self.draws, self.A, self.B = draws, a, b
+
+    def __call__(self) -> dict[str, torch.Tensor]:
+        draws = self.draws
+        index_a = draws.local(draws.next_indices()) % len(self.A)
+        index_b = draws.local(torch.randint(0, len(self.B), (draws.batch_size,), generator=draws.rng))
+        a, b = _gather(self.A, index_a), _gather(self.B, index_b)
+        return {"A": draws.augment(a), "B": draws.augment(b)}
+
+
+class _ReadAheadBatches:
+    """What the read-ahead thread makes: a batch (pinned for a CUDA target) and the draw state after it."""
+
+    def __init__(self, batches, pin: bool):
+        self.batches, self.pin = batches, pin
+
+    def __call__(self) -> tuple[dict[str, torch.Tensor], dict]:
+        batch = self.batches()
+        if self.pin:
+            batch = {k: v.pin_memory() for k, v in batch.items()}
+        return batch, self.batches.draws.state_dict()
+
+
 def _evenly_spaced(count: int, n: int) -> torch.Tensor:
     return torch.linspace(0, count - 1, min(n, count)).round().long()
 
 
-class ImageFeed(_Feed):
-    """Yields {"image": float (B, C, H, W) in [-1, 1]} batches, dropping the ragged last batch."""
+class _Feed:
+    """Batches of uint8 images made by ``_batches(draws)``, read ahead when the stores are on the host.
 
-    def __init__(self, images: torch.Tensor, batch_size: int, seed: int, device: torch.device,
-                 name: str = "data", spec=None, resident: bool = True, rank: int = 0, world_size: int = 1):
-        super().__init__(len(images), batch_size, seed, device, spec, name, rank, world_size)
+    ``read_ahead``: batches drawn ahead of the trainer (0: each batch is made in ``next()``).
+    """
+
+    def __init__(self, length: int, batch_size: int, seed: int, device: torch.device, spec, name: str,
+                 rank: int = 0, world_size: int = 1, read_ahead: int = READ_AHEAD):
+        if batch_size < 1:
+            raise UserError(f"batch_size must be positive, got {batch_size}")
+        if batch_size > length:
+            raise UserError(f"batch_size {batch_size} is larger than {name} ({length} images)")
+        self.length, self.batch_size, self.seed, self.device = length, batch_size, seed, device
+        self.rank, self.world_size = rank, world_size
+        self.draws = _Draws(length, batch_size, seed, spec, rank, world_size)
+        self.read_ahead = read_ahead
+        self._ahead: ReadAhead | None = None
+        self._position: dict | None = None  # the draw state before the next batch handed out (reading ahead)
+
+    # the draws, by their old names (tests and tools read them)
+    @property
+    def rng(self) -> torch.Generator:
+        return self.draws.rng
+
+    @property
+    def epoch(self) -> int:
+        return int(self.state_dict()["epoch"])
+
+    @property
+    def index(self) -> int:
+        return int(self.state_dict()["index"])
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.length // self.batch_size
+
+    def augment(self, images: torch.Tensor) -> torch.Tensor:
+        return self.draws.augment(images)
+
+    def center(self, images: torch.Tensor) -> torch.Tensor:
+        return self.draws.center(images)
+
+    def local(self, t: torch.Tensor) -> torch.Tensor:
+        return self.draws.local(t)
+
+    def _stores(self) -> list:
+        raise NotImplementedError
+
+    def _batches(self, draws: _Draws):
+        raise NotImplementedError
+
+    @property
+    def reads_ahead(self) -> bool:
+        """Whether batches are made ahead in a thread: host-resident stores and ``read_ahead`` > 0."""
+        return self.read_ahead > 0 and all(_on_host(store) for store in self._stores())
+
+    def next(self) -> dict[str, torch.Tensor]:
+        """The next batch, float in [-1, 1] on the device."""
+        if self.reads_ahead:
+            if self._ahead is None:
+                self._start()
+            raw, self._position = self._ahead.next()
+        else:
+            # A prepared dataset's gather reads host memory (its index goes to numpy), not the device: no sync,
+            # but the host-read spy would count it. In the read-ahead thread no spy looks (modes are per thread).
+            with contextlib.nullcontext() if all(torch.is_tensor(s) for s in self._stores()) else \
+                    permitted("host data"):
+                raw = self._batches(self.draws)()
+        return {k: _to_unit(_to(v, self.device)) for k, v in raw.items()}
+
+    def _start(self) -> None:
+        cuda = self.device.type == "cuda"
+        device = self.device
+        setup = (lambda: torch.cuda.set_device(device)) if cuda else None
+        # The thread draws on its own copy: the feed's draws stay at the last batch handed out.
+        self._position = self.draws.state_dict()
+        self._ahead = ReadAhead(_ReadAheadBatches(self._batches(self.draws.copy()), pin=cuda), self.read_ahead,
+                                setup=setup, name="ganzoo-feed")
+
+    def close(self) -> None:
+        """Stop reading ahead (the thread ends; what it drew ahead is dropped): the draws stand at the next
+        batch the trainer would get, and a later ``next()`` starts reading ahead from there."""
+        if self._ahead is not None:
+            self._ahead.close()
+            self._ahead = None
+            self.draws.load_state_dict(self._position)
+            self._position = None
+
+    def state_dict(self) -> dict:
+        """The position of the next batch ``next()`` returns (not of one drawn ahead)."""
+        return dict(self._position) if self._ahead is not None else self.draws.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.close()
+        self.draws.load_state_dict(state)
+
+    def _fixed(self, store, n: int) -> torch.Tensor:
+        with permitted("host data"):
+            raw = _gather(store, _evenly_spaced(len(store), n))
+        return _to_unit(self.center(raw).to(self.device))
+
+
+class ImageFeed(_Feed):
+    """Yields {"image": float (B, C, H, W) in [-1, 1]} batches, dropping the ragged last batch.
+
+    ``images``: a uint8 tensor (N, C, H, W) or a prepared dataset's images (ganzoo.data.prepared).
+    """
+
+    def __init__(self, images, batch_size: int, seed: int, device: torch.device, name: str = "data", spec=None,
+                 resident: bool = True, rank: int = 0, world_size: int = 1, read_ahead: int = READ_AHEAD):
+        super().__init__(len(images), batch_size, seed, device, spec, name, rank, world_size, read_ahead)
         self.images = _resident(images, device, DEVICE_RESIDENT_BYTES if resident else 0)
 
     def __len__(self) -> int:
         return len(self.images)
 
-    def next(self) -> dict[str, torch.Tensor]:
-        raw = _to(self.images[_to(self.local(self.next_indices()), self.images.device)], self.device)
-        return {"image": _to_unit(self.augment(raw))}
+    def _stores(self) -> list:
+        return [self.images]
+
+    def _batches(self, draws: _Draws) -> _ImageBatches:
+        return _ImageBatches(draws, self.images)
 
     def fixed_batch(self, n: int) -> dict[str, torch.Tensor]:
         """Up to n images spread over the dataset, centre-cropped: the same at every call."""
-        raw = self.images[_evenly_spaced(len(self.images), n).to(self.images.device)]
-        return {"image": _to_unit(self.center(raw).to(self.device))}
+        return {"image": self._fixed(self.images, n)}
 
 
 class UnpairedFeed(_Feed):
@@ -155,37 +346,33 @@ class UnpairedFeed(_Feed):
     unaligned dataset with shuffling on), so domains of different sizes mix.
     """
 
-    def __init__(self, a: torch.Tensor, b: torch.Tensor, batch_size: int, seed: int, device: torch.device,
-                 name: str = "data", spec=None, resident: bool = True, rank: int = 0, world_size: int = 1):
-        super().__init__(max(len(a), len(b)), batch_size, seed, device, spec, name, rank, world_size)
-        fits = resident and a.numel() + b.numel() <= DEVICE_RESIDENT_BYTES
+    def __init__(self, a, b, batch_size: int, seed: int, device: torch.device, name: str = "data", spec=None,
+                 resident: bool = True, rank: int = 0, world_size: int = 1, read_ahead: int = READ_AHEAD):
+        super().__init__(max(len(a), len(b)), batch_size, seed, device, spec, name, rank, world_size, read_ahead)
+        fits = resident and _nbytes(a) + _nbytes(b) <= DEVICE_RESIDENT_BYTES
         budget = DEVICE_RESIDENT_BYTES if fits else 0
         self.A, self.B = _resident(a, device, budget), _resident(b, device, budget)
 
     def __len__(self) -> int:
         return self.length
 
-    def next(self) -> dict[str, torch.Tensor]:
-        index_a = self.local(self.next_indices()) % len(self.A)
-        index_b = self.local(torch.randint(0, len(self.B), (self.batch_size,), generator=self.rng))
-        a = _to(self.A[_to(index_a, self.A.device)], self.device)
-        b = _to(self.B[_to(index_b, self.B.device)], self.device)
-        return {"A": _to_unit(self.augment(a)), "B": _to_unit(self.augment(b))}
+    def _stores(self) -> list:
+        return [self.A, self.B]
+
+    def _batches(self, draws: _Draws) -> _UnpairedBatches:
+        return _UnpairedBatches(draws, self.A, self.B)
 
     def fixed_batch(self, n: int) -> dict[str, torch.Tensor]:
-        out = {}
-        for key, images in (("A", self.A), ("B", self.B)):
-            raw = images[_evenly_spaced(len(images), n).to(images.device)]
-            out[key] = _to_unit(self.center(raw).to(self.device))
-        return out
+        return {"A": self._fixed(self.A, n), "B": self._fixed(self.B, n)}
 
 
 def make_feed(dataset, batch_size: int, seed: int, device: torch.device, spec, resident: bool = True,
-              rank: int = 0, world_size: int = 1):
+              rank: int = 0, world_size: int = 1, read_ahead: int = READ_AHEAD):
     """The feed for ``spec.kind``: an ImageFeed over an ImageSet, an UnpairedFeed over an UnpairedSet.
 
     ``resident=False`` keeps the images in host memory and copies each batch over. ``batch_size`` is
-    global; ``rank`` of ``world_size`` gets its slice of every batch.
+    global; ``rank`` of ``world_size`` gets its slice of every batch. ``read_ahead``: batches of
+    host-resident data made ahead in a thread (0: none).
     """
     from ..data import ImageSet
     from ..data.unpaired import UnpairedSet
@@ -195,6 +382,6 @@ def make_feed(dataset, batch_size: int, seed: int, device: torch.device, spec, r
         raise TypeError(f"DataSpec kind {spec.kind!r} needs an {expected.__name__}, got {type(dataset).__name__}")
     if spec.kind == UNPAIRED:
         return UnpairedFeed(dataset.A, dataset.B, batch_size, seed, device, name=dataset.source, spec=spec,
-                            resident=resident, rank=rank, world_size=world_size)
+                            resident=resident, rank=rank, world_size=world_size, read_ahead=read_ahead)
     return ImageFeed(dataset.images, batch_size, seed, device, name=dataset.source, spec=spec, resident=resident,
-                     rank=rank, world_size=world_size)
+                     rank=rank, world_size=world_size, read_ahead=read_ahead)

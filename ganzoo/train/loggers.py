@@ -141,10 +141,10 @@ class Progress:
         if self.bar is not None:
             self.bar.update(done)
             if scalars:
-                self.bar.set_postfix({k: f"{v:.3g}" for k, v in scalars.items() if v is not None}, refresh=False)
+                self.bar.set_postfix(dict(_shown(scalars)), refresh=False)
         elif first or step == self.total or step % self.every == 0 or now - self.last_line >= self.every_s:
             self.last_line = now
-            text = " ".join(f"{k}={v:.3g}" for k, v in self.scalars.items() if v is not None)
+            text = " ".join(f"{k}={v}" if k != DATA_WAIT_SHOWN else f"{k} {v}" for k, v in _shown(self.scalars))
             if first:
                 pace = f"first step took {now - self.started:.1f}s"
             else:
@@ -178,6 +178,19 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+DATA_WAIT = "data_wait"  # the share of the wall time the steps waited for data (a record's key)
+DATA_WAIT_SHOWN = "data"  # its name in the progress line: "data 2%"
+
+
+def _shown(scalars: dict) -> list[tuple[str, str]]:
+    """The progress line's values: each loss to 3 digits, then the data wait as a percentage."""
+    out = [(k, f"{v:.3g}") for k, v in scalars.items() if v is not None and k != DATA_WAIT]
+    if scalars.get(DATA_WAIT) is not None:
+        percent = scalars[DATA_WAIT] * 100
+        out.append((DATA_WAIT_SHOWN, f"{percent:.1f}%" if percent < 10 else f"{percent:.0f}%"))
+    return out
 
 
 def duration(seconds: float) -> str:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -40,6 +40,7 @@ class Landed:
     sums: dict[str, float]
     counts: dict[str, int]
     extra: list[float]
+    host: dict[str, float] = field(default_factory=dict)  # measured on the host, written as they are (data_wait)
 
 
 @dataclass
@@ -52,6 +53,7 @@ class _Pending:
     steps: int
     names: list[str]
     counts: dict[str, int]
+    measured: dict[str, float] = field(default_factory=dict)
 
 
 class MetricsBuffer:
@@ -74,18 +76,20 @@ class MetricsBuffer:
         return event
 
     def submit(self, values: torch.Tensor, names: list[str], counts: dict[str, int], start, step: int,
-               steps: int) -> None:
-        """Start copying ``values`` (1-D: ``names``' sums, then extra values) to the host; nothing is read."""
+               steps: int, host: dict[str, float] | None = None) -> None:
+        """Start copying ``values`` (1-D: ``names``' sums, then extra values) to the host; nothing is read.
+        ``host``: values already on the host, handed back with the interval."""
         values = values.detach().to(torch.float64)
         end = self.mark()
         if self.cuda:
-            host = torch.empty(values.shape, dtype=values.dtype, pin_memory=True)
-            host.copy_(values, non_blocking=True)
+            copy = torch.empty(values.shape, dtype=values.dtype, pin_memory=True)
+            copy.copy_(values, non_blocking=True)
             event = torch.cuda.Event()
             event.record()
         else:
-            host, event = values, None
-        self.pending.append(_Pending(host, event, start, end, step, steps, list(names), dict(counts)))
+            copy, event = values, None
+        self.pending.append(_Pending(copy, event, start, end, step, steps, list(names), dict(counts),
+                                     dict(host or {})))
 
     def ready(self, force: bool = False, log_point: bool = False) -> list[Landed]:
         """The records that have landed, oldest first (``force``: all of them, waiting for the device)."""
@@ -114,7 +118,7 @@ class MetricsBuffer:
             seconds = item.start.elapsed_time(item.end) / 1000
         n = len(item.names)
         return Landed(item.step, item.steps, max(seconds, 1e-9), dict(zip(item.names, values[:n])), item.counts,
-                      values[n:])
+                      values[n:], item.measured)
 
 
 def interval_values(landed: Landed) -> dict[str, float]:

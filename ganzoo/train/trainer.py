@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,7 +35,7 @@ from .grad_switch import GradSwitch
 from .host_reads import permitted
 from .metrics_buffer import KEPT as _KEPT, MetricsBuffer, interval_values
 from .nonfinite import SkipCounter, rollback_seed
-from .loggers import MetricsLog, Progress, drop_records_after
+from .loggers import DATA_WAIT, MetricsLog, Progress, drop_records_after
 
 
 class TrainingDiverged(RefusedOnEveryRank):
@@ -212,6 +213,10 @@ class Trainer:
         self.first_step = self.step
         self._sums: dict[str, torch.Tensor] = {}
         self._counts: dict[str, int] = {}
+        # Seconds the steps spent blocked in feed.next() (host time: read-ahead makes it near nil when the data
+        # keeps up); each log record carries its interval's share of the wall time as data_wait.
+        self.data_wait_s = 0.0
+        self._interval_clock = (time.perf_counter(), 0.0)  # (wall time, data_wait_s) at the interval's start
         # Log points copy their metrics to the host without waiting; records complete when they land.
         self.landing = MetricsBuffer(self.device, agreed=self.world.distributed)
         # Each part of a step ("data", a phase's name, "ema") runs inside timing(part): a no-op
@@ -429,7 +434,10 @@ class Trainer:
 
     def train_step(self) -> None:
         with self.timing("data"):
-            batch = {k: self.engine.place_images(v) for k, v in self.feed.next().items()}
+            started = time.perf_counter()
+            raw = self.feed.next()
+            self.data_wait_s += time.perf_counter() - started
+            batch = {k: self.engine.place_images(v) for k, v in raw.items()}
         ctx = LossContext(cfg=self.cfg, device=self.device, generator=self.rng, step=self.step,
                           total_steps=self.opts.steps, log=self._log, state=self.plugin_state,
                           rank=self.world.rank, world_size=self.world.size, gather=self.world.gather)
@@ -497,6 +505,16 @@ class Trainer:
             progress.note(f"eval at step {self.step}: {self.evaluator.key} {score:.4g} ({standing})")
         return improved
 
+    def _new_interval(self) -> tuple[object, int]:
+        """(the landing mark, the step) where a log interval starts; its host clock and data wait start too."""
+        self._interval_clock = (time.perf_counter(), self.data_wait_s)
+        return self.landing.mark(), self.step
+
+    def _data_wait(self) -> float:
+        """The share of the interval's wall time (on this host) the steps spent blocked in feed.next()."""
+        started, waited = self._interval_clock
+        return min(1.0, max(0.0, (self.data_wait_s - waited) / max(time.perf_counter() - started, 1e-9)))
+
     def _submit_metrics(self, start, first_step: int) -> None:
         """The interval's sums (averaged over the ranks: one all-reduce) and the skip counts, on their way to
         the host as one tensor; nothing is read here (ganzoo.train.metrics_buffer).
@@ -510,7 +528,8 @@ class Trainer:
         if self.world.distributed and names:
             sums = self.world.sum(sums) / self.world.size
         values = torch.cat([sums.double(), self.nonfinite.stacked().double()])
-        self.landing.submit(values, names, self._counts, start, self.step, self.step - first_step)
+        self.landing.submit(values, names, self._counts, start, self.step, self.step - first_step,
+                            host={DATA_WAIT: self._data_wait()})
         self._sums, self._counts = {}, {}
 
     def _complete_metrics(self, landed) -> tuple[tuple | None, dict | None]:
@@ -522,8 +541,8 @@ class Trainer:
                 self.metrics.write({"step": interval.step, "kimg": interval.step * self.cfg.batch_size / 1000,
                                     "sec_per_step": interval.seconds / max(interval.steps, 1),
                                     "images_per_sec": interval.steps * self.cfg.batch_size / interval.seconds,
-                                    **values})
-            scalars = {k: v for k, v in values.items() if k.startswith("loss/")}
+                                    **interval.host, **values})
+            scalars = {**{k: v for k, v in values.items() if k.startswith("loss/")}, **interval.host}
             diverged = self.nonfinite.decide(interval.extra)
             if diverged is not None:
                 return diverged, scalars
@@ -614,7 +633,7 @@ class Trainer:
             try:
                 if self.step == 0 and writer:
                     sample = self.save_preview()
-                interval_start, interval_step = self.landing.mark(), self.step
+                interval_start, interval_step = self._new_interval()
                 while self.step < until and not (stopped_by := self._stop_agreed(stop)):
                     self.train_step()
                     if check_ranks:
@@ -623,7 +642,7 @@ class Trainer:
                     checkpoint_due = self.step % opts.checkpoint_every == 0
                     if log_due:
                         self._submit_metrics(interval_start, interval_step)
-                        interval_start, interval_step = self.landing.mark(), self.step
+                        interval_start, interval_step = self._new_interval()
                     # Records (and the skips they carry) complete when their copy has landed, and all of them
                     # before a checkpoint, so a checkpoint is never written after a divergence: it stays a good one.
                     diverged, scalars = self._complete_metrics(self.landing.ready(force=checkpoint_due,
@@ -634,7 +653,7 @@ class Trainer:
                     if self._on_divergence(diverged, progress):
                         self._sums, self._counts = {}, {}
                         self.landing.clear()
-                        interval_start, interval_step = self.landing.mark(), self.step
+                        interval_start, interval_step = self._new_interval()
                         continue  # rolled back to an earlier step
                     progress.update(self.step, scalars)
                     if self.step % opts.sample_every == 0 and writer:
@@ -651,6 +670,7 @@ class Trainer:
                 diverged, _ = self._complete_metrics(self.landing.ready(force=True))
                 self._on_divergence(diverged, rollback=False)
             finally:
+                self.feed.close()  # the read-ahead thread ends with the loop, however it ends
                 progress.close()
                 if self.metrics is not None:
                     self.metrics.close()
