@@ -26,7 +26,9 @@ from ganzoo.data.prepared import listed_files, open_prepared
 
 
 def prepare(*args, home: Path, **kwargs):
-    return ganzoo("data", "prepare", *map(str, args), env={"GANZOO_HOME": str(home)}, timeout=120, **kwargs)
+    """`ganzoo data prepare` with $GANZOO_HOME at ``home`` (and no $GANZOO_PREPARED: names go to home/prepared)."""
+    return ganzoo("data", "prepare", *map(str, args), env={"GANZOO_HOME": str(home), "GANZOO_PREPARED": ""},
+                  timeout=120, **kwargs)
 
 
 def assert_checksums(folder: Path) -> None:

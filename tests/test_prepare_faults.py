@@ -186,8 +186,8 @@ def test_a_shard_changed_or_truncated_afterwards_is_named(small_dataset):
 def test_verify_refuses_what_is_not_a_prepared_dataset(tmp_path):
     result = ganzoo("data", "verify", tmp_path)
     assert result.returncode == 1 and "is not a prepared dataset: it has no manifest.json" in result.stderr
-    missing = ganzoo("data", "verify", "no-such-name", env={"GANZOO_HOME": str(tmp_path)})
-    assert missing.returncode == 1 and str(tmp_path / "prepared" / "no-such-name") in missing.stderr
+    missing = ganzoo("data", "verify", "no-such-name", env={"GANZOO_PREPARED": str(tmp_path)})
+    assert missing.returncode == 1 and str(tmp_path / "no-such-name") in missing.stderr
 
 
 def _limit_file_size(limit: int):
