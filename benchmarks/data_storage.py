@@ -70,7 +70,8 @@ def source_images(photos: Path | None, count: int, resolution: int, seed: int) -
         grey = Image.fromarray(images[rng.integers(len(images))]).resize((resolution, resolution),
                                                                           Image.Resampling.LANCZOS)
         out[i] = np.asarray(grey.convert("RGB")).transpose(2, 0, 1)
-    return out, "embedded Fashion-MNIST upsampled with Lanczos (no photos given: PNG and JPEG look better than on photos)"
+    return out, ("embedded Fashion-MNIST upsampled with Lanczos (no photos given: PNG and JPEG look better than "
+                 "on photos)")
 
 
 def encode(image: np.ndarray, kind: str) -> bytes:

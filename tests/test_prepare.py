@@ -289,7 +289,8 @@ def test_a_changed_source_is_prepared_again_in_place(tmp_path):
 def test_out_names_and_missing_sources(tmp_path):
     source = image_folder(tmp_path / "photos", n=2)
     bad_name = prepare(source, "--resolution", 8, "--out", "my data", home=tmp_path / "home")
-    assert bad_name.returncode == 1 and "a name is letters, digits" in bad_name.stderr and "./my data" in bad_name.stderr
+    assert bad_name.returncode == 1 and "a name is letters, digits" in bad_name.stderr
+    assert "./my data" in bad_name.stderr
     missing = prepare(tmp_path / "nowhere", "--resolution", 8, home=tmp_path / "home")
     assert missing.returncode == 1 and "unknown dataset" in missing.stderr
     embedded = prepare("fashion-mnist", "--resolution", 8, home=tmp_path / "home")

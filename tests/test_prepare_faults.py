@@ -67,7 +67,8 @@ def reference(slow_source, tmp_path_factory) -> dict:
 
 def contents(manifest: dict) -> dict:
     """What a dataset holds, without the times it was made: each domain's files (name, size, sha256, count)."""
-    return {domain: {"count": entry["count"], "bad": entry["bad"], "labels": entry["labels"] and entry["labels"]["sha256"],
+    return {domain: {"count": entry["count"], "bad": entry["bad"],
+                     "labels": entry["labels"] and entry["labels"]["sha256"],
                      "shards": [(s["file"], s["bytes"], s["sha256"], s["count"]) for s in entry["shards"]]}
             for domain, entry in manifest["domains"].items()}
 
