@@ -57,7 +57,9 @@ def prepare_dataset(source, kind: str, resolution: int, channels: int, out: Path
 
     ``kind`` is IMAGES or UNPAIRED. Returns at once when ``out`` already holds this preparation. Bad files
     are left out and listed in the manifest ("bad" per domain); a domain left with no image is a UserError.
-    ``progress`` shows a bar with an estimate on stderr (only where stderr is a terminal).
+    ``progress`` shows a bar with an estimate on stderr (where stderr is a terminal) and says what happened
+    (continued, already prepared, how many decoded); without it only a wait for another prepare, and what is
+    kept when stopped, are said.
     """
     from ..api import DataSpec
     from ..fileio import require_writable
@@ -68,7 +70,7 @@ def prepare_dataset(source, kind: str, resolution: int, channels: int, out: Path
     identity = {"source": str(src.path), "source_kind": src.kind, "resolution": resolution, "channels": channels,
                 "max_image_pixels": max_pixels,
                 "fingerprint": fingerprint_data(str(src.path), DataSpec(kind, resolution, channels))}
-    if _settled(out, identity):
+    if _settled(out, identity, quiet=not progress):
         return out
     require_writable(out.parent, "choose another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -79,7 +81,7 @@ def prepare_dataset(source, kind: str, resolution: int, channels: int, out: Path
         if not _finished_before(work, identity):
             capacity = _capacity(channels, resolution)
             record = _resume(work, {**identity, "format_version": prepared.VERSION, "shard_capacity": capacity},
-                             src)
+                             src, quiet=not progress)
             _decode_all(src, record, work, capacity, resolution, channels, max_pixels, progress, name or out.name)
             _finish(src, record, work, name or out.name, identity)
         _publish(work, out)
@@ -182,7 +184,7 @@ def _prepare_lock(out: Path) -> Iterator[None]:
 
 # --- the working folder -------------------------------------------------------------------------------------
 
-def _resume(work: Path, identity: dict[str, Any], src: Source) -> dict[str, Any]:
+def _resume(work: Path, identity: dict[str, Any], src: Source, quiet: bool = False) -> dict[str, Any]:
     """The progress record to continue from: the working folder's, when it is of this very preparation and its
     shards are intact; else a fresh one in an emptied folder. Files the record does not list (a shard written
     after the last record, a temporary file of a killed write) are removed."""
@@ -190,8 +192,9 @@ def _resume(work: Path, identity: dict[str, Any], src: Source) -> dict[str, Any]
     if record is not None and record.get("identity") == identity and _intact(work, record):
         done = sum(state["next"] for state in record["domains"].values())
         total = sum(len(domain.items) for domain in src.domains.values())
-        print(f"continuing an interrupted prepare from {work}: {done:,} of {total:,} images already done",
-              file=sys.stderr, flush=True)
+        if not quiet:
+            print(f"continuing an interrupted prepare from {work}: {done:,} of {total:,} images already done",
+                  file=sys.stderr, flush=True)
         listed = {PROGRESS, prepared.MANIFEST, *(shard["file"] for state in record["domains"].values()
                                                  for shard in state["shards"])}
         for entry in work.iterdir():
@@ -199,7 +202,7 @@ def _resume(work: Path, identity: dict[str, Any], src: Source) -> dict[str, Any]
                 _remove(entry)
         return record
     if os.path.lexists(work):
-        if record is not None:
+        if record is not None and not quiet:
             print(f"starting over: {work} holds an interrupted prepare of other data (or the source changed "
                   "since)", file=sys.stderr, flush=True)
         _remove(work)
@@ -272,7 +275,7 @@ def _decode_all(src: Source, record: dict[str, Any], work: Path, capacity: int, 
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-    if decoded:
+    if decoded and progress:  # quiet when asked: a small dataset prepared on first use passes silently
         seconds = time.monotonic() - started
         resumed = f"; {already:,} were done before, by an interrupted prepare" if already else ""
         print(f"decoded {decoded:,} images in {seconds:.1f} s ({decoded / max(seconds, 1e-9):,.0f} images/s)"
