@@ -72,14 +72,14 @@ def prepare_dataset(source, kind: str, resolution: int, channels: int, out: Path
                 "fingerprint": fingerprint_data(str(src.path), DataSpec(kind, resolution, channels))}
     if _settled(out, identity, quiet=not progress):
         return out
-    require_writable(out.parent, "choose another --out")
+    capacity = _capacity(channels, resolution)
+    require_writable(out.parent, "prepare it elsewhere (--out PATH, or $GANZOO_PREPARED for the cache)")
     out.parent.mkdir(parents=True, exist_ok=True)
     with _prepare_lock(out):
         if _settled(out, identity, quiet=True):  # another prepare finished it while this one waited
             return out
         work = out.parent / f".{out.name}.partial"
         if not _finished_before(work, identity):
-            capacity = _capacity(channels, resolution)
             record = _resume(work, {**identity, "format_version": prepared.VERSION, "shard_capacity": capacity},
                              src, quiet=not progress)
             _decode_all(src, record, work, capacity, resolution, channels, max_pixels, progress, name or out.name)
