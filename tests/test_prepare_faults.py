@@ -281,7 +281,9 @@ def test_a_prepared_dataset_on_a_read_only_mount_opens_gathers_and_verifies(smal
     script = f"""
         mount --bind {small_dataset} {small_dataset} && mount -o remount,ro,bind {small_dataset} || exit 99
         touch {small_dataset}/x 2>/dev/null && echo writable
-        {sys.executable} -c "{check}" && {EXE} data verify {small_dataset}
+        {sys.executable} -c "{check}" && {EXE} data verify {small_dataset} || exit 1
+        {EXE} data prepare {small_dataset.parent / "source"} --resolution 16 --out {small_dataset}/inside
+        echo "into it: $?"
     """
     result = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -289,3 +291,6 @@ def test_a_prepared_dataset_on_a_read_only_mount_opens_gathers_and_verifies(smal
     assert "writable" not in lines
     first, second = lines[0].split()
     assert first == second and "all 4 files match" in result.stdout
+    assert "into it: 1" in result.stdout  # a prepare onto the read-only mount: one line, before any decoding
+    assert result.stderr.strip() == (f"Error: cannot write to {small_dataset}: Read-only file system; prepare it "
+                                     "elsewhere (--out PATH, or $GANZOO_PREPARED for the cache)")
