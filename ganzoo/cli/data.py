@@ -51,7 +51,8 @@ def download(name, force):
 @click.option("--channels", type=click.Choice(["1", "3"]), default="3", show_default=True,
               help="1 for grey, 3 for RGB.")
 @click.option("--out", default=None, metavar="NAME|PATH",
-              help="A NAME (kept in $GANZOO_HOME/prepared) or a PATH (anything with a '/'); "
+              help="A NAME (kept in $GANZOO_PREPARED, default $GANZOO_HOME/prepared) or a PATH (anything with "
+                   "a '/'); "
                    "default: a name from the source and the resolution.")
 @click.option("--kind", type=click.Choice(["auto", "images", "unpaired"]), default="auto", show_default=True,
               help="One domain of images, or the two of trainA/ and trainB/ (auto: unpaired where both exist).")
@@ -70,6 +71,7 @@ def prepare(source, resolution, channels, out, kind, skip_bad_files, max_image_p
     from ..api import MAX_RESOLUTION
     from ..data.prepare import prepare_dataset
     from ..data.prepared import open_prepared
+    from ..data.prepared_cache import prepared_home
     from ..data.sources import detect_kind
     from ..errors import UserError
     from ..runtime.image_files import DEFAULT_MAX_PIXELS
@@ -85,6 +87,7 @@ def prepare(source, resolution, channels, out, kind, skip_bad_files, max_image_p
     settle_bad_files(dataset.bad, skip_bad_files)
     click.echo(f"prepared dataset: {path}")
     click.echo(f"  {describe_prepared(dataset)}")
+    click.echo(f"  train on it with --data {path.name if path.parent == prepared_home() else path}")
 
 
 @data.command()
@@ -125,11 +128,12 @@ def _bar(files, total: int, label: str):
 
 
 def prepared_path(name_or_path: str, what: str = "--out"):
-    """A bare NAME is $GANZOO_HOME/prepared/NAME; anything with a path separator (or '.', '..', '~') a path."""
+    """A bare NAME is prepared_home()/NAME ($GANZOO_PREPARED, default $GANZOO_HOME/prepared); anything with a
+    path separator (or '.', '..', '~') is a path."""
     import os
     from pathlib import Path
 
-    from ..data.catalog import ganzoo_home
+    from ..data.prepared_cache import prepared_home
     from ..data.tsv_table import NAME
     from ..errors import UserError
 
@@ -138,8 +142,8 @@ def prepared_path(name_or_path: str, what: str = "--out"):
         return Path(text).expanduser()
     if not NAME.fullmatch(text):
         raise UserError(f"{what} {text!r}: a name is letters, digits, '.', '_' and '-' (it becomes a folder in "
-                        f"{ganzoo_home() / 'prepared'}); for a folder elsewhere give a path, e.g. ./{text}")
-    return ganzoo_home() / "prepared" / text
+                        f"{prepared_home()}); for a folder elsewhere give a path, e.g. ./{text}")
+    return prepared_home() / text
 
 
 def default_name(source: str, resolution: int, channels: int) -> str:

@@ -57,7 +57,9 @@ def prepare_dataset(source, kind: str, resolution: int, channels: int, out: Path
 
     ``kind`` is IMAGES or UNPAIRED. Returns at once when ``out`` already holds this preparation. Bad files
     are left out and listed in the manifest ("bad" per domain); a domain left with no image is a UserError.
-    ``progress`` shows a bar with an estimate on stderr (only where stderr is a terminal).
+    ``progress`` shows a bar with an estimate on stderr (where stderr is a terminal) and says what happened
+    (continued, already prepared, how many decoded); without it only a wait for another prepare, and what is
+    kept when stopped, are said.
     """
     from ..api import DataSpec
     from ..fileio import require_writable
@@ -68,9 +70,10 @@ def prepare_dataset(source, kind: str, resolution: int, channels: int, out: Path
     identity = {"source": str(src.path), "source_kind": src.kind, "resolution": resolution, "channels": channels,
                 "max_image_pixels": max_pixels,
                 "fingerprint": fingerprint_data(str(src.path), DataSpec(kind, resolution, channels))}
-    if _settled(out, identity):
+    if _settled(out, identity, quiet=not progress):
         return out
-    require_writable(out.parent, "choose another --out")
+    capacity = _capacity(channels, resolution)
+    require_writable(out.parent, "prepare it elsewhere (--out PATH, or $GANZOO_PREPARED for the cache)")
     out.parent.mkdir(parents=True, exist_ok=True)
     _require_room(src, resolution, channels, out)
     with _prepare_lock(out):
@@ -78,9 +81,8 @@ def prepare_dataset(source, kind: str, resolution: int, channels: int, out: Path
             return out
         work = out.parent / f".{out.name}.partial"
         if not _finished_before(work, identity):
-            capacity = _capacity(channels, resolution)
             record = _resume(work, {**identity, "format_version": prepared.VERSION, "shard_capacity": capacity},
-                             src)
+                             src, quiet=not progress)
             _decode_all(src, record, work, capacity, resolution, channels, max_pixels, progress, name or out.name)
             _finish(src, record, work, name or out.name, identity)
         _publish(work, out)
@@ -204,7 +206,7 @@ def _prepare_lock(out: Path) -> Iterator[None]:
 
 # --- the working folder -------------------------------------------------------------------------------------
 
-def _resume(work: Path, identity: dict[str, Any], src: Source) -> dict[str, Any]:
+def _resume(work: Path, identity: dict[str, Any], src: Source, quiet: bool = False) -> dict[str, Any]:
     """The progress record to continue from: the working folder's, when it is of this very preparation and its
     shards are intact; else a fresh one in an emptied folder. Files the record does not list (a shard written
     after the last record, a temporary file of a killed write) are removed."""
@@ -212,8 +214,9 @@ def _resume(work: Path, identity: dict[str, Any], src: Source) -> dict[str, Any]
     if record is not None and record.get("identity") == identity and _intact(work, record):
         done = sum(state["next"] for state in record["domains"].values())
         total = sum(len(domain.items) for domain in src.domains.values())
-        print(f"continuing an interrupted prepare from {work}: {done:,} of {total:,} images already done",
-              file=sys.stderr, flush=True)
+        if not quiet:
+            print(f"continuing an interrupted prepare from {work}: {done:,} of {total:,} images already done",
+                  file=sys.stderr, flush=True)
         listed = {PROGRESS, prepared.MANIFEST, *(shard["file"] for state in record["domains"].values()
                                                  for shard in state["shards"])}
         for entry in work.iterdir():
@@ -221,7 +224,7 @@ def _resume(work: Path, identity: dict[str, Any], src: Source) -> dict[str, Any]
                 _remove(entry)
         return record
     if os.path.lexists(work):
-        if record is not None:
+        if record is not None and not quiet:
             print(f"starting over: {work} holds an interrupted prepare of other data (or the source changed "
                   "since)", file=sys.stderr, flush=True)
         _remove(work)
@@ -317,12 +320,17 @@ def _decode_domain(domain: Domain, state: dict[str, Any], record: dict[str, Any]
             filled += 1
         bar.update(1)
         if filled == len(shard) or index == len(items) - 1:
+            shards = state["shards"]
             if filled:
-                path = work / prepared.shard_name(domain.name, len(state["shards"]))
-                entry = _write(lambda: prepared.write_array_file(path, shard[:filled]), work, record)
-                state["shards"].append({**entry, "count": filled})
-            state["next"], state["bad"] = index + 1, state["bad"] + bad
-            _write(lambda: _save_progress(work, record), work, record)
+                path = work / prepared.shard_name(domain.name, len(shards))
+                shards = [*shards, {**_write(lambda: prepared.write_array_file(path, shard[:filled]), work, record),
+                                    "count": filled}]
+            after = {"next": index + 1, "shards": shards, "bad": state["bad"] + bad}
+            # the record in memory moves on only once it is on disk, so that what a failure says is kept is
+            # what the next prepare finds
+            _write(lambda: _save_progress(work, {**record, "domains": {**record["domains"], domain.name: after}}),
+                   work, record)
+            state.update(after)
             filled, bad = 0, []
             if len(items) - index - 1 < len(shard):  # the last shard is only as long as what is left
                 shard = shard[:max(1, len(items) - index - 1)]
@@ -356,8 +364,9 @@ def _write(write, work: Path, record: dict[str, Any]):
 
 def _kept(work: Path, record: dict[str, Any]) -> str:
     done = sum(shard["count"] for state in record["domains"].values() for shard in state["shards"])
-    return (f"the {done:,} images prepared so far are kept in {work}, and the same command continues from "
-            "them")
+    if not done:
+        return f"no image was prepared yet; the same command starts again in {work}"
+    return f"the {done:,} images prepared so far are kept in {work}, and the same command continues from them"
 
 
 def _say_kept(work: Path, record: dict[str, Any]) -> None:
