@@ -89,7 +89,6 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the datasets (they are large)")
     args = parser.parse_args()
     from ganzoo.bench.machine import cpu_model
-    from ganzoo.data.memory import available_memory
 
     cases = args.cases.split(",")
     work = args.work.resolve()
@@ -122,12 +121,19 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(beyond)
     shutil.rmtree(work / "run", ignore_errors=True)
-    record = {"machine": f"CPU ({cpu_model()}, {os.cpu_count()} cores)", "memory_gb": total / 1e9, "available_gb": (available_memory() or 0) / 1e9,
-              "resolution": r, "steps": args.steps, "rows": rows, "command": " ".join(sys.argv)}
+    machine = f"CPU ({cpu_model()}, {os.cpu_count()} cores)"
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"data-memory-{_slug(record['machine'])}.json"
+    out = RESULTS / f"data-memory-{_slug(machine)}.json"
+    for row in rows:
+        row.update(steps=args.beyond_steps if "memory)" in row["case"] else args.steps, resolution=r,
+                   command=" ".join(sys.argv), date=time.strftime("%Y-%m-%d"))
+    # Cases run now replace their earlier rows; the others are kept (the large case takes a while).
+    earlier = json.loads(out.read_text())["rows"] if out.is_file() else []
+    rows = [*[row for row in earlier if row["case"] not in {r["case"] for r in rows}], *rows]
+    rows.sort(key=lambda row: (row["count"], row["case"]))
+    record = {"machine": machine, "memory_gb": total / 1e9, "rows": rows}
     out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"\n{record['machine']}, {total / 1e9:.1f} GB memory, {r} px, DCGAN smoke on the CPU ({out.name})\n")
+    print(f"\n{machine}, {total / 1e9:.1f} GB memory, DCGAN smoke on the CPU ({out.name})\n")
     print("| case | peak private (RssAnon) MB | peak PSS, all trainers, MB | images/s | data wait |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for row in rows:

@@ -151,3 +151,18 @@ def test_a_dataset_the_disk_cannot_hold_is_refused_before_decoding(tmp_path):
     home = Path(os.environ["GANZOO_PREPARED"])
     assert not any(side_name.startswith(".data-") or side_name.startswith("data-")
                    for side_name in (p.name for p in home.iterdir()) if f"{side}px" in side_name)
+
+
+def test_evaluation_reads_only_the_real_images_it_compares_with(tmp_path):
+    """The real images of an evaluation stay on disk until its n are chosen; the same n as from memory."""
+    from ganzoo.data.prepared import open_prepared
+    from ganzoo.metrics.evaluate import real_subset
+    from ganzoo.metrics.sources import real_images
+
+    folder = write_synthetic(tmp_path / "ready", 300, 3, 32)
+    lazy = real_images(str(folder), 32, 3)
+    assert not isinstance(lazy, __import__("numpy").ndarray) and len(lazy) == 300
+    whole = open_prepared(folder).domains["images"].numpy()
+    picked = real_subset(lazy, 50, seed=3)
+    assert picked.shape == (50, 3, 32, 32) and (picked == real_subset(whole, 50, seed=3)).all()
+    assert (real_subset(lazy, 300, seed=3) == whole).all()

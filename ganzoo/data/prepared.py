@@ -187,6 +187,10 @@ class PreparedImages:
     def numpy(self) -> np.ndarray:
         return self.read_all().numpy()
 
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        array = self.numpy()
+        return array if dtype is None else array.astype(dtype)
+
 
 @dataclass
 class PreparedDataset:

@@ -45,8 +45,8 @@ def sample_count(task, n: int | None, option: str, default: int = DEFAULT_N, met
 def real_subset(real: np.ndarray, n: int, seed: int) -> np.ndarray:
     """The first n of a seeded permutation, in their original order: the same for every run with this seed."""
     if n >= len(real):
-        return real
-    return real[np.sort(np.random.default_rng(seed).permutation(len(real))[:n])]
+        return np.asarray(real)
+    return np.asarray(real[np.sort(np.random.default_rng(seed).permutation(len(real))[:n])])
 
 
 def evaluate_task(task, metrics: list[str], features: str, extractors: dict, n: int, seed: int,

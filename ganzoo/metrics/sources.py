@@ -32,7 +32,7 @@ class Task:
     """One comparison: fake images (made on demand) against a set of real ones."""
 
     label: str  # "" for a sampling generator, "a2b" / "b2a" for translators
-    real: np.ndarray  # uint8 (N, C, H, W)
+    real: np.ndarray  # uint8 (N, C, H, W), or a prepared dataset's images read by index when used
     fake: Callable[[int], Iterator[np.ndarray]]  # n -> uint8 chunks, n images in all
     inputs: int | None = None  # translators: how many held-out inputs exist (n is bounded by it)
 
@@ -59,6 +59,8 @@ def real_images(data: str | None, resolution: int, channels: int, on_bad=None) -
     from ..data import load_data
 
     dataset = load_data(data, DataSpec(IMAGES, resolution, channels), on_bad=on_bad)
+    if hasattr(dataset.images, "gather"):  # prepared data stays on disk: only the n images compared are read
+        return dataset.images
     return center_crop(dataset.images.numpy(), resolution)
 
 
