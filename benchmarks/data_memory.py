@@ -49,7 +49,7 @@ def train(data: Path, run: Path, resolution: int, steps: int, nproc: int = 0, ba
         command += ["--nproc-per-node", str(nproc)]
     began = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    with MemorySampler(process.pid) as sampler:
+    with MemorySampler(process.pid, interval=0.2, data=str(data.resolve())) as sampler:
         output, _ = process.communicate()
     if process.returncode != 0:
         raise SystemExit(f"training failed ({process.returncode}):\n{output[-3000:]}")
@@ -57,6 +57,7 @@ def train(data: Path, run: Path, resolution: int, steps: int, nproc: int = 0, ba
     logged = [r for r in records if "images_per_sec" in r]
     return {"peak_rss_anon_mb": sampler.peak_anon / 1e6, "peak_rss_anon_sum_mb": sampler.peak_anon_sum / 1e6,
             "peak_pss_sum_mb": sampler.peak_pss_sum / 1e6, "processes": sampler.processes,
+            "peak_data_pss_sum_mb": sampler.peak_data_pss_sum / 1e6,
             "images_per_sec": logged[-1]["images_per_sec"] if logged else None,
             "data_wait": logged[-1].get("data_wait") if logged else None,
             "wall_s": time.perf_counter() - began}
@@ -134,12 +135,14 @@ def main() -> None:
     record = {"machine": machine, "memory_gb": total / 1e9, "rows": rows}
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"\n{machine}, {total / 1e9:.1f} GB memory, DCGAN smoke on the CPU ({out.name})\n")
-    print("| case | peak private (RssAnon) MB | peak PSS, all trainers, MB | images/s | data wait |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    print("| case | steps | private memory (RssAnon), largest process, MB | PSS of all trainers, MB | "
+          "of which the dataset's mapped pages, MB | images/s | data wait |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for row in rows:
         wait = "" if row["data_wait"] is None else f"{100 * row['data_wait']:.0f}%"
-        print(f"| {row['case']} | {row['peak_rss_anon_mb']:.0f} | {row['peak_pss_sum_mb']:.0f} | "
-              f"{row['images_per_sec'] or 0:.0f} | {wait} |")
+        data = row.get("peak_data_pss_sum_mb")
+        print(f"| {row['case']} | {row['steps']} | {row['peak_rss_anon_mb']:.0f} | {row['peak_pss_sum_mb']:.0f} | "
+              f"{'' if data is None else f'{data:.0f}'} | {row['images_per_sec'] or 0:.0f} | {wait} |")
 
 
 def _slug(text: str) -> str:

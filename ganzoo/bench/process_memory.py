@@ -63,15 +63,35 @@ def trains(pid: int) -> bool:
     return any(a.endswith(b"ganzoo") for a in args) and b"train" in args and not launches
 
 
+def mapped_pss(pid: int, folder: str) -> int:
+    """PSS of ``pid``'s mappings of files under ``folder`` (/proc/N/smaps): its share of a memory-mapped dataset."""
+    total, inside = 0, False
+    prefix = folder.rstrip("/") + "/"
+    try:
+        with open(f"/proc/{pid}/smaps") as f:
+            for line in f:
+                if not line[0].isupper():  # a mapping's header: "start-end perms offset dev inode path"
+                    parts = line.split(maxsplit=5)
+                    inside = len(parts) == 6 and parts[5].strip().startswith(prefix)
+                elif inside and line.startswith("Pss:"):
+                    total += int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return total
+
+
 class MemorySampler(threading.Thread):
     """Samples the processes under ``pid`` that ``select`` accepts, every ``interval`` seconds, keeping peaks:
-    of the largest single RssAnon, of RssAnon summed, and of PSS summed. Use as a context manager."""
+    of the largest single RssAnon, of RssAnon summed, and of PSS summed; with ``data``, also of the PSS of the
+    mappings of files under that folder, summed (a page the processes share counts once). Use as a context
+    manager."""
 
-    def __init__(self, pid: int, select: Callable[[int], bool] = trains, interval: float = 0.05):
+    def __init__(self, pid: int, select: Callable[[int], bool] = trains, interval: float = 0.05,
+                 data: str | None = None):
         super().__init__(daemon=True)
-        self.pid, self.select, self.interval = pid, select, interval
+        self.pid, self.select, self.interval, self.data = pid, select, interval, data
         self._done = threading.Event()
-        self.peak_anon = self.peak_anon_sum = self.peak_pss_sum = 0
+        self.peak_anon = self.peak_anon_sum = self.peak_pss_sum = self.peak_data_pss_sum = 0
         self.processes = 0
 
     def run(self) -> None:
@@ -89,6 +109,8 @@ class MemorySampler(threading.Thread):
         self.peak_anon = max(self.peak_anon, *anon)
         self.peak_anon_sum = max(self.peak_anon_sum, sum(anon))
         self.peak_pss_sum = max(self.peak_pss_sum, sum(pss))
+        if self.data is not None:
+            self.peak_data_pss_sum = max(self.peak_data_pss_sum, sum(mapped_pss(p, self.data) for p in pids))
 
     def __enter__(self) -> "MemorySampler":
         self.start()
