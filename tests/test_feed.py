@@ -218,6 +218,53 @@ def test_a_training_step_that_fails_in_the_reading_thread_stops_the_run_with_tha
     assert raised.value is error and not reader_threads()
 
 
+@pytest.mark.parametrize("size,target", [(9, 6), (8, 8), (64, 56)])
+def test_host_crops_are_the_bytes_of_the_device_gather(size, target):
+    """The host's slice per image and the device's one gather (run here on the CPU) agree byte for byte."""
+    from ganzoo.train.feed import _crop_and_flip, _gather_crops
+
+    generator = torch.Generator().manual_seed(size)
+    images = torch.randint(0, 256, (32, 3, size, size), dtype=torch.uint8, generator=generator)
+    ys, xs = (torch.randint(0, size - target + 1, (32,), generator=generator) for _ in range(2))
+    flips = torch.rand(32, generator=generator) < 0.5
+    assert torch.equal(_crop_and_flip(images, ys, xs, flips, target), _gather_crops(images, ys, xs, flips, target))
+
+
+def test_a_prepared_dataset_read_onto_a_device_a_chunk_at_a_time_is_all_of_it(tmp_path):
+    from ganzoo.train.feed import _read_onto
+
+    images = prepared(tmp_path, 37, 9)["images"]
+    for chunk in (1, 3 * 9 * 9 * 5, 1 << 30):  # an image a chunk, five, all
+        assert torch.equal(_read_onto(images, CPU, chunk), images.read_all())
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("kind", [IMAGES, UNPAIRED])
+def test_cuda_batches_are_the_same_read_ahead_from_the_host_or_resident_on_the_device(tmp_path, kind):
+    """Host-resident (read ahead, cropped on the CPU, pinned, copied) and device-resident (read whole onto
+    the GPU, cropped there) give the CPU's batches, bit for bit."""
+    cuda = torch.device("cuda")
+    if kind == IMAGES:
+        store = prepared(tmp_path, 21, 9)["images"]
+        feeds = [ImageFeed(store, 4, 5, device, spec=CROP_FLIP, resident=resident)
+                 for device, resident in ((CPU, True), (cuda, False), (cuda, True))]
+    else:
+        domains = {**prepared(tmp_path, 7, 9, ("A",)), **prepared(tmp_path, 11, 9, ("B",))}
+        spec = DataSpec(UNPAIRED, 6, 3, decode_resolution=9, flip=True)
+        feeds = [UnpairedFeed(domains["A"], domains["B"], 3, 2, device, spec=spec, resident=resident)
+                 for device, resident in ((CPU, True), (cuda, False), (cuda, True))]
+    on_cpu, host, resident = feeds
+    assert on_cpu.reads_ahead and host.reads_ahead and not resident.reads_ahead
+    for _ in range(9):
+        expected = on_cpu.next()
+        for feed in (host, resident):
+            batch = feed.next()
+            assert all(torch.equal(batch[k].cpu(), expected[k]) for k in expected)
+    for feed in feeds:
+        feed.close()
+
+
 def test_make_feed_takes_a_prepared_dataset_and_keeps_it_on_disk(tmp_path):
     images = prepared(tmp_path, 10, 9)["images"]
     feed = make_feed(ImageSet(images, None, "p", "p"), 4, 0, CPU, CROP_FLIP)
@@ -272,3 +319,30 @@ def test_bench_feed_measures_each_resolution_against_the_targets(tmp_path):
     tables = (tmp_path / "r.md").read_text()
     assert "### Feed throughput" in tables and "| 256 | 8 | 32 |" in tables
     assert "64 px cpu  batch 32: cold " in result.stdout
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", ["dcgan", "cyclegan"])
+def test_cuda_steps_reading_host_data_ahead_make_no_host_sync(name, tmp_path):
+    """data_on_device=off: every batch is read ahead on the host, pinned and copied; under
+    set_sync_debug_mode("error") no step or log point synchronises (tests/test_cuda_sync.py's check)."""
+    from ganzoo.testing import synthetic_data
+
+    arch = registry.get(name)
+    flags = {"device": "cuda", "optimizer": "fused", "data_on_device": "off", "steps": 9, "log_every": 2,
+             "sample_every": 10**9, "checkpoint_every": 10**9}
+    resolved = config.resolve(arch, preset="smoke", flags=flags)
+    data = synthetic_data(arch, resolved.config, n=max(32, 2 * resolved.config.batch_size))
+    trainer = Trainer(arch, resolved, data, tmp_path)
+    assert trainer.feed.reads_ahead
+    trainer.run(until=2)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        trainer.run()
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [2, 4, 6, 8, 9] and all(0 <= r["data_wait"] <= 1 for r in records)
+    assert not reader_threads()

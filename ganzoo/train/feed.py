@@ -49,7 +49,7 @@ def _nbytes(store) -> int:
 
 def _resident(store, device: torch.device, budget: int = DEVICE_RESIDENT_BYTES):
     """The store where the feed reads it: on ``device`` if that is an accelerator and it fits ``budget``
-    (a prepared dataset read whole), else where it is (a prepared dataset stays on disk)."""
+    (a prepared dataset read whole, a chunk at a time), else where it is (a prepared dataset stays on disk)."""
     if torch.is_tensor(store):
         if store.dtype != torch.uint8 or store.dim() != 4:
             raise ValueError("images must be a uint8 tensor (N, C, H, W)")
@@ -58,8 +58,18 @@ def _resident(store, device: torch.device, budget: int = DEVICE_RESIDENT_BYTES):
         raise ValueError(f"images must be a uint8 tensor or a store with gather() and a 4-d shape, "
                          f"got {type(store).__name__}")
     if device.type != "cpu" and store.nbytes <= budget:
-        return store.read_all().to(device)
+        return _read_onto(store, device)
     return store
+
+
+def _read_onto(store, device: torch.device, chunk_bytes: int = 256 << 20) -> torch.Tensor:
+    """A prepared dataset read whole onto ``device`` a chunk at a time: the host holds one chunk, never the
+    whole dataset (a 4 GiB read_all() would show in the host's peak memory for nothing)."""
+    out = torch.empty(tuple(store.shape), dtype=torch.uint8, device=device)
+    rows = max(1, chunk_bytes // max(1, store.nbytes // max(1, len(store))))
+    for start in range(0, len(store), rows):
+        out[start:start + rows] = store.gather(torch.arange(start, min(start + rows, len(store)))).to(device)
+    return out
 
 
 def _gather(store, indices: torch.Tensor) -> torch.Tensor:
@@ -145,15 +155,8 @@ class _Draws:
         xs = self.local(torch.randint(0, size - target + 1, (total,), generator=self.rng))
         flips = (self.local(torch.rand(total, generator=self.rng) < 0.5) if self.flip
                  else torch.zeros(n, dtype=torch.bool))
-        if images.device.type == "cpu":
-            return _crop_and_flip(images, ys, xs, flips, target)
-        span = torch.arange(target)
-        rows = ys[:, None] + span
-        cols = torch.where(flips[:, None], xs[:, None] + span.flip(0), xs[:, None] + span)
-        rows, cols = _to(rows, images.device), _to(cols, images.device)
-        batch = torch.arange(n, device=images.device)
-        picked = images[batch[:, None, None], :, rows[:, :, None], cols[:, None, :]]  # (N, R, R, C)
-        return picked.permute(0, 3, 1, 2).contiguous()
+        crop = _crop_and_flip if images.device.type == "cpu" else _gather_crops
+        return crop(images, ys, xs, flips, target)
 
     def center(self, images: torch.Tensor) -> torch.Tensor:
         size, target = images.shape[-1], self.resolution or images.shape[-1]
@@ -205,6 +208,19 @@ class _ReadAheadBatches:
         if self.pin:
             batch = {k: v.pin_memory() for k, v in batch.items()}
         return batch, self.batches.draws.state_dict()
+
+
+def _gather_crops(images: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, flips: torch.Tensor,
+                  target: int) -> torch.Tensor:
+    """Images cropped at (ys, xs) to ``target`` and flipped where ``flips``, in one gather on their device
+    (the offsets travel from pinned memory without a sync)."""
+    span = torch.arange(target)
+    rows = ys[:, None] + span
+    cols = torch.where(flips[:, None], xs[:, None] + span.flip(0), xs[:, None] + span)
+    rows, cols = _to(rows, images.device), _to(cols, images.device)
+    batch = torch.arange(len(images), device=images.device)
+    picked = images[batch[:, None, None], :, rows[:, :, None], cols[:, None, :]]  # (N, R, R, C)
+    return picked.permute(0, 3, 1, 2).contiguous()
 
 
 def _crop_and_flip(images: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, flips: torch.Tensor,
