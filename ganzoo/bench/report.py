@@ -62,7 +62,8 @@ def training_table(case: dict) -> str:
         lines.append(f"| {name} | {r['median_s'] * 1e3:.2f} | {r['p10_s'] * 1e3:.2f}–{r['p90_s'] * 1e3:.2f} | "
                      f"{_spread(r)} | {r['throughput']:,.1f} | {r['s_per_kimg']:.3g} | "
                      f"x{r['speedup_vs_reference']:.2f} | {_times(r.get('speedup_vs_reference_loop'))} | "
-                     f"{_share(r.get('data_wait'))} | {_mib(r['peak_memory_bytes'])} | {_opt(r.get('tflops_per_s'), '.3g')} | {mfu} | "
+                     f"{_share(r.get('data_wait'))} | {_mib(r['peak_memory_bytes'])} | "
+                     f"{_opt(r.get('tflops_per_s'), '.3g')} | {mfu} | "
                      f"{r['warmup_s']:.1f} |")
     parts = sorted({p for r in variants.values() for p in r["parts_ms"]},
                    key=lambda p: (p != "data", p == "ema", p))
