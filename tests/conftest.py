@@ -9,6 +9,22 @@ from __future__ import annotations
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def prepared_data_home(tmp_path_factory):
+    """Prepared copies of the tests' data folders go to a session folder, not the user's cache
+    (ganzoo.data.prepared_cache); subprocesses inherit it."""
+    import os
+
+    folder = tmp_path_factory.mktemp("prepared-home")
+    old = os.environ.get("GANZOO_PREPARED")
+    os.environ["GANZOO_PREPARED"] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop("GANZOO_PREPARED", None)
+    else:
+        os.environ["GANZOO_PREPARED"] = old
+
+
 @pytest.fixture(scope="session")
 def fmnist_data():
     """The 10k Fashion-MNIST images as float [-1, 1] (N,1,32,32) and their labels."""

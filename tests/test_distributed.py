@@ -129,6 +129,21 @@ def test_two_processes_equal_one(tmp_path, arch, args, atol):
     assert_same_training(arch, tmp_path / "one", tmp_path / "two", atol)
 
 
+def test_two_processes_equal_one_on_prepared_unpaired_folders(tmp_path):
+    """The same with data read from its prepared copy, ahead of the step, by each rank: CycleGAN's crops,
+    flips and random B images on a folder of two domains (prepared once, by the launcher)."""
+    from helpers import image_folder
+
+    data = tmp_path / "data"
+    image_folder(data / "trainA", n=6, size=40)
+    image_folder(data / "trainB", n=5, size=40, seed=1)
+    common = [*SMOKE, "--steps", "4", "--batch-size", "2", "--data", data]
+    env = {"GANZOO_PREPARED": str(tmp_path / "prepared")}
+    _ok(_train("cyclegan", *common, "--out", tmp_path / "one", env=env))
+    _ok(_train("cyclegan", *common, "--out", tmp_path / "two", nproc=2, env={**env, "GANZOO_CHECK_RANKS": "1"}))
+    assert_same_training("cyclegan", tmp_path / "one", tmp_path / "two", 1e-4)
+
+
 def assert_same_training(arch: str, one_dir: Path, two_dir: Path, atol: float) -> None:
     """The two runs' checkpoints hold the same weights, buffers and EMA weights (to ``atol``; see EQUIVALENCE)."""
     one, two = _networks(one_dir), _networks(two_dir)

@@ -81,8 +81,9 @@ def test_embedded_data_too_large_for_memory_is_refused_before_it_is_decoded(tmp_
 
 def test_a_folder_too_large_for_memory_is_refused_naming_it(tmp_path):
     """The same check for folders, from the file count alone (nothing is decoded), through load_data: two
-    images at a side whose square is more than this machine's memory and swap together (main's np.empty of
-    that failed at once with a MemoryError; a smaller excess would have started decoding into swap)."""
+    images at a side whose square is more than this machine's memory and swap together (an np.empty of
+    that failed at once with a MemoryError; a smaller excess would have started decoding into swap). A folder
+    is prepared a shard at a time, so the check is of one shard, here one image (a shard holds at least one)."""
     import math
 
     from ganzoo.api import IMAGES, DataSpec
@@ -96,5 +97,5 @@ def test_a_folder_too_large_for_memory_is_refused_naming_it(tmp_path):
     folder = image_folder(tmp_path / "data", n=2)
     with pytest.raises(UserError) as raised:
         load_data(folder, DataSpec(IMAGES, side, 1))
-    assert str(raised.value).startswith(f"folder {folder}: 2 images decoded at {side}x{side}x1 would take ")
+    assert str(raised.value).startswith(f"folder {folder}: 1 image decoded at {side}x{side}x1 would take ")
     assert str(raised.value).endswith("of memory available: train at a lower resolution, or on fewer images")

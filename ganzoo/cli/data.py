@@ -1,4 +1,4 @@
-"""`ganzoo data`: list the dataset catalog and download named datasets into the cache.
+"""`ganzoo data`: the dataset catalog and downloads into the cache, and prepared datasets (prepare, verify).
 
 Registered on the main group in ganzoo.cli, which turns a UserError into one
 "Error: ..." line. The catalog module is imported inside each command so that
@@ -12,7 +12,7 @@ import click
 
 @click.group()
 def data():
-    """Named datasets: what the catalog offers, and downloads into the cache."""
+    """Named datasets (the catalog, downloads) and prepared datasets (decoded once, read in place)."""
 
 
 @data.command("list")
@@ -42,3 +42,151 @@ def download(name, force):
         return
     path = ensure_dataset(entry.name, progress=True, force=force)
     click.echo(f"{entry.name} is ready in {path}")
+
+
+@data.command()
+@click.argument("source")
+@click.option("--resolution", required=True, type=click.IntRange(1, None),
+              help="Side of the square images, in pixels (shorter side resized with Lanczos, centre kept).")
+@click.option("--channels", type=click.Choice(["1", "3"]), default="3", show_default=True,
+              help="1 for grey, 3 for RGB.")
+@click.option("--out", default=None, metavar="NAME|PATH",
+              help="A NAME (kept in $GANZOO_PREPARED, default $GANZOO_HOME/prepared) or a PATH (anything with "
+                   "a '/'); "
+                   "default: a name from the source and the resolution.")
+@click.option("--kind", type=click.Choice(["auto", "images", "unpaired"]), default="auto", show_default=True,
+              help="One domain of images, or the two of trainA/ and trainB/ (auto: unpaired where both exist).")
+@click.option("--skip-bad-files", is_flag=True, help="Leave unreadable images out (each is reported) instead of "
+                                                     "stopping with exit status 1.")
+@click.option("--max-image-pixels", type=click.IntRange(1, None), default=None, metavar="N",
+              help="An image whose header declares more pixels (width x height) is a bad file, never decoded "
+                   "[default: 4096x4096].")
+def prepare(source, resolution, channels, out, kind, skip_bad_files, max_image_pixels):
+    """Decode SOURCE once into a prepared dataset that training reads in place.
+
+    SOURCE is a folder of images, a folder holding trainA/ and trainB/, a catalog name, or stylegan2-ada's
+    dataset (a .zip or a folder with dataset.json, whose class labels are kept). An interrupted prepare
+    continues where it stopped when run again.
+    """
+    from ..api import MAX_RESOLUTION
+    from ..data.prepare import prepare_dataset
+    from ..data.prepared import open_prepared
+    from ..data.prepared_cache import prepared_home
+    from ..data.sources import detect_kind
+    from ..errors import UserError
+    from ..runtime.image_files import DEFAULT_MAX_PIXELS
+
+    if resolution > MAX_RESOLUTION:
+        raise UserError(f"--resolution {resolution}: at most {MAX_RESOLUTION}")
+    channels = int(channels)
+    kind = detect_kind(source) if kind == "auto" else kind
+    target = prepared_path(out) if out is not None else prepared_path(default_name(source, resolution, channels))
+    path = prepare_dataset(source, kind, resolution, channels, target, progress=True,
+                           max_pixels=max_image_pixels or DEFAULT_MAX_PIXELS)
+    dataset = open_prepared(path, verify=False)
+    settle_bad_files(dataset.bad, skip_bad_files)
+    click.echo(f"prepared dataset: {path}")
+    click.echo(f"  {describe_prepared(dataset)}")
+    click.echo(f"  train on it with --data {path.name if path.parent == prepared_home() else path}")
+
+
+@data.command()
+@click.argument("dataset", metavar="PATH|NAME")
+def verify(dataset):
+    """Re-hash every file of a prepared dataset against its manifest and name any that differ."""
+    from ..data.prepared import check_file, listed_files, read_manifest
+    from ..data.memory import size_text
+    from ..errors import UserError
+
+    folder = prepared_path(dataset, "PATH|NAME").resolve()
+    manifest = read_manifest(folder)
+    files = listed_files(manifest)
+    problems = []
+    for item in _bar(files, sum(item["bytes"] for item in files), f"verifying {folder.name}"):
+        try:
+            check_file(folder, item, rehash=True)
+        except UserError as error:
+            problems.append(str(error))
+    if problems:
+        count = "1 file differs" if len(problems) == 1 else f"{len(problems)} files differ"
+        raise UserError(f"{count} from {folder / 'manifest.json'}:\n  " + "\n  ".join(problems))
+    total = sum(item["bytes"] for item in files)
+    click.echo(f"{folder}: all {len(files)} files match {folder / 'manifest.json'} ({size_text(total)})")
+
+
+def _bar(files, total: int, label: str):
+    """Each file of ``files`` in turn, with a progress bar over their bytes on a terminal's stderr."""
+    import sys
+
+    from tqdm import tqdm
+
+    with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=label, file=sys.stderr,
+              leave=False, disable=None) as bar:
+        for item in files:
+            yield item
+            bar.update(item["bytes"])
+
+
+def prepared_path(name_or_path: str, what: str = "--out"):
+    """A bare NAME is prepared_home()/NAME ($GANZOO_PREPARED, default $GANZOO_HOME/prepared); anything with a
+    path separator (or '.', '..', '~') is a path."""
+    import os
+    from pathlib import Path
+
+    from ..data.prepared_cache import prepared_home
+    from ..data.tsv_table import NAME
+    from ..errors import UserError
+
+    text = str(name_or_path)
+    if os.sep in text or "/" in text or text in (".", "..") or text.startswith("~"):
+        return Path(text).expanduser()
+    if not NAME.fullmatch(text):
+        raise UserError(f"{what} {text!r}: a name is letters, digits, '.', '_' and '-' (it becomes a folder in "
+                        f"{prepared_home()}); for a folder elsewhere give a path, e.g. ./{text}")
+    return prepared_home() / text
+
+
+def default_name(source: str, resolution: int, channels: int) -> str:
+    """The source's own name (a folder's, a zip's without .zip, a catalog name), the resolution, '-grey' for 1."""
+    import re
+    from pathlib import Path
+
+    path = Path(source).expanduser()
+    base = path.stem if path.suffix.lower() == ".zip" else (path.resolve().name or "dataset")
+    base = re.sub(r"[^A-Za-z0-9._-]", "_", base).lstrip("._-") or "dataset"
+    return f"{base}-{resolution}" + ("-grey" if channels == 1 else "")
+
+
+def settle_bad_files(bad, skip: bool) -> None:
+    """Bad files of a prepare: one error listing them (exit 1), or with ``skip`` each reported and left out."""
+    from ..errors import UserError
+    from ..runtime.image_files import bad_files_error
+
+    if not bad:
+        return
+    errors = [UserError(message) for _, message in bad]
+    if not skip:
+        raise bad_files_error(errors, "fix or remove them and prepare again, or leave them out with "
+                                      "--skip-bad-files")
+    for error in errors:
+        click.echo(f"skipped: {error}", err=True)
+    click.echo(f"{len(errors)} unreadable file(s) skipped", err=True)
+
+
+def describe_prepared(dataset) -> str:
+    """'1,234 images at 64x64, 3 channels, 10 classes; 48.4 MB on disk', domain by domain for two domains."""
+    import numpy as np
+
+    from ..data.memory import size_text
+    from ..data.prepared import listed_files
+
+    def one(images) -> str:
+        labels = images.labels
+        classes = f", labels of {len(np.unique(labels))} classes" if labels is not None and len(labels) else ""
+        return f"{len(images):,} images{classes}"
+
+    parts = [one(images) if name == "images" else f"{name}: {one(images)}"
+             for name, images in dataset.domains.items()]
+    size = sum(item["bytes"] for item in listed_files(dataset.manifest))
+    r, c = dataset.resolution, dataset.channels
+    return f"{'; '.join(parts)} at {r}x{r}, {c} channel{'s' if c != 1 else ''}; {size_text(size)} on disk"

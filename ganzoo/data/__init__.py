@@ -1,11 +1,14 @@
-"""Datasets: what ``--data`` names, decoded once into uint8 tensors the trainer feeds from.
+"""Datasets: what ``--data`` names, as uint8 images the trainer feeds from.
 
 ``load_data(source, spec)`` is the one entry point: it gives an ImageSet for
 single-domain architectures and an UnpairedSet (ganzoo.data.unpaired) for
-two-domain ones. ``source`` is ``None`` (the embedded Fashion-MNIST data), a
-catalog name (downloaded into the cache on first use), or a folder. torch is
-imported inside functions so that ``import ganzoo.data`` stays cheap for
-commands that never touch data.
+two-domain ones. ``source`` is ``None`` (the embedded Fashion-MNIST data, held
+in memory), a catalog name (downloaded into the cache on first use), a folder,
+a stylegan2-ada zip, or a prepared dataset (ganzoo.data.prepared). Anything but
+the embedded data is read from its prepared copy, made on first use
+(ganzoo.data.prepared_cache), so its images are memory-mapped, never held
+whole in a process. torch is imported inside functions so that
+``import ganzoo.data`` stays cheap for commands that never touch data.
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ _RESIZE_CHUNK_BYTES = 256 * 1024 * 1024
 class ImageSet:
     """Decoded images ready for a feed.
 
-    images: uint8 (N, C, H, W), exactly the DataSpec's channels and resolution.
+    images: uint8 (N, C, H, W), exactly the DataSpec's channels and resolution: a tensor in memory (the
+        embedded data) or a PreparedImages read lazily from disk (everything else).
     labels: int64 (N,) class indices where the source has them, else None.
     name: short label for logs and run names (DEFAULT_DATASET, a folder's name).
     source: where the images came from (an absolute folder path, or EMBEDDED_SOURCE).
@@ -91,9 +95,70 @@ def load_images(
         entry, folder = named
         raise UserError(f"'{source}' is a two-domain ({entry.kind}) dataset; this architecture trains on "
                         f"one domain of images: pass one of its folders instead, e.g. --data {folder / 'trainA'}")
-    if Path(source).expanduser().is_dir():
-        return _folder(Path(source).expanduser(), spec, on_bad, max_pixels)
+    from .prepared_cache import named_prepared
+
+    prepared = named_prepared(source)
+    if prepared is not None:
+        return images_from_prepared(open_prepared_for(prepared, spec), spec, on_bad)
+    path = Path(source).expanduser()
+    if path.is_dir() or is_dataset_zip(path):
+        from .prepared_cache import ensure_prepared
+
+        prepared = ensure_prepared(source, path, spec, max_pixels=max_pixels)
+        return images_from_prepared(prepared, spec, on_bad)
     raise unknown_dataset(source)
+
+
+def is_dataset_zip(path: Path) -> bool:
+    """Whether ``path`` is a zip file (stylegan2-ada's dataset_tool output), by name and being a regular file."""
+    return path.suffix.lower() == ".zip" and path.is_file()
+
+
+def open_prepared_for(folder, spec: DataSpec):
+    """A prepared dataset named by the user, refused when it was prepared at another size or kind than ``spec``."""
+    from .prepared import IMAGES as ONE_DOMAIN, open_prepared
+
+    prepared = open_prepared(folder)
+    shape = (prepared.resolution, prepared.channels)
+    if shape != (spec.decode_resolution, spec.channels):
+        raise UserError(f"prepared dataset {prepared.path} holds {prepared.resolution}x{prepared.resolution}x"
+                        f"{prepared.channels} images; this config needs {spec.decode_resolution}x"
+                        f"{spec.decode_resolution}x{spec.channels}: prepare it again with --resolution "
+                        f"{spec.decode_resolution} --channels {spec.channels}, or pass its source")
+    wanted = ["A", "B"] if spec.kind == UNPAIRED else [ONE_DOMAIN]
+    if sorted(prepared.domains) != wanted:
+        have = "two domains (A, B)" if "A" in prepared.domains else "one domain of images"
+        raise UserError(f"prepared dataset {prepared.path} holds {have}; this architecture trains on "
+                        f"{'two unpaired domains' if spec.kind == UNPAIRED else 'one domain of images'}")
+    return prepared
+
+
+def settle_prepared_bad_files(prepared, on_bad) -> None:
+    """The files the prepare left out, as the decoder reported them: one error listing all, or each to ``on_bad``."""
+    from .folder import settle_bad_files
+
+    settle_bad_files([UserError(message) for _, message in prepared.bad], on_bad)
+    where = Path(prepared.manifest.get("source") or prepared.path)
+    for domain, images in prepared.domains.items():
+        if len(images) > 0:
+            continue
+        if domain in ("A", "B"):  # the words load_folder and the unpaired loader have always used
+            raise UserError(f"domain {domain} has no readable images: every file in {where / f'train{domain}'} "
+                            "is bad")
+        raise UserError(f"no readable images in folder {where}: all {len(images.bad)} files are bad")
+
+
+def images_from_prepared(prepared, spec: DataSpec, on_bad) -> ImageSet:
+    import torch
+
+    from .prepared import IMAGES as ONE_DOMAIN
+
+    settle_prepared_bad_files(prepared, on_bad)
+    images = prepared.domains[ONE_DOMAIN]
+    labels = None if images.labels is None else torch.from_numpy(images.labels)
+    source = str(prepared.manifest.get("source") or prepared.path)
+    return ImageSet(images=images, labels=labels, name=str(prepared.manifest.get("name") or prepared.path.name),
+                    source=source)
 
 
 def catalog_folder(source, download: bool = False):
@@ -117,7 +182,11 @@ def source_folder(source: str | os.PathLike | None, download: bool = False) -> P
     if source is None or str(source) == DEFAULT_DATASET:
         return None
     named = catalog_folder(source, download=download)
-    return named[1] if named is not None else Path(source).expanduser()
+    if named is not None:
+        return named[1]
+    from .prepared_cache import named_prepared
+
+    return named_prepared(source) or Path(source).expanduser()
 
 
 def unknown_dataset(source) -> UserError:
@@ -178,18 +247,6 @@ def _resize_uint8(images: "torch.Tensor", resolution: int) -> "torch.Tensor":
                                 mode="bilinear", align_corners=False, antialias=shrinking)
         out[start:start + per_chunk] = resized.round_().clamp_(0, 255).to(torch.uint8)
     return out
-
-
-def _folder(path: Path, spec: DataSpec, on_bad, max_pixels: int) -> ImageSet:
-    """A folder of images decoded with folder.load_folder; folders carry no labels."""
-    import torch
-
-    from .folder import load_folder
-
-    array = load_folder(path, spec.decode_resolution, spec.channels, on_bad=on_bad, max_pixels=max_pixels)
-    resolved = path.resolve()
-    name = resolved.name or str(resolved)
-    return ImageSet(images=torch.from_numpy(array), labels=None, name=name, source=str(resolved))
 
 
 __all__ = ["DataSpec", "ImageSet", "load_data", "load_images", "DEFAULT_DATASET"]

@@ -188,7 +188,7 @@ def extract_zip(archive: Path, into: Path, name: str, *, required: tuple[str, ..
         except OSError as error:
             raise UserError(f"cannot extract {archive} into {into.parent}: {error}") from None
         root = _find_root(work, name, required, archive)
-        _move_into_place(root, into)
+        move_into_place(root, into)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return into
@@ -196,12 +196,21 @@ def extract_zip(archive: Path, into: Path, name: str, *, required: tuple[str, ..
 
 def _check_member(archive: Path, info: zipfile.ZipInfo) -> None:
     """Refuse a member that could land outside the target (zip slip) or is a symlink."""
-    name = info.filename.replace("\\", "/")
-    path = PurePosixPath(name)
-    if name.startswith("/") or (len(name) > 1 and name[1] == ":") or ".." in path.parts:
+    if member_escapes(info.filename):
         raise UserError(f"{archive} is unsafe: member {info.filename!r} would be written outside the dataset folder")
-    if (info.external_attr >> 16) & _S_IFMT == _S_IFLNK:
+    if member_mode(info) == _S_IFLNK:
         raise UserError(f"{archive} is unsafe: member {info.filename!r} is a symbolic link")
+
+
+def member_escapes(name: str) -> bool:
+    """Whether a zip member's name points outside the archive's own tree: absolute, a drive, or through '..'."""
+    name = name.replace("\\", "/")
+    return name.startswith("/") or (len(name) > 1 and name[1] == ":") or ".." in PurePosixPath(name).parts
+
+
+def member_mode(info: zipfile.ZipInfo) -> int:
+    """The file-type bits of a member's Unix mode (0 where the archiver recorded none: a plain file)."""
+    return (info.external_attr >> 16) & _S_IFMT
 
 
 def _find_root(work: Path, name: str, required: tuple[str, ...], archive: Path) -> Path:
@@ -219,7 +228,7 @@ def _find_root(work: Path, name: str, required: tuple[str, ...], archive: Path) 
                     f"at its top level or inside one top folder")
 
 
-def _move_into_place(root: Path, into: Path) -> None:
+def move_into_place(root: Path, into: Path) -> None:
     """Rename ``root`` to ``into``; a previous ``into`` is moved aside first and deleted only once the new one is in."""
     if into.is_dir() and not into.is_symlink() and not any(into.iterdir()):
         into.rmdir()

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..api import UNPAIRED, DataSpec
 from ..errors import UserError
+from .prepared import is_prepared
 
 KEY = "data_fingerprint"  # its key in config.json
 
@@ -31,6 +32,8 @@ def fingerprint_data(source: str | os.PathLike | None, spec: DataSpec) -> dict[s
     from . import EMBEDDED_SOURCE, source_folder
 
     root = source_folder(source, download=spec.kind == UNPAIRED)
+    if root is not None and is_prepared(root):
+        return _prepared(root)
     if spec.kind == UNPAIRED:
         from .unpaired import DOMAINS
 
@@ -41,7 +44,24 @@ def fingerprint_data(source: str | os.PathLike | None, spec: DataSpec) -> dict[s
         from .embedded import COUNT
 
         return _constant(EMBEDDED_SOURCE, COUNT)
+    if root.suffix.lower() == ".zip" and root.is_file():
+        return _zip(root)
     return _folder(root)
+
+
+def _prepared(folder: Path) -> dict[str, Any]:
+    """A prepared dataset named directly: per domain, its image count and a hash of its files' sha256s (from
+    the manifest; the reader checks the files against them). One domain gives the flat form."""
+    from .prepared import read_manifest
+
+    manifest = read_manifest(folder)
+    out = {}
+    for domain, entry in manifest["domains"].items():
+        digest = hashlib.sha256()
+        for item in [*entry["shards"], *([entry["labels"]] if entry.get("labels") else [])]:
+            digest.update(f"{item['file']}\0{item['sha256']}\n".encode())
+        out[domain] = {"files": entry["count"], "sha256": digest.hexdigest()}
+    return next(iter(out.values())) if len(out) == 1 else out
 
 
 def _constant(name: str, count: int) -> dict[str, Any]:
@@ -61,6 +81,17 @@ def _folder(folder: Path) -> dict[str, Any]:
         # is as good a name as any, and a valid one hashes as it always did.
         digest.update(os.fsencode(file.relative.as_posix()) + f"\0{file.size}\0{file.mtime_ns}\n".encode())
     return {"files": len(files), "sha256": digest.hexdigest()}
+
+
+def _zip(archive: Path) -> dict[str, Any]:
+    """A zip of images (stylegan2-ada's dataset): its name, size and modification time, as one file.
+
+    Stat only, like a folder's: listing the members would read the archive's directory, and any change to a
+    member changes the zip's size or time anyway.
+    """
+    info = archive.stat()
+    digest = hashlib.sha256(os.fsencode(archive.name) + f"\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+    return {"files": 1, "sha256": digest.hexdigest()}
 
 
 def checked_fingerprint(recorded: Any, current: dict[str, Any], allow_change: bool, where: str,

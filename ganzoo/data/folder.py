@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Callable
 
 import numpy as np
 
@@ -32,12 +32,14 @@ SKIP_HINT = "fix or remove them, or skip them with --skip-bad-files; on_bad= in 
 PIXELS_SETTING = "--set max_image_pixels=N"
 
 
-def decode_image(path: str | os.PathLike, resolution: int, channels: int,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def decode_image(path: str | os.PathLike | BinaryIO, resolution: int, channels: int,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, *, name: str | None = None) -> np.ndarray:
     """One image file as uint8 (channels, resolution, resolution); UserError naming the file if unreadable.
 
-    The size its header declares is checked against ``max_pixels`` before any pixel is decoded.
+    The size its header declares is checked against ``max_pixels`` before any pixel is decoded. ``path`` may
+    be an open binary file (a member of a zip, ganzoo.data.sources); ``name`` is then what messages call it.
     """
+    shown = name if name is not None else path
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
     if resolution < 1:
@@ -46,7 +48,7 @@ def decode_image(path: str | os.PathLike, resolution: int, channels: int,
 
     try:
         with Image.open(path) as image:
-            check_pixels(path, *image.size, max_pixels, PIXELS_SETTING)
+            check_pixels(shown, *image.size, max_pixels, PIXELS_SETTING)
             image.draft(None, (_DRAFT_FACTOR * resolution, _DRAFT_FACTOR * resolution))
             image.load()
             # Photos store their rotation in EXIF; apply it so portraits stay upright.
@@ -56,8 +58,10 @@ def decode_image(path: str | os.PathLike, resolution: int, channels: int,
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as error:
         # Pillow repeats the name as a Python literal ('cannot identify image file 'x.png''): said once is
         # enough, and a name that is not UTF-8 would show its bytes two different ways.
-        detail = str(error).replace(f" {str(path)!r}", "").replace(f" {os.fspath(path)!r}", "")
-        raise UserError(f"cannot read image {path}: {detail}") from None
+        detail = str(error).replace(f" {path!r}", "")
+        if isinstance(path, (str, os.PathLike)):
+            detail = detail.replace(f" {str(path)!r}", "").replace(f" {os.fspath(path)!r}", "")
+        raise UserError(f"cannot read image {shown}: {detail}") from None
     array = np.asarray(image, dtype=np.uint8)
     return array[None] if channels == 1 else array.transpose(2, 0, 1).copy()
 

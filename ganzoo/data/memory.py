@@ -46,6 +46,6 @@ def require_memory_for(count: int, channels: int, side: int, what: str) -> None:
     available = available_memory()
     if available is None or need <= available:
         return
-    raise UserError(f"{what}: {count:,} images decoded at {side}x{side}x{channels} would take {size_text(need)}, "
+    raise UserError(f"{what}: {count:,} image{'s' * (count != 1)} decoded at {side}x{side}x{channels} would take {size_text(need)}, "
                     f"more than the {size_text(available)} of memory available: train at a lower resolution, or "
                     "on fewer images")

@@ -27,7 +27,8 @@ EMBEDDED_PAIR = {"A": 7, "B": 9}  # Sneaker -> Ankle boot
 
 @dataclass
 class UnpairedSet:
-    """Decoded domains: uint8 (N_A, C, R, R) and (N_B, C, R, R) at the spec's decode resolution."""
+    """Domains as uint8 (N_A, C, R, R) and (N_B, C, R, R) at the spec's decode resolution: tensors in memory (the
+    embedded pair) or PreparedImages read lazily from disk."""
 
     A: "torch.Tensor"
     B: "torch.Tensor"
@@ -52,12 +53,19 @@ def load_unpaired(source: str | os.PathLike | None, spec: DataSpec, *,
 
     if source is None or str(source) == DEFAULT_DATASET:
         return embedded_pair(spec)
+    from . import open_prepared_for
+    from .prepared_cache import named_prepared
+
     named = catalog_folder(source, download=True)
     if named is not None:
-        return load_unpaired_folder(named[1], spec, on_bad=on_bad, name=named[0].name, max_pixels=max_pixels)
+        return load_unpaired_folder(named[1], spec, on_bad=on_bad, name=named[0].name, max_pixels=max_pixels,
+                                    source=source)
+    prepared = named_prepared(source)
+    if prepared is not None:
+        return unpaired_from_prepared(open_prepared_for(prepared, spec), on_bad)
     path = Path(source).expanduser()
     if path.is_dir():
-        return load_unpaired_folder(path, spec, on_bad=on_bad, max_pixels=max_pixels)
+        return load_unpaired_folder(path, spec, on_bad=on_bad, max_pixels=max_pixels, source=source)
     raise unknown_dataset(source)
 
 
@@ -74,19 +82,17 @@ def embedded_pair(spec: DataSpec) -> UnpairedSet:
 
 
 def load_unpaired_folder(root: Path, spec: DataSpec, *, on_bad=None, name: str | None = None,
-                         max_pixels: int = DEFAULT_MAX_PIXELS) -> UnpairedSet:
-    """``root/trainA`` and ``root/trainB`` decoded; a missing or empty domain names its folder.
+                         max_pixels: int = DEFAULT_MAX_PIXELS, source=None) -> UnpairedSet:
+    """``root/trainA`` and ``root/trainB`` from their prepared copy (made now if missing); a missing or empty
+    domain names its folder.
 
     Bad files of both domains are settled together (folder.settle_bad_files):
-    one message lists them all, or each goes to ``on_bad``.
+    one message lists them all, or each goes to ``on_bad``. ``source`` is what
+    --data said (a catalog name, or the folder), for the copy's fingerprint.
     """
-    import torch
-
-    from .folder import decode_folder, settle_bad_files
-    from .memory import require_memory_for
+    from .prepared_cache import ensure_prepared
 
     root = Path(root).resolve()
-    counts: dict[str, int] = {}
     for domain in DOMAINS:
         folder = root / f"train{domain}"
         if not folder.is_dir():
@@ -95,14 +101,17 @@ def load_unpaired_folder(root: Path, spec: DataSpec, *, on_bad=None, name: str |
         scan = scan_images(folder)
         if not scan.files and not scan.not_regular:
             raise UserError(f"domain {domain} is empty: no images in {folder}")
-        counts[domain] = len(scan.files)
-    require_memory_for(sum(counts.values()), spec.channels, spec.decode_resolution, f"unpaired dataset {root}")
-    decoded = {d: decode_folder(root / f"train{d}", spec.decode_resolution, spec.channels, max_pixels)
-               for d in DOMAINS}
-    settle_bad_files([error for _, bad in decoded.values() for error in bad], on_bad)
-    for domain, (images, _) in decoded.items():
-        if len(images) == 0:
-            raise UserError(f"domain {domain} has no readable images: every file in {root / f'train{domain}'} is bad")
-    domains = {d: torch.from_numpy(images) for d, (images, _) in decoded.items()}
-    return UnpairedSet(domains["A"], domains["B"], name or root.name, str(root),
-                       folders={d: str(root / f"train{d}") for d in DOMAINS})
+    prepared = ensure_prepared(source if source is not None else root, root, spec, max_pixels=max_pixels,
+                               name=name or root.name)
+    return unpaired_from_prepared(prepared, on_bad, name=name or root.name, root=root)
+
+
+def unpaired_from_prepared(prepared, on_bad, name: str | None = None, root: Path | None = None) -> UnpairedSet:
+    """An UnpairedSet over a prepared dataset's domains A and B, its bad files settled first."""
+    from . import settle_prepared_bad_files
+
+    settle_prepared_bad_files(prepared, on_bad)
+    root = root or Path(prepared.manifest.get("source") or prepared.path)
+    domains = prepared.domains
+    return UnpairedSet(domains["A"], domains["B"], name or str(prepared.manifest.get("name") or root.name),
+                       str(root), folders={d: str(root / f"train{d}") for d in DOMAINS})
