@@ -218,16 +218,18 @@ def test_a_training_step_that_fails_in_the_reading_thread_stops_the_run_with_tha
     assert raised.value is error and not reader_threads()
 
 
+@pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("size,target", [(9, 6), (8, 8), (64, 56)])
-def test_host_crops_are_the_bytes_of_the_device_gather(size, target):
+def test_host_crops_are_the_bytes_of_the_device_gather(size, target, channels):
     """The host's slice per image and the device's one gather (run here on the CPU) agree byte for byte."""
     from ganzoo.train.feed import _crop_and_flip, _gather_crops
 
     generator = torch.Generator().manual_seed(size)
-    images = torch.randint(0, 256, (32, 3, size, size), dtype=torch.uint8, generator=generator)
+    images = torch.randint(0, 256, (32, channels, size, size), dtype=torch.uint8, generator=generator)
     ys, xs = (torch.randint(0, size - target + 1, (32,), generator=generator) for _ in range(2))
     flips = torch.rand(32, generator=generator) < 0.5
-    assert torch.equal(_crop_and_flip(images, ys, xs, flips, target), _gather_crops(images, ys, xs, flips, target))
+    host, device = _crop_and_flip(images, ys, xs, flips, target), _gather_crops(images, ys, xs, flips, target)
+    assert torch.equal(host, device) and host.stride() == device.stride()  # a layout is a numerical path too
 
 
 def test_a_prepared_dataset_read_onto_a_device_a_chunk_at_a_time_is_all_of_it(tmp_path):

@@ -228,7 +228,11 @@ def _crop_and_flip(images: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, fli
     """Host images cropped at (ys, xs) to ``target`` and flipped where ``flips``: the device gather's bytes.
     A slice per image: on the CPU, ten times the rate of the one gather (of index tensors as large as the
     batch) that a GPU runs, and faster than gathering the flipped ones apart."""
-    out = torch.empty((len(images), images.shape[1], target, target), dtype=images.dtype)
+    n, channels = len(images), images.shape[1]
+    # The gather's layout too, not only its bytes: for one channel its strides are (R*R, 1, R, 1), and a
+    # convolution may take another path (other rounding) on another layout (seen as 1 vs 2 ranks differing).
+    layout = torch.empty((n, target, target, channels), device="meta").permute(0, 3, 1, 2).contiguous().stride()
+    out = torch.empty_strided((n, channels, target, target), layout, dtype=images.dtype)
     for i, (y, x, flip) in enumerate(zip(ys.tolist(), xs.tolist(), flips.tolist())):
         crop = images[i, :, y:y + target, x:x + target]
         out[i] = crop.flip(-1) if flip else crop
