@@ -245,25 +245,36 @@ def test_a_prepared_dataset_read_onto_a_device_a_chunk_at_a_time_is_all_of_it(tm
 @pytest.mark.parametrize("kind", [IMAGES, UNPAIRED])
 def test_cuda_batches_are_the_same_read_ahead_from_the_host_or_resident_on_the_device(tmp_path, kind):
     """Host-resident (read ahead, cropped on the CPU, pinned, copied) and device-resident (read whole onto
-    the GPU, cropped there) give the CPU's batches, bit for bit."""
+    the GPU, cropped there) give the CPU's uint8 crops, bit for bit and in the same layout, and the same
+    scaled batches on the GPU. (The scaling itself is compared GPU to GPU: CUDA divides by a scalar as a
+    multiplication by its reciprocal, which may differ from the CPU's division in the last bit.)"""
     cuda = torch.device("cuda")
+    places = ((CPU, True), (cuda, False), (cuda, True))
     if kind == IMAGES:
         store = prepared(tmp_path, 21, 9)["images"]
-        feeds = [ImageFeed(store, 4, 5, device, spec=CROP_FLIP, resident=resident)
-                 for device, resident in ((CPU, True), (cuda, False), (cuda, True))]
+
+        def feeds():
+            return [ImageFeed(store, 4, 5, device, spec=CROP_FLIP, resident=resident) for device, resident in places]
     else:
         domains = {**prepared(tmp_path, 7, 9, ("A",)), **prepared(tmp_path, 11, 9, ("B",))}
         spec = DataSpec(UNPAIRED, 6, 3, decode_resolution=9, flip=True)
-        feeds = [UnpairedFeed(domains["A"], domains["B"], 3, 2, device, spec=spec, resident=resident)
-                 for device, resident in ((CPU, True), (cuda, False), (cuda, True))]
-    on_cpu, host, resident = feeds
+
+        def feeds():
+            return [UnpairedFeed(domains["A"], domains["B"], 3, 2, device, spec=spec, resident=resident)
+                    for device, resident in places]
+    on_cpu, host, resident = raw_feeds = feeds()
     assert on_cpu.reads_ahead and host.reads_ahead and not resident.reads_ahead
     for _ in range(9):
-        expected = on_cpu.next()
+        expected = on_cpu.next_raw()
         for feed in (host, resident):
-            batch = feed.next()
-            assert all(torch.equal(batch[k].cpu(), expected[k]) for k in expected)
-    for feed in feeds:
+            batch = feed.next_raw()
+            assert all(torch.equal(batch[k].cpu(), expected[k]) and batch[k].stride() == expected[k].stride()
+                       for k in expected)
+    _, host, resident = scaled_feeds = feeds()
+    for _ in range(9):
+        a, b = host.next(), resident.next()
+        assert all(a[k].is_cuda and torch.equal(a[k], b[k]) for k in a)
+    for feed in raw_feeds + scaled_feeds:
         feed.close()
 
 
