@@ -79,6 +79,8 @@ def measure_overhead(case: TrainingCase, warmup: int, steps: int, echo=print) ->
                     sync()
                     seconds[name].append((time.perf_counter() - start) / block)
                     cpu[name].append((time.process_time() - start_cpu) / block)
+        for loop in loops.values():
+            loop.feed.close()
     record = {"block_steps": block, "rounds": rounds, "warmup": warmup, "threads": torch.get_num_threads(),
               "ema_kimg": default.train.ema_kimg, "loops": {}}
     for name in LOOPS:

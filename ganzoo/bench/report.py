@@ -42,6 +42,11 @@ def noisy_measurements(case: dict) -> list[str]:
     return found
 
 
+def _share(value) -> str:
+    """A fraction as a percentage ("" when not measured)."""
+    return "" if value is None else f"{value * 100:.1f}%"
+
+
 def _times(value) -> str:
     return "" if value is None else f"x{value:.2f}"
 
@@ -50,14 +55,15 @@ def training_table(case: dict) -> str:
     variants = case["training"]["variants"]
     unit = next(iter(variants.values()))["throughput_unit"]
     lines = [f"| variant | ms/step (median) | p10–p90 ms | p90/p10 | {unit} | s/kimg | vs reference | "
-             "vs reference loop | peak memory | TFLOP/s | MFU | warm-up s |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "vs reference loop | data wait | peak memory | TFLOP/s | MFU | warm-up s |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, r in variants.items():
         mfu = f"{r['mfu'] * 100:.1f}%" if r.get("mfu") else ""
         lines.append(f"| {name} | {r['median_s'] * 1e3:.2f} | {r['p10_s'] * 1e3:.2f}–{r['p90_s'] * 1e3:.2f} | "
                      f"{_spread(r)} | {r['throughput']:,.1f} | {r['s_per_kimg']:.3g} | "
                      f"x{r['speedup_vs_reference']:.2f} | {_times(r.get('speedup_vs_reference_loop'))} | "
-                     f"{_mib(r['peak_memory_bytes'])} | {_opt(r.get('tflops_per_s'), '.3g')} | {mfu} | "
+                     f"{_share(r.get('data_wait'))} | {_mib(r['peak_memory_bytes'])} | "
+                     f"{_opt(r.get('tflops_per_s'), '.3g')} | {mfu} | "
                      f"{r['warmup_s']:.1f} |")
     parts = sorted({p for r in variants.values() for p in r["parts_ms"]},
                    key=lambda p: (p != "data", p == "ema", p))
@@ -198,6 +204,10 @@ def markdown(record: dict) -> str:
     parts = [markdown_line(BENCH_TABLES), header(record), *(case_section(case) for case in record["cases"])]
     if record.get("eval"):
         parts.append(eval_section(record["eval"]))
+    if record.get("feed"):
+        from .feed_speed import feed_section
+
+        parts.append(feed_section(record["feed"]))
     return "\n".join(parts).rstrip() + "\n"
 
 

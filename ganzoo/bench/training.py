@@ -195,6 +195,7 @@ def reference_loop_stepper(case: TrainingCase):
         return None
     batches = itertools.cycle([{k: v.to(case.device) for k, v in feed.next().items()}
                                for _ in range(PREDRAWN_BATCHES)])
+    feed.close()
     return (lambda: loop.step(next(batches))), loop, cfg
 
 
@@ -216,7 +217,8 @@ def run_reference_loop(case: TrainingCase, warmup: int, steps: int) -> dict | No
         window = lazy_window(case.arch.phases(cfg))  # at least one lazy window, as the Trainer's rows
         times = time_calls(step, case.device, repeats=max(steps, window), warmup=0)
         memory = peak_memory_bytes(case.device)
-    return {**times, **_throughput(case, cfg, times["mean_s"]), "warmup_s": warmup_s, "parts_ms": {}, **memory,
+    return {**times, **_throughput(case, cfg, times["mean_s"]), "warmup_s": warmup_s, "data_wait": None,
+            "parts_ms": {}, **memory,
             "options": {}, "source": loop.source, "arithmetic": machine.arithmetic(case.device, "fp32")}
 
 
@@ -248,8 +250,10 @@ def run_variant(case: TrainingCase, options: dict, warmup: int, steps: int, coun
             sync()
             warmup_s = time.perf_counter() - started
             reset_peak_memory(case.device)
+            waited = trainer.data_wait_s
             times = time_calls(trainer.train_step, case.device, repeats=max(steps, window), warmup=0,
                                kind=lambda: step_kind(trainer))
+            data_wait = (trainer.data_wait_s - waited) / (times["mean_s"] * times["repeats"])
             memory = peak_memory_bytes(case.device)
             timer = PartTimer(case.device)
             trainer.timing, timer.enabled = timer, True
@@ -257,8 +261,10 @@ def run_variant(case: TrainingCase, options: dict, warmup: int, steps: int, coun
                 trainer.train_step()
             timer.enabled = False
             flops = count_flops_per_step(trainer, window) if count_flops else None
+        trainer.feed.close()
     opts = trainer.opts  # the options as resolved: the default row's are TrainOptions' own
     record = {**times, **_throughput(case, trainer.cfg, times["mean_s"]), "warmup_s": warmup_s,
+              "data_wait": min(1.0, data_wait),
               "parts_ms": {part: total / window * 1e3 for part, total in timer.totals.items()},
               **memory, "options": {key: getattr(opts, key) for key in REFERENCE},
               "arithmetic": machine.arithmetic(case.device, opts.precision)}
@@ -282,9 +288,10 @@ def bench_training(case: TrainingCase, variants: dict[str, dict], warmup: int, s
             record = run_variant(case, options, warmup, steps, count_flops=flops is None)
             flops = record.pop("flops_per_step", flops)
         results[name] = record
+        wait = "" if record.get("data_wait") is None else f"  data {record['data_wait'] * 100:.1f}%"
         echo(f"  {name:16s} {record['median_s'] * 1e3:9.2f} ms/step (p10 {record['p10_s'] * 1e3:.2f}, "
              f"p90 {record['p90_s'] * 1e3:.2f})  {record['throughput']:9.1f} {record['throughput_unit']}  "
-             f"warm-up {record['warmup_s']:.1f} s" + noisy_note(record))
+             f"warm-up {record['warmup_s']:.1f} s{wait}" + noisy_note(record))
     reference = results["reference"]["mean_s"]
     loop = results[REFERENCE_LOOP]["mean_s"] if REFERENCE_LOOP in results else None
     name = machine.device_name(case.device)

@@ -64,6 +64,9 @@ def _ints(text: str | None, option: str) -> list[int] | None:
 @click.option("--host-overhead", is_flag=True, help="Also time the Trainer (EMA on, and off) against a bare loop of "
               "the same networks, phases and losses: the trainer's own per-step cost. Interleaved blocks of at "
               "least --steps steps each, after --warmup. On with --smoke.")
+@click.option("--feed", "feed", is_flag=True, help="Also measure the training feed: images/s from synthetic prepared "
+              "datasets at 64, 256 and 1024 px (written to a temporary folder), on the CPU and on CUDA when the bench "
+              "runs there, against what the GPU targets need. Alone with --no-training --no-inference.")
 @click.option("--smoke", is_flag=True, help="Tiny configs, few steps, no compilation: checks the suite end to end.")
 @click.option("--peak-tflops", type=float, help="The device's peak TFLOP/s for model-FLOPs utilisation.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path),
@@ -74,12 +77,13 @@ def _ints(text: str | None, option: str) -> list[int] | None:
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path), help="Write the speed-up plot (a .png file).")
 def bench(archs, device, sizes, resolution, batch_size, sets, warmup, steps, variants, inference_batches, repeats,
           backends, training, inference, eval_, extractors, eval_precisions, eval_batch, eval_repeats, eval_n,
-          host_overhead, smoke, peak_tflops, json_path, markdown_path, plot_path):
+          host_overhead, feed, smoke, peak_tflops, json_path, markdown_path, plot_path):
     """Training and inference speed of ARCHS (default: every registered architecture) on this machine."""
     from .. import config as config_mod
     from .. import registry
     from ..bench import SIZES, new_record, plan_suite, run_suite
     from ..bench.machine import slug
+    from ..bench import feed_speed
     from ..bench.extraction import new_section, run_eval
     from ..bench.report import eval_noisy, eval_section, header, markdown, noisy_measurements, speedup_plot
     from ..bench.stop import Stopped, stop_on_signals
@@ -110,7 +114,9 @@ def bench(archs, device, sizes, resolution, batch_size, sets, warmup, steps, var
                    inference_batches=_ints(inference_batches, "--inference-batches"), repeats=repeats,
                    backends=backends.split(",") if backends else None, peak_tflops=peak_tflops,
                    host_overhead=host_overhead)
-    architectures = training or inference or host_overhead or eval_plan is None  # --eval alone: extraction only
+    feed_plan = feed_speed.plan_feed(torch_device, smoke) if feed else None
+    # --eval or --feed alone (with --no-training --no-inference): those sections only
+    architectures = training or inference or host_overhead or (eval_plan is None and feed_plan is None)
     try:
         cases = plan_suite(list(archs) or None, size_list, torch_device, **options) if architectures else []
     except ValueError as exc:  # an unknown variant or backend
@@ -120,6 +126,8 @@ def bench(archs, device, sizes, resolution, batch_size, sets, warmup, steps, var
     record = new_record(torch_device, cases)
     if eval_plan is not None:
         record["eval"] = new_section(eval_plan)
+    if feed_plan is not None:
+        record["feed"] = feed_speed.new_section(feed_plan)
     json_path = json_path or _default_results(slug(record["machine"]["device"]))
 
     def save(record):  # atomic: a failed write is one UserError, and the file keeps the earlier cases
@@ -134,15 +142,22 @@ def bench(archs, device, sizes, resolution, batch_size, sets, warmup, steps, var
     try:
         with stop_on_signals():
             if cases:
-                run_suite(cases, torch_device, record, echo=click.echo, save=save, last=eval_plan is None)
+                run_suite(cases, torch_device, record, echo=click.echo, save=save,
+                          last=eval_plan is None and feed_plan is None)
             if eval_plan is not None:
                 run_eval(eval_plan, torch_device, record, echo=click.echo, save=save)
-                record["complete"] = True
+                record["complete"] = feed_plan is None
                 save(record)
                 click.echo("\n" + eval_section(record["eval"]))
+            if feed_plan is not None:
+                feed_speed.run_feed(feed_plan, record, echo=click.echo, save=save)
+                record["complete"] = True
+                save(record)
+                click.echo("\n" + feed_speed.feed_section(record["feed"]))
     except Stopped as stop:
         _stopped(stop, record, save, json_path)
-    noisy = sum(len(noisy_measurements(case)) for case in record["cases"]) + len(eval_noisy(record.get("eval", {})))
+    noisy = (sum(len(noisy_measurements(case)) for case in record["cases"]) + len(eval_noisy(record.get("eval", {})))
+             + len(feed_speed.feed_noisy(record.get("feed", {}))))
     if noisy:
         click.echo(f"{noisy} measurements spread more than p90/p10 {NOISY_SPREAD} ({BUSY}): marked noisy in the "
                    "tables; rerun them on an idle machine before trusting them")
@@ -204,12 +219,16 @@ def _stopped(stop, record: dict, save, json_path: Path) -> None:
     save(record)
     done = record["cases"]
     parts = []
-    if record["planned"] or not record.get("eval"):
+    if record["planned"] or not (record.get("eval") or record.get("feed")):
         named = f" ({', '.join(c['arch'] + ' ' + c['label'] for c in done)})" if done else ""
         parts.append(f"{len(done)} of {len(record['planned'])} cases{named}")
     if record.get("eval"):
         measured = [f"{e['extractor']} {e['precision']}" for e in record["eval"]["measured"]]
         named = f" ({', '.join(measured)})" if measured else ""
         parts.append(f"{len(measured)} of {len(record['eval']['planned'])} feature-extraction measurements{named}")
+    if record.get("feed"):
+        measured = [f"{row['resolution']} px {row['device_type']}" for row in record["feed"]["measured"]]
+        named = f" ({', '.join(measured)})" if measured else ""
+        parts.append(f"{len(measured)} of {len(record['feed']['planned'])} feed measurements{named}")
     click.echo(f"stopped by {stop.name}: kept {' and '.join(parts)} in {json_path}, marked incomplete", err=True)
     sys.exit(exit_status(stop.name))
