@@ -166,3 +166,23 @@ def test_evaluation_reads_only_the_real_images_it_compares_with(tmp_path):
     picked = real_subset(lazy, 50, seed=3)
     assert picked.shape == (50, 3, 32, 32) and (picked == real_subset(whole, 50, seed=3)).all()
     assert (real_subset(lazy, 300, seed=3) == whole).all()
+
+
+def test_new_labels_in_dataset_json_are_new_data(tmp_path):
+    """A stylegan2-ada folder whose dataset.json changed gets another fingerprint, so another prepared copy
+    (with the new labels) and a refused resume, as changed images do."""
+    import json
+
+    from ganzoo.api import IMAGES, DataSpec
+    from ganzoo.data import load_data
+    from ganzoo.data.fingerprint import fingerprint_data
+
+    folder = image_folder(tmp_path / "data", n=6)
+    names = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png"))
+    spec = DataSpec(IMAGES, 32, 3)
+    (folder / "dataset.json").write_text(json.dumps({"labels": [[name, 0] for name in names]}))
+    before = fingerprint_data(str(folder), spec)
+    assert load_data(folder, spec).labels.tolist() == [0] * 6
+    (folder / "dataset.json").write_text(json.dumps({"labels": [[name, 10] for name in names]}))
+    assert fingerprint_data(str(folder), spec) != before
+    assert load_data(folder, spec).labels.tolist() == [10] * 6

@@ -1,7 +1,8 @@
 """A fingerprint of a dataset, recorded in config.json, so that a resume notices changed data.
 
 Per domain: how many image files and a sha256 of their relative paths, sizes
-and modification times (stat only: nothing is opened or decoded). The embedded
+and modification times, and of stylegan2-ada's dataset.json where a folder has
+one (stat only: nothing is opened or decoded). The embedded
 data ships inside the package and gets a constant fingerprint. A resume whose
 data no longer matches is refused unless ``--allow-data-change`` says to go on
 (the new fingerprint is then recorded); a config.json written before
@@ -20,6 +21,7 @@ from ..errors import UserError
 from .prepared import is_prepared
 
 KEY = "data_fingerprint"  # its key in config.json
+LABELS_FILE = "dataset.json"  # stylegan2-ada's labels file (ganzoo.data.sources), part of a folder's data
 
 
 def fingerprint_data(source: str | os.PathLike | None, spec: DataSpec) -> dict[str, Any]:
@@ -80,6 +82,10 @@ def _folder(folder: Path) -> dict[str, Any]:
         # The name's bytes as the filesystem holds them: a name that is not UTF-8 (Linux names are bytes)
         # is as good a name as any, and a valid one hashes as it always did.
         digest.update(os.fsencode(file.relative.as_posix()) + f"\0{file.size}\0{file.mtime_ns}\n".encode())
+    labels = folder / LABELS_FILE
+    if labels.is_file():  # stylegan2-ada's labels: new labels are other data (and another prepared copy)
+        info = labels.stat()
+        digest.update(f"{LABELS_FILE}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
     return {"files": len(files), "sha256": digest.hexdigest()}
 
 
