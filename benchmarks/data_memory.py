@@ -109,7 +109,7 @@ def main() -> None:
             for n in (1, 2):
                 rows.append({"case": f"{args.large:,} images, --nproc-per-node {n}", "count": args.large,
                              **train(big, work / "run", r, args.steps, nproc=n)})
-        if not args.keep and "beyond" in cases:
+        if not args.keep:
             shutil.rmtree(big)
     if "beyond" in cases:
         count = math.ceil(1.15 * total / (3 * r * r))
