@@ -99,19 +99,16 @@ def load_images(
 
     prepared = named_prepared(source)
     if prepared is not None:
-        return images_from_prepared(open_prepared_for(prepared, spec), spec, on_bad)
+        return images_from_prepared(open_prepared_for(prepared, spec), on_bad)
+    from .sources import is_dataset_zip
+
     path = Path(source).expanduser()
     if path.is_dir() or is_dataset_zip(path):
         from .prepared_cache import ensure_prepared
 
         prepared = ensure_prepared(source, path, spec, max_pixels=max_pixels)
-        return images_from_prepared(prepared, spec, on_bad)
+        return images_from_prepared(prepared, on_bad)
     raise unknown_dataset(source)
-
-
-def is_dataset_zip(path: Path) -> bool:
-    """Whether ``path`` is a zip file (stylegan2-ada's dataset_tool output), by name and being a regular file."""
-    return path.suffix.lower() == ".zip" and path.is_file()
 
 
 def open_prepared_for(folder, spec: DataSpec):
@@ -148,7 +145,7 @@ def settle_prepared_bad_files(prepared, on_bad) -> None:
         raise UserError(f"no readable images in folder {where}: all {len(images.bad)} files are bad")
 
 
-def images_from_prepared(prepared, spec: DataSpec, on_bad) -> ImageSet:
+def images_from_prepared(prepared, on_bad) -> ImageSet:
     import torch
 
     from .prepared import IMAGES as ONE_DOMAIN

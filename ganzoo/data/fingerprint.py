@@ -46,7 +46,9 @@ def fingerprint_data(source: str | os.PathLike | None, spec: DataSpec) -> dict[s
         from .embedded import COUNT
 
         return _constant(EMBEDDED_SOURCE, COUNT)
-    if root.suffix.lower() == ".zip" and root.is_file():
+    from .sources import is_dataset_zip
+
+    if is_dataset_zip(root):
         return _zip(root)
     return _folder(root)
 

@@ -144,17 +144,12 @@ class PreparedImages:
     def nbytes(self) -> int:
         return self.count * image_bytes(self.channels, self.resolution)
 
-    def numel(self) -> int:
-        return self.nbytes
-
     @property
     def dtype(self):
+        """torch.uint8, as an image tensor's: code that checks a dataset's images reads it."""
         import torch
 
         return torch.uint8
-
-    def dim(self) -> int:
-        return 4
 
     def gather(self, indices) -> "torch.Tensor":
         """Rows ``indices`` (int64, any order, repeats allowed) as a new uint8 tensor (n, C, R, R)."""

@@ -78,8 +78,9 @@ class Source:
         return Decoder(self.path if self.kind == STYLEGAN_ZIP else None)
 
 
-def is_zip_path(path: Path) -> bool:
-    return path.suffix.lower() == ".zip"
+def is_dataset_zip(path: Path) -> bool:
+    """Whether ``path`` is a zip file (stylegan2-ada's dataset_tool output): by its name, and a regular file."""
+    return path.suffix.lower() == ".zip" and path.is_file()
 
 
 def detect_kind(source: str | os.PathLike) -> str:
@@ -127,7 +128,7 @@ def open_source(source: str | os.PathLike, kind: str) -> Source:
             domain.labels = _aligned_labels(_read_labels(read_regular_labels(path / LABELS_FILE),
                                                          path / LABELS_FILE), domain, path / LABELS_FILE)
         return Source(path, STYLEGAN_FOLDER if labelled else FOLDER, {IMAGES_DOMAIN: domain})
-    if path.is_file() and is_zip_path(path):
+    if is_dataset_zip(path):
         return Source(path, STYLEGAN_ZIP, {IMAGES_DOMAIN: _zip_domain(path)})
     raise UserError(f"{path} is {_what(path)}: a source to prepare is a folder of images, a folder holding "
                     "trainA/ and trainB/, or a stylegan2-ada dataset (a .zip, or a folder with dataset.json)")
