@@ -65,11 +65,12 @@ def load_data(
 ):
     """The dataset ``source`` names, shaped as ``spec`` asks: an ImageSet or an UnpairedSet.
 
-    A known dataset name (embedded or in the catalog) wins over a folder of the
-    same name (write ./name for the folder). ``on_bad`` is passed to
-    load_folder: None stops with one error listing every bad file; a callable
-    is told about each one and the file is skipped. An image whose header
-    declares more than ``max_pixels`` pixels is a bad file, never decoded.
+    A known dataset name (embedded, in the catalog, then a prepared dataset's
+    name) wins over a folder of the same name (write ./name for the folder).
+    The bad files a prepare left out are settled by ``on_bad``: None stops with
+    one error listing every bad file; a callable is told about each one and the
+    file is skipped. An image whose header declares more than ``max_pixels``
+    pixels is a bad file, never decoded.
     """
     if spec.kind == UNPAIRED:
         from .unpaired import load_unpaired
