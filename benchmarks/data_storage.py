@@ -7,8 +7,9 @@ throughput (single thread, batches of --batch random indices, page cache warm: w
 gets) and decode cost (ms per image from bytes already in memory):
 
 - raw: ganzoo's prepared format (ganzoo.data.prepared), uint8 (n, C, R, R) shards read through its reader's
-  gather() from a copy-on-write memory map: no decoding at all; raw-numpy reads the same shards with numpy
-  alone (the storage's own speed, without the reader's torch copy);
+  gather() from a copy-on-write memory map: no decoding at all; raw-numpy reads the same shards with a
+  numpy loop of its own that copies each batch twice (out of the map, then into the batch), where the
+  reader copies once when the rows lie in one shard, as they all do here;
 - png0-zip: stylegan2-ada's dataset_tool.py output, PNGs saved with compress_level=0 in a stored zip;
 - png-zip: PNGs at Pillow's default compression (level 6), the smallest lossless choice;
 - jpeg95-zip: JPEG quality 95 (lossy: training would see other pixels than the source decodes to).

@@ -149,8 +149,7 @@ def test_a_dataset_the_disk_cannot_hold_is_refused_before_decoding(tmp_path):
     assert message.startswith(f"folder {folder}: {count:,} images prepared at {side}x{side}x1 take "), message
     assert "of disk, more than the" in message and "GANZOO_PREPARED" in message
     home = Path(os.environ["GANZOO_PREPARED"])
-    assert not any(side_name.startswith(".data-") or side_name.startswith("data-")
-                   for side_name in (p.name for p in home.iterdir()) if f"{side}px" in side_name)
+    assert not [p.name for p in home.iterdir() if f"-{side}px-" in p.name]  # no copy, no working folder
 
 
 def test_evaluation_reads_only_the_real_images_it_compares_with(tmp_path):
