@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
 from .errors import UserError
 from .runtime.images import PIXELS
-from .runtime.latents import Constant, Gaussian, Latents, Uniform
+from .runtime.latents import Constant, Gaussian, Latents, OneHot, Uniform
 
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
@@ -49,6 +49,9 @@ class DataSpec:
     channels: int
     decode_resolution: int | None = None  # None: resolution (no random crops)
     flip: bool = False
+    # A conditional run's spec: each batch also holds {"label": int64 (B,)}, the class of each image, drawn
+    # with it. Only single-domain images carry labels; the data must have them (a class per image).
+    labels: bool = False
 
     def __post_init__(self):
         if self.kind not in DATA_KINDS:
@@ -57,6 +60,8 @@ class DataSpec:
             object.__setattr__(self, "decode_resolution", self.resolution)
         if self.decode_resolution < self.resolution:
             raise ValueError(f"DataSpec.decode_resolution {self.decode_resolution} is below resolution {self.resolution}")
+        if self.labels and self.kind != IMAGES:
+            raise ValueError(f"DataSpec.labels needs kind {IMAGES!r}, got {self.kind!r}")
 
 
 # The largest square side the core lets any architecture ask for (its DataSpec's decode resolution): the side
@@ -190,14 +195,19 @@ class LossContext:
     - ``gather(t)`` is the global batch of a per-sample tensor (every rank's
       rows, in rank order; not differentiable) and ``local(t)`` this rank's rows
       of a global-batch tensor, for state that must see the whole batch (an
-      image pool).
+      image pool);
+    - ``labels(n)`` draws class labels for n generated samples (a conditional
+      run: its DataSpec has ``labels``) from the training data's label
+      distribution, as stylegan2-ada's training loop draws ``gen_c``: per
+      sample, for the global batch, like ``rand``.
 
     With one process (``world_size == 1``) every one of these is the plain draw.
     """
 
     def __init__(self, *, cfg, device, generator, step: int, total_steps: int, log: Callable[[str, Any], None],
                  state: dict[str, Any] | None = None, rank: int = 0, world_size: int = 1,
-                 gather: Callable[["torch.Tensor"], "torch.Tensor"] | None = None):
+                 gather: Callable[["torch.Tensor"], "torch.Tensor"] | None = None,
+                 label_cdf: "torch.Tensor | None" = None):
         self.cfg = cfg
         self.device = device
         self.generator = generator
@@ -208,6 +218,17 @@ class LossContext:
         self.state: dict[str, Any] = {} if state is None else state
         self.rank, self.world_size = rank, world_size
         self._gather = gather
+        self.label_cdf = label_cdf  # float (classes,) on the device: the data's cumulative class frequencies
+
+    def labels(self, n: int) -> "torch.Tensor":
+        """int64 (n,) class labels for generated samples, this rank's rows of a global-batch draw from the
+        training data's label distribution (``label_distribution``)."""
+        import torch
+
+        if self.label_cdf is None:
+            raise RuntimeError("LossContext.labels: this run is not conditional (its DataSpec has no labels)")
+        u = self.rand(n)
+        return torch.searchsorted(self.label_cdf, u, right=True).clamp_(max=len(self.label_cdf) - 1)
 
     def randn(self, n: int, *shape: int) -> "torch.Tensor":
         import torch
@@ -283,6 +304,14 @@ class ReferenceLoop:
         raise NotImplementedError
 
 
+def label_distribution(labels: "torch.Tensor", num_classes: int, device=None) -> "torch.Tensor":
+    """The cumulative class frequencies of ``labels`` (int64, N): what ``LossContext.labels`` draws from."""
+    import torch
+
+    counts = torch.bincount(labels.long().cpu(), minlength=num_classes).double()
+    return (counts.cumsum(0) / counts.sum()).float().to(device)
+
+
 class Architecture:
     """Subclass this and declare it under the ``ganzoo.architectures`` entry point.
 
@@ -293,6 +322,15 @@ class Architecture:
     ``ganzoo.data.DEFAULT_DATASET``) is used by default when that dataset is
     trained on. ``smoke`` holds the overrides of the smallest
     meaningful config: the conformance kit and the benchmark smoke mode use it.
+
+    ``class_count_key`` declares that the architecture can be conditional: it
+    names the Config field (an int) that holds the number of classes, 0 for an
+    unconditional network. ``ganzoo train --cond`` sets it to the data's class
+    count; with it above 0, ``data_spec`` must ask for ``labels``, batches carry
+    ``"label"``, ``ctx.labels(n)`` draws labels for generated samples, and each
+    generator takes a one-hot input declared as a ``OneHot`` latent part (the
+    class a sample is drawn for). None (the default): it cannot be conditional,
+    and ``--cond`` is refused.
     """
 
     name: ClassVar[str]
@@ -301,6 +339,11 @@ class Architecture:
     Config: ClassVar[type]
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     smoke: ClassVar[Mapping[str, Any]] = {}
+    class_count_key: ClassVar[str | None] = None
+
+    def num_classes(self, cfg) -> int:
+        """Classes this config is conditioned on (0: unconditional, and always for a non-conditional one)."""
+        return int(getattr(cfg, self.class_count_key)) if self.class_count_key else 0
 
     def data_spec(self, cfg) -> DataSpec:
         raise NotImplementedError
@@ -427,6 +470,8 @@ __all__ = [
     "Gaussian",
     "Uniform",
     "Constant",
+    "OneHot",
+    "label_distribution",
     "LossContext",
     "Imported",
     "ReferenceLoop",

@@ -17,12 +17,13 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def generate(net: torch.nn.Module, spec, n: int, seed: int, device: torch.device, chunk: int = 256,
-             values=None) -> torch.Tensor:
+             values=None, labels=None) -> torch.Tensor:
     """n images (uint8, N x C x H x W, on the CPU) from generator `net` described by `spec`.
 
-    ``values`` sets per-sample scalar inputs for every image (``{"truncation": 0.7}``).
+    ``values`` sets per-sample scalar inputs for every image (``{"truncation": 0.7}``); ``labels`` (one class
+    index, or N of them) the class of each image of a conditional generator (None: drawn with the latents).
     """
-    inputs = spec.latents(n, seed)
+    inputs = spec.latents(n, seed) if labels is None else spec.latents(n, seed, labels=labels)
     for name, value in (values or {}).items():
         inputs[name] = np.full_like(inputs[name], value)
     out = []

@@ -51,18 +51,58 @@ class Constant:
         return np.full((n, *self.shape), self.value, dtype=np.float32)
 
 
-KINDS = {"gaussian": Gaussian, "uniform": Uniform, "constant": Constant}
+@dataclass(frozen=True)
+class OneHot:
+    """A class label per sample as a one-hot vector of ``shape`` (num_classes,): a conditional generator's label
+    input. Drawn uniformly over the classes; callers usually choose the classes instead (``labels=``)."""
+
+    name: str
+    shape: tuple[int, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.shape[0])
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return one_hot(rng.integers(0, self.num_classes, n), self.num_classes)
+
+
+def one_hot(labels, num_classes: int) -> np.ndarray:
+    """float32 (N, num_classes) one-hot rows for integer ``labels`` (N,)."""
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"labels must lie in 0..{num_classes - 1}, got {labels.min()}..{labels.max()}")
+    out = np.zeros((len(labels), num_classes), dtype=np.float32)
+    out[np.arange(len(labels)), labels] = 1.0
+    return out
+
+
+KINDS = {"gaussian": Gaussian, "uniform": Uniform, "constant": Constant, "onehot": OneHot}
 
 
 @dataclass(frozen=True)
 class Latents:
     """``latents(n, seed)`` -> {input name: float32 array}; usable as ``Generator.latents``."""
 
-    parts: tuple[Gaussian | Uniform | Constant, ...]
+    parts: tuple[Gaussian | Uniform | Constant | OneHot, ...]
 
-    def __call__(self, n: int, seed: int) -> dict[str, np.ndarray]:
+    def __call__(self, n: int, seed: int, labels=None) -> dict[str, np.ndarray]:
+        """The inputs of n samples for ``seed``; ``labels`` (N class indices) set the label input of a
+        conditional generator. Every part is drawn either way, so the other inputs do not depend on labels."""
         rng = np.random.default_rng(seed)
-        return {part.name: part.draw(rng, n) for part in self.parts}
+        inputs = {part.name: part.draw(rng, n) for part in self.parts}
+        if labels is not None:
+            part = self.label_part
+            if part is None:
+                raise ValueError("these latents have no label input (the generator is not conditional)")
+            labels = np.broadcast_to(np.asarray(labels, dtype=np.int64), (n,))
+            inputs[part.name] = one_hot(labels, part.num_classes)
+        return inputs
+
+    @property
+    def label_part(self) -> OneHot | None:
+        """The one-hot label input of a conditional generator, else None."""
+        return next((part for part in self.parts if isinstance(part, OneHot)), None)
 
     def to_json(self) -> str:
         kind_of = {cls: kind for kind, cls in KINDS.items()}

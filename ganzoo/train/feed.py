@@ -93,7 +93,8 @@ def _to(t: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def _to_unit(images: torch.Tensor) -> torch.Tensor:
-    return images.float().div_(127.5).sub_(1.0)
+    """uint8 pixels as floats in [-1, 1]; anything else (labels) as it is."""
+    return images.float().div_(127.5).sub_(1.0) if images.dtype == torch.uint8 else images
 
 
 class _Draws:
@@ -173,14 +174,18 @@ class _Draws:
 
 
 class _ImageBatches:
-    """One uint8 batch {"image"} per call: indices, then crops and flips (the draws in their order)."""
+    """One uint8 batch {"image"} per call: indices, then crops and flips (the draws in their order); with
+    ``labels`` (int64, N) also {"label"}: the labels at the same indices (they draw nothing)."""
 
-    def __init__(self, draws: _Draws, images):
-        self.draws, self.images = draws, images
+    def __init__(self, draws: _Draws, images, labels: torch.Tensor | None = None):
+        self.draws, self.images, self.labels = draws, images, labels
 
     def __call__(self) -> dict[str, torch.Tensor]:
-        raw = _gather(self.images, self.draws.local(self.draws.next_indices()))
-        return {"image": self.draws.augment(raw)}
+        indices = self.draws.local(self.draws.next_indices())
+        batch = {"image": self.draws.augment(_gather(self.images, indices))}
+        if self.labels is not None:
+            batch["label"] = self.labels[indices]
+        return batch
 
 
 class _UnpairedBatches:
@@ -366,15 +371,22 @@ class _Feed:
 
 
 class ImageFeed(_Feed):
-    """Yields {"image": float (B, C, H, W) in [-1, 1]} batches, dropping the ragged last batch.
+    """Yields {"image": float (B, C, H, W) in [-1, 1]} batches, dropping the ragged last batch; with ``labels``
+    (int64, N: a conditional run's) also {"label": int64 (B,)}, each image's class.
 
     ``images``: a uint8 tensor (N, C, H, W) or a prepared dataset's images (ganzoo.data.prepared).
     """
 
     def __init__(self, images, batch_size: int, seed: int, device: torch.device, name: str = "data", spec=None,
-                 resident: bool = True, rank: int = 0, world_size: int = 1, read_ahead: int = READ_AHEAD):
+                 resident: bool = True, rank: int = 0, world_size: int = 1, read_ahead: int = READ_AHEAD,
+                 labels: torch.Tensor | None = None):
         super().__init__(len(images), batch_size, seed, device, spec, name, rank, world_size, read_ahead)
         self.images = _resident(images, device, DEVICE_RESIDENT_BYTES if resident else 0)
+        if labels is not None:
+            if labels.shape != (len(images),):
+                raise ValueError(f"labels must be one per image ({len(images)}), got shape {tuple(labels.shape)}")
+            labels = labels.long().to(self.images.device if torch.is_tensor(self.images) else "cpu")
+        self.labels = labels
 
     def __len__(self) -> int:
         return len(self.images)
@@ -383,11 +395,14 @@ class ImageFeed(_Feed):
         return [self.images]
 
     def _batches(self, draws: _Draws) -> _ImageBatches:
-        return _ImageBatches(draws, self.images)
+        return _ImageBatches(draws, self.images, self.labels)
 
     def fixed_batch(self, n: int) -> dict[str, torch.Tensor]:
-        """Up to n images spread over the dataset, centre-cropped: the same at every call."""
-        return {"image": self._fixed(self.images, n)}
+        """Up to n images spread over the dataset, centre-cropped (and their labels): the same at every call."""
+        batch = {"image": self._fixed(self.images, n)}
+        if self.labels is not None:
+            batch["label"] = self.labels[_evenly_spaced(len(self.images), n).to(self.labels.device)].to(self.device)
+        return batch
 
 
 class UnpairedFeed(_Feed):
@@ -435,5 +450,10 @@ def make_feed(dataset, batch_size: int, seed: int, device: torch.device, spec, r
     if spec.kind == UNPAIRED:
         return UnpairedFeed(dataset.A, dataset.B, batch_size, seed, device, name=dataset.source, spec=spec,
                             resident=resident, rank=rank, world_size=world_size, read_ahead=read_ahead)
+    labels = None
+    if spec.labels:
+        if dataset.labels is None:
+            raise UserError(f"{dataset.source} has no class labels; a conditional run needs one class per image")
+        labels = dataset.labels
     return ImageFeed(dataset.images, batch_size, seed, device, name=dataset.source, spec=spec, resident=resident,
-                     rank=rank, world_size=world_size, read_ahead=read_ahead)
+                     rank=rank, world_size=world_size, read_ahead=read_ahead, labels=labels)

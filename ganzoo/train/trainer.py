@@ -19,7 +19,7 @@ from typing import Callable, ContextManager
 import torch
 
 from .. import __version__
-from ..api import LossContext, Phase
+from ..api import LossContext, Phase, label_distribution
 from ..config import validate
 from ..errors import UserError
 from ..fileio import write_png
@@ -161,6 +161,9 @@ class Trainer:
         validate(arch, self.cfg, lambda key: "fit_to_data")
         if arch.data_spec(self.cfg) != spec:
             raise ValueError(f"{arch.name}.fit_to_data changed the data spec; it may only fix data-dependent settings")
+        # A conditional run draws the labels of generated samples from the data's class frequencies.
+        self.label_cdf = (label_distribution(dataset.labels, arch.num_classes(self.cfg), self.device)
+                          if spec.labels else None)
         torch.manual_seed(self.opts.seed)
         built = arch.build(self.cfg)
         if self.opts.sync_batchnorm:
@@ -440,7 +443,8 @@ class Trainer:
             batch = {k: self.engine.place_images(v) for k, v in raw.items()}
         ctx = LossContext(cfg=self.cfg, device=self.device, generator=self.rng, step=self.step,
                           total_steps=self.opts.steps, log=self._log, state=self.plugin_state,
-                          rank=self.world.rank, world_size=self.world.size, gather=self.world.gather)
+                          rank=self.world.rank, world_size=self.world.size, gather=self.world.gather,
+                          label_cdf=self.label_cdf)
         for phase in self.phases:
             if self.step % phase.interval == 0:
                 with self.timing(phase.name):
