@@ -368,7 +368,8 @@ class Architecture:
                 ) -> tuple["torch.Tensor", int]:
         """Images for the training grid (uint8, N x C x H x W) and the grid's row length.
 
-        By default: n samples of the first generator from a fixed seed. An
+        By default: n samples of the first generator from a fixed seed (a conditional generator: one row per
+        class, ``ganzoo.runtime.latents.class_rows``). An
         architecture whose grid should show more (inputs beside translations)
         overrides this; ``real`` is a fixed batch of training data shaped like a
         training batch (up to n images per key, uncropped and unflipped), the same
@@ -376,9 +377,14 @@ class Architecture:
         """
         import math
 
+        from .runtime.latents import class_rows
         from .sampling import generate
 
         spec = next(iter(self.generators(cfg).values()))
+        label_part = getattr(spec.latents, "label_part", None)
+        if label_part is not None:  # a conditional generator: one row per class, in class order
+            labels, per_row = class_rows(n, label_part.num_classes)
+            return generate(nets[spec.role], spec, n, seed, device, labels=labels), per_row
         return generate(nets[spec.role], spec, n, seed, device), max(1, math.isqrt(n))
 
     def fit_to_data(self, cfg, num_images: int):

@@ -18,14 +18,37 @@ from .fileio import NotRegularFile, read_regular, write_json
 CONFIG = "config.json"
 
 
-def write_config(run_dir: Path, resolved: Resolved, entry, data_fingerprint: dict | None = None) -> None:
-    """A new run's config.json; ``data_fingerprint`` (ganzoo.data.fingerprint) lets a resume notice changed data."""
+def write_config(run_dir: Path, resolved: Resolved, entry, data_fingerprint: dict | None = None,
+                 classes: list[str] | None = None) -> None:
+    """A new run's config.json; ``data_fingerprint`` (ganzoo.data.fingerprint) lets a resume notice changed data;
+    ``classes`` (a conditional run's class names, by index) is what ``--class`` and the grids name."""
     record = {"ganzoo_version": __version__,
               "plugin": {"distribution": entry.distribution, "version": entry.version, "entry_point": entry.value},
               **resolved.to_dict()}
     if data_fingerprint is not None:
         record["data_fingerprint"] = data_fingerprint
+    if classes is not None:
+        record[CLASSES] = list(classes)
     write_json(Path(run_dir) / CONFIG, record)
+
+
+CLASSES = "classes"  # config.json's key for a conditional run's class names, index i naming label i
+
+
+def run_classes(run: "Run") -> list[str] | None:
+    """A conditional run's class names (index = label), or None for an unconditional run. A run whose
+    config.json lacks them (older, or written by hand) gets "0".."N-1"; a list that disagrees with the
+    config's class count is one UserError naming config.json."""
+    count = run.arch.num_classes(run.resolved.config)
+    if count == 0:
+        return None
+    names = run.record.get(CLASSES)
+    if names is None:
+        return [str(i) for i in range(count)]
+    if not (isinstance(names, list) and all(isinstance(n, str) for n in names)) or len(names) != count:
+        raise UserError(f"{run.path / CONFIG}: {CLASSES!r} must list the {count} class names of "
+                        f"{run.arch.class_count_key}={count} as strings")
+    return names
 
 
 def record_train_options(run: "Run", resolved: Resolved) -> None:

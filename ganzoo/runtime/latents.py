@@ -77,6 +77,13 @@ def one_hot(labels, num_classes: int) -> np.ndarray:
     return out
 
 
+def class_rows(n: int, num_classes: int) -> tuple[np.ndarray, int]:
+    """Labels for a grid of n images with one row per class, in class order, and the row length: rows of
+    n // num_classes images (at least 1; with fewer images than classes, the first n classes)."""
+    per_row = max(1, n // num_classes)
+    return (np.arange(n) // per_row) % num_classes, per_row
+
+
 KINDS = {"gaussian": Gaussian, "uniform": Uniform, "constant": Constant, "onehot": OneHot}
 
 
