@@ -19,10 +19,9 @@ import numpy as np
 import pytest
 
 from ganzoo import registry
+from ganzoo.data.embedded import CLASS_NAMES
 from helpers import SMOKE, invoke
 from test_registry import install
-
-COND = ("--set", "num_classes=10")  # TODO --cond
 
 PLUGIN = '''
 from dataclasses import dataclass
@@ -37,6 +36,8 @@ PER_CLASS = 100  # real images per class the generator can return
 class LookupConfig:
     num_classes: int = 0
     scramble: bool = False  # pick the class from the latent, whatever the label asks for
+    learn: bool = False  # the class asked for, for a share of the images that grows as it trains
+    lr: float = 1e-3
     batch_size: int = 8
 
 
@@ -59,15 +60,19 @@ def make_generator(cfg):
         def __init__(self):
             super().__init__()
             self.register_buffer("bank", bank(), persistent=False)
-            self.weight = nn.Parameter(torch.zeros(()))  # something for the optimizer; never changes the output
+            self.weight = nn.Parameter(torch.zeros(()))  # grows by about lr a step; adds nothing to the pixels
 
         def forward(self, z, label=None):
             pick = torch.remainder(torch.floor(z[:, 0] * 1000), PER_CLASS).long()
+            other = torch.remainder(torch.floor(z[:, 1] * 1000), 10).long()
             if label is None or cfg.scramble:
-                cls = torch.remainder(torch.floor(z[:, 1] * 1000), 10).long()
+                cls = other
+            elif cfg.learn:
+                share = torch.remainder(torch.floor(z[:, 1] * 7919), 1000) / 1000
+                cls = torch.where(share < self.weight, label.argmax(1), other)
             else:
                 cls = label.argmax(1)
-            return self.bank[cls * PER_CLASS + pick] + 0 * self.weight
+            return self.bank[cls * PER_CLASS + pick] + (self.weight - self.weight.detach())
 
     return Lookup()
 
@@ -85,7 +90,7 @@ class LookupArch(Architecture):
         return {"G": make_generator(cfg)}
 
     def phases(self, cfg):
-        return [Phase("G", ("G",), Adam(lr=1e-3))]
+        return [Phase("G", ("G",), Adam(lr=cfg.lr))]
 
     def loss(self, phase, nets, batch, ctx):
         import torch
@@ -93,9 +98,9 @@ class LookupArch(Architecture):
         n = batch["image"].shape[0]
         z = ctx.randn(n, 2)
         if not ctx.cfg.num_classes:
-            return nets["G"](z).mean()
+            return -nets["G"](z).mean()
         label = torch.nn.functional.one_hot(ctx.labels(n), ctx.cfg.num_classes).float()
-        return nets["G"](z, label).mean()
+        return -nets["G"](z, label).mean()
 
     def generators(self, cfg):
         if not cfg.num_classes:
@@ -123,8 +128,8 @@ def private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("GANZOO_HOME", str(tmp_path / "home"))
 
 
-def train(out, *args):
-    result = invoke("train", *args, "--device", "cpu", "--steps", 2, "--out", out)
+def train(out, *args, steps: int = 2):
+    result = invoke("train", *args, "--device", "cpu", "--steps", steps, "--out", out)
     assert result.exit_code == 0, result.output
     return out
 
@@ -133,7 +138,7 @@ def train(out, *args):
 def lookup_runs(plugin, tmp_path_factory):
     """Conditional runs of the lookup generator: true to the label, and scrambled."""
     root = tmp_path_factory.mktemp("lookup")
-    return {name: train(root / name, "gzeval-lookup", *COND, "--set", f"scramble={scramble}")
+    return {name: train(root / name, "gzeval-lookup", "--cond", "--set", f"scramble={scramble}")
             for name, scramble in (("true", "false"), ("scrambled", "true"))}
 
 
@@ -284,17 +289,44 @@ def test_accuracy_ranks_higher_as_better_and_distances_lower():
     assert {"intra-fid", "intra-fd-fmnist", "intra-fd-dinov2", "class-accuracy"} <= set(RANKED)
 
 
-def test_training_logs_the_conditional_metrics_and_ranks_by_accuracy(plugin, tmp_path):
-    run = train(tmp_path / "run", "gzeval-lookup", *COND, "--eval-every", 1, "--eval-n", 300,
-                "--eval-metric", "class-accuracy")
+def test_training_ranks_checkpoints_by_accuracy_higher_is_better(plugin, tmp_path):
+    """A generator true to the label for a growing share of its images: accuracy rises step by step, so the
+    best checkpoint is the last (a lower-is-better ranking would keep the first)."""
+    from ganzoo.train import checkpoint as ckpt
+
+    run = train(tmp_path / "run", "gzeval-lookup", "--cond", "--set", "learn=true", "--set", "lr=0.25",
+                "--eval-every", 1, "--eval-n", 300, "--eval-metric", "class-accuracy", steps=4)
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in records if "eval/class-accuracy" in r]
-    assert [r["step"] for r in evals] == [1, 2] and all("eval/intra-fd-fmnist" in r for r in evals)
-    again, _ = evaluate(run, tmp_path / "e.json", "--step", 2, "--n", 300, "--metrics", "class-accuracy,intra-fd-fmnist")
-    assert again["results"]["samples"]["values"]["class-accuracy"] == pytest.approx(evals[1]["eval/class-accuracy"],
-                                                                                    rel=1e-12)
-    assert again["results"]["samples"]["values"]["intra-fd-fmnist"] == pytest.approx(
-        evals[1]["eval/intra-fd-fmnist"], rel=1e-9)
+    accuracy = [r["eval/class-accuracy"] for r in evals]
+    assert [r["step"] for r in evals] == [1, 2, 3, 4] and accuracy == sorted(accuracy) and accuracy[0] < accuracy[-1]
+    assert all("eval/intra-fd-fmnist" in r for r in evals)  # logged beside it: it reuses the same features
+    assert ckpt.step_of(ckpt.best_checkpoint(run)) == 4
+    again, _ = evaluate(run, tmp_path / "e.json", "--step", "best", "--n", 300,
+                        "--metrics", "class-accuracy,intra-fd-fmnist")
+    values = again["results"]["samples"]["values"]
+    assert values["class-accuracy"] == pytest.approx(accuracy[-1], rel=1e-12)
+    assert values["intra-fd-fmnist"] == pytest.approx(evals[-1]["eval/intra-fd-fmnist"], rel=1e-9)
+
+
+def test_a_conditional_dcgan_is_evaluated_alike_while_training_by_ganzoo_eval_and_from_its_export(tmp_path):
+    """End to end with a real conditional architecture: the default training evaluation logs the conditional
+    metrics; ganzoo eval of the checkpoint and of its ONNX export agree."""
+    run = train(tmp_path / "run", "dcgan", "--cond", "--preset", "smoke", "--eval-every", 2, "--eval-n", 300)
+    evals = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "eval/fd-fmnist" in r]
+    assert [r["step"] for r in evals] == [2]
+    assert {"eval/intra-fd-fmnist", "eval/class-accuracy"} <= set(evals[0])
+    torch_record, _ = evaluate(run, tmp_path / "torch.json", "--n", 300, "--batch-size", 32)
+    assert torch_record["results"]["samples"]["values"]["fd-fmnist"] == pytest.approx(evals[0]["eval/fd-fmnist"],
+                                                                                      rel=1e-9)
+    assert torch_record["results"]["samples"]["classes"]["names"] == list(CLASS_NAMES)
+    assert invoke("export", run, "--out", tmp_path / "export").exit_code == 0
+    model = next((tmp_path / "export").glob("*.onnx"))
+    onnx_record, _ = evaluate(model, tmp_path / "onnx.json", "--n", 300, "--batch-size", 7)
+    a, b = torch_record["results"]["samples"], onnx_record["results"]["samples"]
+    assert a["classes"] == b["classes"] and a["values"].keys() == b["values"].keys()
+    for key, value in a["values"].items():
+        assert b["values"][key] == pytest.approx(value, rel=2e-3, abs=2e-3), key
 
 
 # --- refusals -----------------------------------------------------------------------------------------------------
