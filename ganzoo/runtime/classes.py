@@ -21,9 +21,25 @@ def default_names(count: int) -> list[str]:
     return [str(i) for i in range(count)]
 
 
+SHOWN = 20  # classes an error lists before "... and N more"
+
+
 def listing(classes) -> str:
-    """``0 T-shirt/top, 1 Trouser, ...``: what an error shows so the user can pick one."""
-    return ", ".join(f"{index} {name}" for index, name in enumerate(classes))
+    """``0 T-shirt/top, 1 Trouser, ...``: what an error shows so the user can pick one (the first SHOWN)."""
+    names = list(classes)
+    if names == default_names(len(names)):
+        return f"0 to {len(names) - 1} (unnamed)"
+    shown = ", ".join(f"{index} {name}" for index, name in enumerate(names[:SHOWN]))
+    return shown + (f", ... and {len(names) - SHOWN} more" if len(names) > SHOWN else "")
+
+
+def unknown(value: str, classes, option: str, source: str) -> UserError:
+    """A name that is no class: the run's classes, and the nearest names where a typo is likely."""
+    import difflib
+
+    near = difflib.get_close_matches(value, list(classes), n=3, cutoff=0.75)
+    hint = f" (did you mean {' or '.join(repr(name) for name in near)}?)" if near else ""
+    return UserError(f"{option} {value!r} is not a class of {source}{hint}; its classes: {listing(classes)}")
 
 
 def class_index(value, classes, option: str = "--class", source: str = "this generator") -> int:
@@ -44,7 +60,7 @@ def class_index(value, classes, option: str = "--class", source: str = "this gen
             folded = [i for i, name in enumerate(classes) if name.casefold() == value.strip().casefold()]
             if len(folded) == 1:
                 return folded[0]
-            raise UserError(f"{option} {value!r} is not a class of {source}; its classes: {listing(classes)}") from None
+            raise unknown(value, classes, option, source) from None
     else:
         raise UserError(f"{option} takes a class name or index, got {type(value).__name__} {value!r}")
     if not 0 <= index < len(classes):
