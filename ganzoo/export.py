@@ -69,6 +69,19 @@ def fold_batch_norms(net: nn.Module) -> nn.Module:
     return net
 
 
+def affine_batch_norms(net: nn.Module) -> nn.Module:
+    """``net`` with every batch norm that has no affine parameters given scale 1 and shift 0 (the same function,
+    exactly): the exporter writes such a norm with constants of its channel count, which it cannot know after a
+    reshape with a dynamic batch (a conditional batch norm, ``bn(x) * (1 + gain(y)) + bias(y)``, is one)."""
+    for module in net.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and not module.affine \
+                and module.running_mean is not None:
+            module.affine = True
+            module.weight = nn.Parameter(torch.ones_like(module.running_mean), requires_grad=False)
+            module.bias = nn.Parameter(torch.zeros_like(module.running_mean), requires_grad=False)
+    return net
+
+
 def check_inputs(spec: Generator, n: int, seed: int, resolution: int, wide: bool = False) -> dict[str, np.ndarray]:
     """Fresh inputs for a parity check: the generator's latents (a conditional generator's one-hot labels
     drawn by its ``OneHot`` part, so every row is a valid class), settings drawn in [0, default], and
@@ -203,7 +216,7 @@ def export_generator(arch, cfg, name: str, spec: Generator, net: nn.Module, out:
     net = net.float().cpu().eval()
     example = spec.latents(batch or 2, 0)
     props = metadata(arch, cfg, name, spec, plugin, batch, precision, example, classes)
-    traced = fold_batch_norms(net) if fold_norms else net
+    traced = affine_batch_norms(fold_batch_norms(net) if fold_norms else copy.deepcopy(net))
     model = build_model(to_onnx(traced, spec, example, opset, batch is None), props, fp16)
     resolution = arch.data_spec(cfg).resolution
     scratch = out.with_name(f".{out.name}.verify-{os.getpid()}")  # this process's own: no one else's file

@@ -217,8 +217,8 @@ def test_the_runtime_samples_a_class_where_torch_cannot_be_imported(runs, tmp_pa
     reference = load(runs["cond-model"], "cpu")
     assert np.array_equal(np.load(tmp_path / "one.npy"), reference.sample(5, seed=4, labels=[1] * 5))
     assert np.array_equal(np.load(tmp_path / "each.npy"), reference.sample(4, seed=4, labels=[8, 0, 5, 9]))
-    cli = subprocess.run([sys.executable, "-m", "ganzoo.cli", "sample", model, "--class", "Bag", "--n", 5,
-                          "--seed", 4, "--out", "s.npz"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    cli = subprocess.run([sys.executable, "-m", "ganzoo.cli", "sample", model, "--class", "Bag", "--n", "5",
+                          "--seed", "4", "--out", "s.npz"], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert cli.returncode == 0, cli.stderr
     with np.load(tmp_path / "s.npz") as data:
         assert list(data["labels"]) == [8] * 5
