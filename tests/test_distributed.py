@@ -87,6 +87,10 @@ EQUIVALENCE = [
     pytest.param("dcgan", ["--batch-size", "8", "--set", "sync_batchnorm=true"], 1e-5, id="dcgan"),
     pytest.param("cyclegan", ["--batch-size", "2"], 1e-4, id="cyclegan"),
     pytest.param("stylegan-lite", ["--batch-size", "8"], 1e-5, id="stylegan-lite"),
+    # Conditional: each rank's real labels are its slice of the global batch's, and the labels drawn for
+    # generated samples (LossContext.labels) are the global batch's rows.
+    pytest.param("dcgan", ["--batch-size", "8", "--set", "sync_batchnorm=true", "--cond"], 1e-5, id="dcgan-cond"),
+    pytest.param("stylegan-lite", ["--batch-size", "8", "--cond"], 1e-5, id="stylegan-lite-cond"),
 ]
 
 

@@ -20,8 +20,9 @@ def info(run_dir):
 
     record = rundir.read_config(run_dir)
     known = {entry.name for entry in registry.discover()}
+    classes = None
     if record["architecture"] in known:  # values checked as resume would; a run of a missing plugin still shows
-        rundir.open_run(run_dir)
+        classes = rundir.run_classes(rundir.open_run(run_dir))
     plugin = record.get("plugin") if isinstance(record.get("plugin"), dict) else {}
     click.echo(printable(f"run:          {run_dir}"))
     click.echo(f"architecture: {record['architecture']} ({plugin.get('distribution')} {plugin.get('version')})")
@@ -31,6 +32,8 @@ def info(run_dir):
     overrides = record.get("overrides") or {}
     click.echo(f"overrides:    {', '.join(f'{k}={v}' for k, v in overrides.items()) or 'none'}")
     click.echo("config:       " + ", ".join(f"{k}={v}" for k, v in record["config"].items()))
+    if classes is not None:  # a conditional run: label i means classes[i]
+        click.echo(printable("classes:      " + ", ".join(f"{i} {name}" for i, name in enumerate(classes))))
     dirs = ckpt.checkpoint_dirs(run_dir)
     click.echo(f"checkpoints:  {', '.join(d.name for d in dirs) or 'none'}")
     nonfinite = [f"{d.name} ({name})" for d in dirs if (name := ckpt.recorded_nonfinite(d))]

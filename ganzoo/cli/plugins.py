@@ -81,17 +81,28 @@ def list_cmd(ctx):
     if not entries:
         click.echo("no architectures installed (entry-point group ganzoo.architectures is empty)")
         return
-    rows = [(e.name, e.status, f"{e.distribution} {e.version}", _summary(e)) for e in entries]
-    widths = [max(len(r[i]) for r in rows + [("NAME", "STATUS", "PLUGIN", "")]) for i in range(3)]
-    click.echo(f"{'NAME':<{widths[0]}}  {'STATUS':<{widths[1]}}  {'PLUGIN':<{widths[2]}}  SUMMARY")
-    for row in rows:
-        click.echo(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}")
+    header = ("NAME", "STATUS", "PLUGIN", "COND", "SUMMARY")
+    rows = [(e.name, e.status, f"{e.distribution} {e.version}", _conditional(e), _summary(e)) for e in entries]
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(4)]
+    for row in [header, *rows]:
+        click.echo("  ".join(f"{cell:<{width}}" for cell, width in zip(row, widths)) + f"  {row[4]}")
+    if any(row[3] == "yes" for row in rows):
+        click.echo("\nCOND yes: `ganzoo train ARCH --cond` trains it class-conditional on the data's labels")
     contributed = plugin_commands(ctx)
     if contributed.mounted:
         click.echo("\ncommands from plugins: " + ", ".join(
             f"ganzoo {name} ({found.architecture})" for name, found in sorted(contributed.mounted.items())))
     for problem in contributed.problems:
         click.echo(f"not mounted: {problem}")
+
+
+def _conditional(entry) -> str:
+    """Whether the architecture can be class-conditional (it declares a class-count key); '-' if it did not load."""
+    from .. import registry
+
+    if entry.status != registry.OK:
+        return "-"
+    return "yes" if getattr(registry.load(entry), "class_count_key", None) else "no"
 
 
 def _summary(entry) -> str:

@@ -52,12 +52,16 @@ from ..signals import exit_status, reports_stops
               "the run started (the new data's fingerprint is recorded).")
 @click.option("--nproc-per-node", type=click.IntRange(min=1), help="Train with N processes on this machine "
               "(one per GPU, or CPU processes with gloo) through torchrun; --batch-size stays the global batch.")
+@click.option("--cond", is_flag=True, help="Class-conditional: condition on the data's classes (a folder with one "
+              "subfolder per class, stylegan2-ada's dataset.json, or the embedded data's ten), so `ganzoo sample "
+              "--class` draws the class asked for.")
 def train(arch, data, preset, sets, steps, epochs, batch_size, out, device, precision, compile_, resume, seed,
           sample_every, checkpoint_every, eval_every, eval_metric, eval_n, eval_weights, skip_bad_files, allow_data_change,
-          nproc_per_node, on_nonfinite, init):
+          nproc_per_node, on_nonfinite, init, cond):
     """Train ARCH; everything the run makes goes into one run directory."""
     from .. import config as config_mod
     from .. import registry, rundir
+    from ..conditioning import wants_labels
     from ..train.distributed import RefusedOnEveryRank, World, check_world_size, env_world_size
 
     if steps is not None and epochs is not None:
@@ -77,25 +81,29 @@ def train(arch, data, preset, sets, steps, epochs, batch_size, out, device, prec
         world.agree(refusal)
         resume, run_dir = world.broadcast(settled)
 
-        start: list = [None, []]  # the weights the run starts from (InitSource) and warnings about them
+        # the weights the run starts from (InitSource), warnings about them, and the classes they were trained on
+        start: list = [None, [], None]
 
         def configured():
             if resume:
                 run = rundir.open_run(Path(resume))
                 start[0] = _restart_source(run)
-                return run.arch, _resumed_config(run, data, preset, set_values, flags), run
-            instance, entry = registry.get_with_entry(arch)
-            if init:
-                return instance, _init_config(instance, Path(init), start, preset, data, set_values, flags), entry
-            return instance, config_mod.resolve(instance, preset=preset, data=data, sets=set_values,
-                                                flags=flags), entry
+                found = run.arch, _resumed_config(run, data, preset, set_values, flags), run
+            else:
+                instance, entry = registry.get_with_entry(arch)
+                found = instance, (_init_config(instance, Path(init), start, preset, data, set_values, flags)
+                                   if init else config_mod.resolve(instance, preset=preset, data=data,
+                                                                   sets=set_values, flags=flags)), entry
+            wants_labels(found[0], found[1].config, cond)  # --cond for an architecture that cannot be: refused now
+            return found
 
         found, refusal = _attempt(configured)
         if refusal is None:
             refusal = _attempt(lambda: check_world_size(found[0], found[1].config, nproc_per_node or world.size))[1]
         world.agree(refusal)  # every rank refuses the same arguments alike: rank 0 alone says so
         instance, resolved, entry = found
-        checks = dict(skip_bad_files=skip_bad_files, allow_data_change=allow_data_change)
+        checks = dict(skip_bad_files=skip_bad_files, allow_data_change=allow_data_change, cond=cond,
+                      init_classes=start[2] if init else NO_INIT)
         if nproc_per_node is not None:
             _refuse_nonfinite_start(resume, start[0])
             _launch(nproc_per_node, instance, resolved, run_dir, entry, resume, checks)
@@ -120,6 +128,9 @@ def _refuse_nonfinite_start(resume: str | None, init) -> None:
         refuse_nonfinite(init)
     elif resume:
         ckpt.refuse_nonfinite_resume(Path(resume))
+
+
+NO_INIT = object()  # init_classes of a run that does not start from --init (an --init source may have None)
 
 
 def _attempt(check):
@@ -252,6 +263,7 @@ def _init_config(instance, source_dir: Path, start: list, preset, data, set_valu
     if source_run.arch.name != instance.name:
         raise UserError(f"--init {source_dir} is a {source_run.arch.name} run, not {instance.name}")
     start[0], start[1] = find_source(source_dir)
+    start[2] = rundir.run_classes(source_run)
     return init_config(instance, source_run, preset=preset, data=data, sets=set_values, flags=flags)
 
 
@@ -297,7 +309,7 @@ def _resumed_config(run, data, preset, set_values, flags):
 
 
 def _train(arch, resolved, run_dir: Path, entry, skip_bad_files: bool = False, allow_data_change: bool = False,
-           world=None, init=None, init_warnings=()):
+           world=None, init=None, init_warnings=(), cond: bool = False, init_classes=NO_INIT):
     """Load the data, build the trainer, record config.json and run; ``entry`` is a Run when resuming.
 
     Everything that can be refused is checked before the run directory is
@@ -309,8 +321,9 @@ def _train(arch, resolved, run_dir: Path, entry, skip_bad_files: bool = False, a
     from ..train.trainer import Trainer
 
     world = world if world is not None else World()
+    dataset, fingerprint, resolved = _prepare(arch, resolved, run_dir, entry, skip_bad_files, allow_data_change,
+                                              world, cond, init_classes)
     spec = arch.data_spec(resolved.config)
-    dataset, fingerprint = _prepare(arch, resolved, run_dir, entry, skip_bad_files, allow_data_change, world)
     resuming = isinstance(entry, rundir.Run)
     trainer = None
     with _sole_writer(run_dir, world, lambda: trainer is not None and trainer.step > trainer.first_step):
@@ -321,7 +334,8 @@ def _train(arch, resolved, run_dir: Path, entry, skip_bad_files: bool = False, a
             if result.stopped_by:
                 sys.exit(exit_status(result.stopped_by))
             return
-        resolved = _record(arch, resolved, trainer, run_dir, entry, fingerprint, None if resuming else init)
+        resolved = _record(arch, resolved, trainer, run_dir, entry, fingerprint, None if resuming else init,
+                           classes=_classes_of(arch, resolved, dataset))
         _describe(arch, resolved, trainer, dataset, spec, run_dir, resuming)
         _describe_init(init, init_warnings, trainer, resuming)
         result = trainer.run()
@@ -335,8 +349,9 @@ def _train(arch, resolved, run_dir: Path, entry, skip_bad_files: bool = False, a
 
 
 def _prepare(arch, resolved, run_dir: Path, entry, skip_bad_files: bool = False, allow_data_change: bool = False,
-             world=None):
-    """Every check a run passes before its folder is touched; (the dataset, its fingerprint for config.json).
+             world=None, cond: bool = False, init_classes=NO_INIT):
+    """Every check a run passes before its folder is touched; (the dataset, its fingerprint for config.json, and
+    ``resolved`` with a conditional run's class count fitted to the data).
 
     The run must not live inside its data, the data must not have changed
     since the run started (on resume), it must load and hold one global batch.
@@ -350,12 +365,13 @@ def _prepare(arch, resolved, run_dir: Path, entry, skip_bad_files: bool = False,
     from .. import rundir
     from ..data import load_data
     from ..data.fingerprint import fingerprint_for_run
+    from ..conditioning import fit_class_count, labelled_spec, refuse_other_classes
     from ..data.run_location import refuse_run_inside_data
     from ..train.distributed import World
     from ..train.feed import make_feed
 
     world = world if world is not None else World()
-    spec = arch.data_spec(resolved.config)
+    spec = labelled_spec(arch, resolved.config, cond)
     record = entry.record if isinstance(entry, rundir.Run) else None
 
     def own_checks():  # rank 0's: it alone reads and writes the run directory
@@ -375,22 +391,35 @@ def _prepare(arch, resolved, run_dir: Path, entry, skip_bad_files: bool = False,
     def loaded():
         dataset = load_data(resolved.data, spec, on_bad=report if skip_bad_files and world.is_writer else
                             (skipped.append if skip_bad_files else None), max_pixels=resolved.train.max_image_pixels)
-        make_feed(dataset, resolved.config.batch_size, resolved.train.seed, torch.device("cpu"), spec,
+        fitted = resolved
+        if spec.labels:  # a conditional run: its class count and class list agree with the data's
+            fitted = fit_class_count(arch, resolved, dataset.classes, dataset.source, cond)
+            if record is not None:
+                refuse_other_classes(rundir.run_classes(entry), dataset.classes, f"the run in {run_dir}")
+        if init_classes is not NO_INIT:  # --init: the source's classes are the new run's
+            refuse_other_classes(init_classes, dataset.classes if spec.labels else None, "the --init source")
+        make_feed(dataset, fitted.config.batch_size, fitted.train.seed, torch.device("cpu"), spec,
                   resident=False)  # the data holds one global batch
-        return dataset
+        return dataset, fitted
 
     if world.local_rank != 0:  # one process per machine loads first (a catalog download happens once)
         world.barrier()
-    dataset, refusal = _attempt(loaded)
+    loaded_and_fitted, refusal = _attempt(loaded)
     if world.local_rank == 0:
         world.barrier()
     world.agree(refusal)
+    dataset, resolved = loaded_and_fitted
     if skipped and world.is_writer:
         click.echo(f"{len(skipped)} unreadable file(s) skipped", err=True)
-    return dataset, fingerprint
+    return dataset, fingerprint, resolved
 
 
-def _record(arch, resolved, trainer, run_dir: Path, entry, fingerprint, init=None):
+def _classes_of(arch, resolved, dataset):
+    """The class names config.json records: the data's, for a conditional run; None otherwise."""
+    return list(dataset.classes) if arch.num_classes(resolved.config) > 0 else None
+
+
+def _record(arch, resolved, trainer, run_dir: Path, entry, fingerprint, init=None, classes=None):
     """config.json with what the trainer settled: --epochs as a step count, fit_to_data's choices."""
     from dataclasses import replace
 
@@ -403,7 +432,7 @@ def _record(arch, resolved, trainer, run_dir: Path, entry, fingerprint, init=Non
     if isinstance(entry, rundir.Run):
         rundir.record_train_options(entry, resolved)
     else:
-        rundir.write_config(run_dir, resolved, entry, data_fingerprint=fingerprint)
+        rundir.write_config(run_dir, resolved, entry, data_fingerprint=fingerprint, classes=classes)
         if init is not None:
             from ..fileio import write_json
             from ..train.initial_weights import INIT_KEY

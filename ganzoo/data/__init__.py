@@ -51,6 +51,7 @@ class ImageSet:
     labels: "torch.Tensor | None"
     name: str
     source: str
+    classes: tuple[str, ...] | None = None  # class names by label, where the source has labels
 
     def __len__(self) -> int:
         return len(self.images)
@@ -224,8 +225,10 @@ def embedded_images(spec: DataSpec, classes: tuple[int, ...] | None = None) -> t
 
 
 def _embedded(spec: DataSpec) -> ImageSet:
+    from .embedded import CLASS_NAMES
+
     images, labels = embedded_images(spec)
-    return ImageSet(images=images, labels=labels, name=DEFAULT_DATASET, source=EMBEDDED_SOURCE)
+    return ImageSet(images=images, labels=labels, name=DEFAULT_DATASET, source=EMBEDDED_SOURCE, classes=CLASS_NAMES)
 
 
 def _resize_uint8(images: "torch.Tensor", resolution: int) -> "torch.Tensor":

@@ -8,6 +8,13 @@ and LeakyReLU 0.2; weights from N(0, 0.02); nz = 100, ngf = ndf = 64; Adam with
 lr 2e-4 and betas (0.5, 0.999); the non-saturating loss; batch size 128.
 At 64x64 RGB, G has 3,576,704 parameters and D 2,765,568, as in pytorch/examples.
 
+``num_classes > 0`` (``ganzoo train dcgan --cond``) makes it class-conditional: conditional
+batch norm in G and a projection discriminator (Miyato & Koyama, "cGANs with Projection
+Discriminator", ICLR 2018), as PyTorch-StudioGAN's deep_conv DCGAN with g_cond_mtd "cBN" and
+d_cond_mtd "PD" (networks.py says what is followed and where it differs). D sees real images
+with their labels and generated images with the labels G was given, drawn by ``ctx.labels``
+from the data's class frequencies; the loss stays non-saturating.
+
 This module imports no torch, so `ganzoo list` stays cheap.
 """
 
@@ -15,8 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ganzoo.api import (IMAGES, Adam, Architecture, DataSpec, Generator, Phase, gaussian_latents, require,
-                        require_fraction, require_positive)
+from ganzoo.api import (IMAGES, Adam, Architecture, DataSpec, Gaussian, Generator, Latents, OneHot, Phase,
+                        gaussian_latents, require, require_fraction, require_positive)
 
 __version__ = "0.1.0"
 
@@ -33,6 +40,7 @@ class DCGANConfig:
     beta1: float = 0.5
     beta2: float = 0.999
     batch_size: int = 128
+    num_classes: int = 0  # classes to condition on (`--cond` sets it from the data); 0: unconditional
 
 
 class DCGAN(Architecture):
@@ -46,6 +54,7 @@ class DCGAN(Architecture):
         "celeba-64": {"resolution": 64, "channels": 3, "batch_size": 128},
     }
     smoke = {"resolution": 32, "channels": 1, "nz": 16, "ngf": 8, "ndf": 8, "batch_size": 8}
+    class_count_key = "num_classes"
 
     def validate(self, cfg):
         r = cfg.resolution
@@ -53,9 +62,11 @@ class DCGAN(Architecture):
         require(cfg.channels in (1, 3), "channels", cfg.channels, "must be 1 (grey) or 3 (RGB)")
         require_positive(cfg, "nz", "ngf", "ndf", "max_channels", "lr")
         require_fraction(cfg, "beta1", "beta2", below_one=True)
+        require(cfg.num_classes >= 0, "num_classes", cfg.num_classes,
+                "must be 0 (unconditional) or the number of classes (--cond sets it from the data)")
 
     def data_spec(self, cfg):
-        return DataSpec(IMAGES, cfg.resolution, cfg.channels)
+        return DataSpec(IMAGES, cfg.resolution, cfg.channels, labels=cfg.num_classes > 0)
 
     def build(self, cfg):
         from .networks import Discriminator, Generator
@@ -71,15 +82,22 @@ class DCGAN(Architecture):
 
         G, D = nets["G"], nets["D"]
         real = batch["image"]
-        z = ctx.randn(real.shape[0], ctx.cfg.nz)
+        n = real.shape[0]
+        z = ctx.randn(n, ctx.cfg.nz)
+        g_in, d_real, d_fake = (z,), (), ()
+        if ctx.cfg.num_classes:  # G draws the class it is given; D judges each image against its class
+            import torch.nn.functional as F
+
+            labels = ctx.labels(n)
+            g_in, d_real, d_fake = (z, F.one_hot(labels, ctx.cfg.num_classes).float()), (batch["label"],), (labels,)
         if phase.name == "D":
             with _no_grad():
-                fake = G(z)
-            real_logits, fake_logits = D(real), D(fake)
+                fake = G(*g_in)
+            real_logits, fake_logits = D(real, *d_real), D(fake, *d_fake)
             ctx.log("D/real", real_logits.detach().float().mean())
             ctx.log("D/fake", fake_logits.detach().float().mean())
             return nonsaturating_d_loss(real_logits, fake_logits)
-        return nonsaturating_g_loss(D(G(z)))
+        return nonsaturating_g_loss(D(G(*g_in), *d_fake))
 
     def import_checkpoint(self, files):
         """pytorch/examples dcgan's netG_epoch_N.pth and netD_epoch_N.pth."""
@@ -88,10 +106,16 @@ class DCGAN(Architecture):
         return import_checkpoint(files)
 
     def generators(self, cfg):
+        if cfg.num_classes:
+            latents = Latents((Gaussian("z", (cfg.nz,)), OneHot("label", (cfg.num_classes,))))
+            return {"G": Generator(role="G", inputs=("z", "label"), latents=latents)}
         return {"G": Generator(role="G", inputs=("z",), latents=gaussian_latents(cfg.nz))}
 
     def reference_loop(self, cfg, device):
-        """pytorch/examples dcgan/main.py's training loop (see reference_loop.py)."""
+        """pytorch/examples dcgan/main.py's training loop (see reference_loop.py); it has no conditional
+        version, so a conditional config has no reference row."""
+        if cfg.num_classes:
+            return None
         from .reference_loop import DCGANReferenceLoop
 
         return DCGANReferenceLoop(cfg, device)
