@@ -237,3 +237,22 @@ def test_damaged_class_metadata_is_one_message(runs, tmp_path):
         with pytest.raises(UserError) as caught:
             load(path, "cpu")
         assert str(caught.value) == f"{path}: unreadable ganzoo metadata ({reason})"
+
+
+def test_truncation_works_with_a_class_in_the_run_and_the_model(tmp_path):
+    """A conditional StyleGAN-lite (its generator takes a truncation psi and a label): ``--class`` with
+    ``--truncation`` is the same images from the run and from its ONNX model, and psi changes them."""
+    run = tmp_path / "sg"
+    trained = invoke("train", "stylegan-lite", *SMOKE, "--cond", "--steps", 2, "--batch-size", 4, "--out", run)
+    assert trained.exit_code == 0, trained.output
+    assert invoke("export", run, "--out", tmp_path / "m").exit_code == 0
+    model = tmp_path / "m" / "stylegan-lite-G.onnx"
+    args = ["--class", "Bag", "--n", 6, "--seed", 1]
+    theirs = sample_npz(run, tmp_path / "t.npz", *args, "--truncation", 0.5)
+    ours = sample_npz(model, tmp_path / "o.npz", *args, "--truncation", 0.5)
+    assert list(theirs["labels"]) == list(ours["labels"]) == [8] * 6
+    assert np.abs(theirs["images"].astype(int) - ours["images"].astype(int)).max() <= 1
+    untruncated = sample_npz(run, tmp_path / "u.npz", *args)
+    assert not np.array_equal(untruncated["images"], theirs["images"])
+    api = load(model, "cpu").sample(6, seed=1, truncation=0.5, labels="Bag")
+    assert np.array_equal(api, ours["images"].transpose(0, 3, 1, 2))
