@@ -72,6 +72,8 @@ def fit_class_count(arch, resolved, classes, source: str, cond: bool):
     """
     from .config import validate
 
+    if classes is None:  # the data layer names what a labelled source is; this is the last word if it did not
+        raise UserError(f"{source} has no class labels: a conditional run needs one class per image")
     key, count = arch.class_count_key, len(classes)
     if count == 0:
         raise UserError(f"{source} has labels but no classes: a conditional run needs at least one")

@@ -5,7 +5,8 @@ eval mode, with batch norms folded into the convolutions before them (so the
 file is simpler for any runtime; ONNX Runtime's own basic optimisation fuses
 these pairs too, so it gains no speed there), a dynamic batch (and a dynamic height and
 width for generators with a ``size_multiple``) and metadata that lets the
-torch-free runtime sample and translate. The file is checked with
+torch-free runtime sample and translate (a conditional generator's one-hot
+``label`` input is one more input, and its class names are metadata). The file is checked with
 ``onnx.checker`` and run by ONNX Runtime against eager PyTorch on fresh random
 inputs at two batch sizes; above the tolerance nothing is written. Its
 metadata carries ganzoo's mark (``ganzoo.marks``): a later export replaces it,
@@ -31,6 +32,7 @@ from .api import Generator
 from .errors import UserError
 from .marks import onnx_props
 from .outputs import EXPORT, claim
+from .runtime.classes import default_names
 from .runtime.latents import Constant, Latents
 from .runtime import ExportedGenerator
 
@@ -67,8 +69,22 @@ def fold_batch_norms(net: nn.Module) -> nn.Module:
     return net
 
 
+def affine_batch_norms(net: nn.Module) -> nn.Module:
+    """``net`` with every batch norm that has no affine parameters given scale 1 and shift 0 (the same function,
+    exactly): the exporter writes such a norm with constants of its channel count, which it cannot know after a
+    reshape with a dynamic batch (a conditional batch norm, ``bn(x) * (1 + gain(y)) + bias(y)``, is one)."""
+    for module in net.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and not module.affine \
+                and module.running_mean is not None:
+            module.affine = True
+            module.weight = nn.Parameter(torch.ones_like(module.running_mean), requires_grad=False)
+            module.bias = nn.Parameter(torch.zeros_like(module.running_mean), requires_grad=False)
+    return net
+
+
 def check_inputs(spec: Generator, n: int, seed: int, resolution: int, wide: bool = False) -> dict[str, np.ndarray]:
-    """Fresh inputs for a parity check: the generator's latents, settings drawn in [0, default], and
+    """Fresh inputs for a parity check: the generator's latents (a conditional generator's one-hot labels
+    drawn by its ``OneHot`` part, so every row is a valid class), settings drawn in [0, default], and
     for a generator with a ``size_multiple`` (``wide``) images wider than the training size."""
     inputs = spec.latents(n, seed)
     rng = np.random.default_rng(seed + 1)
@@ -102,7 +118,9 @@ def to_onnx(net: nn.Module, spec: Generator, example: dict[str, np.ndarray], ops
 
 
 def metadata(arch, cfg, name: str, spec: Generator, plugin: dict, batch: int | None, precision: str,
-             example: dict[str, np.ndarray]) -> dict[str, str]:
+             example: dict[str, np.ndarray], classes: list[str] | None = None) -> dict[str, str]:
+    """The metadata props; a conditional generator's ``classes`` (names by index; default "0".."N-1")
+    are a JSON list under "classes", which an unconditional one does not have."""
     data = arch.data_spec(cfg)
     inputs = []
     for key in spec.inputs:
@@ -123,6 +141,13 @@ def metadata(arch, cfg, name: str, spec: Generator, plugin: dict, batch: int | N
         props["latents"] = spec.latents.to_json()
     if spec.translates:
         props["translates"] = json.dumps(list(spec.translates))
+    part = getattr(spec.latents, "label_part", None)
+    if part is not None:
+        names = list(classes) if classes is not None else default_names(part.num_classes)
+        if len(names) != part.num_classes:
+            raise UserError(f"{arch.name}'s generator {name!r} takes {part.num_classes} classes, but "
+                            f"{len(names)} class names were given ({', '.join(names)})")
+        props["classes"] = json.dumps(names)
     return props
 
 
@@ -172,10 +197,12 @@ def verify(model_path: Path, net: nn.Module, spec: Generator, resolution: int, b
 
 def export_generator(arch, cfg, name: str, spec: Generator, net: nn.Module, out: Path, *, plugin: dict,
                      opset: int = DEFAULT_OPSET, batch: int | None = None, fp16: bool = False,
-                     tolerance: float | None = None, seed: int | None = None, fold_norms: bool = True) -> Exported:
+                     tolerance: float | None = None, seed: int | None = None, fold_norms: bool = True,
+                     classes: list[str] | None = None) -> Exported:
     """Export, check and verify one generator; ``out`` is written (atomically) only if it passes.
 
-    ``fold_norms=False`` keeps batch norms as graph nodes (the benchmark's plain export).
+    ``fold_norms=False`` keeps batch norms as graph nodes (the benchmark's plain export); ``classes`` names
+    a conditional generator's classes in the metadata (a run's ``rundir.run_classes``).
     """
     from .fileio import atomic_write
 
@@ -188,8 +215,8 @@ def export_generator(arch, cfg, name: str, spec: Generator, net: nn.Module, out:
     seed = int(np.random.SeedSequence().entropy % 2**31) if seed is None else seed
     net = net.float().cpu().eval()
     example = spec.latents(batch or 2, 0)
-    props = metadata(arch, cfg, name, spec, plugin, batch, precision, example)
-    traced = fold_batch_norms(net) if fold_norms else net
+    props = metadata(arch, cfg, name, spec, plugin, batch, precision, example, classes)
+    traced = affine_batch_norms(fold_batch_norms(net) if fold_norms else copy.deepcopy(net))
     model = build_model(to_onnx(traced, spec, example, opset, batch is None), props, fp16)
     resolution = arch.data_spec(cfg).resolution
     scratch = out.with_name(f".{out.name}.verify-{os.getpid()}")  # this process's own: no one else's file
@@ -211,7 +238,7 @@ def export_run(run, out_dir: Path | None = None, *, step: int | str | None = Non
                **options) -> list[Exported]:
     """Every generator of a run directory's checkpoint (``step``, "best" or the newest; EMA weights) to
     ``out_dir``/ARCH-NAME.onnx."""
-    from .rundir import load_sampling_nets
+    from .rundir import load_sampling_nets, run_classes
 
     generators = run.arch.generators(run.resolved.config)
     if generator is not None and generator not in generators:
@@ -220,9 +247,10 @@ def export_run(run, out_dir: Path | None = None, *, step: int | str | None = Non
     for name in generators:  # before any work: each file is new or an earlier export, never anything else
         if generator in (None, name):
             claim(out_dir / f"{run.arch.name}-{name}.onnx", EXPORT)
+    classes = run_classes(run)  # a damaged class list is refused before any work
     nets, step = load_sampling_nets(run, torch.device("cpu"), step=step)
     plugin = {**run.record.get("plugin", {}), "step": step}
     return [export_generator(run.arch, run.resolved.config, name, spec, nets[spec.role],
-                             out_dir / f"{run.arch.name}-{name}.onnx", plugin=plugin, **options)
+                             out_dir / f"{run.arch.name}-{name}.onnx", plugin=plugin, classes=classes, **options)
             for name, spec in generators.items()
             if generator == name or (generator is None and spec.role in nets)]  # an import may lack a generator

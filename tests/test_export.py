@@ -236,3 +236,32 @@ def test_the_oldest_and_newest_opsets_export_and_verify(runs, tmp_path, opset):
     assert result.exit_code == 0, result.output
     model = onnx.load(str(tmp_path / "stylegan-lite-G.onnx"))
     assert [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [opset]
+
+
+@pytest.mark.parametrize("fold_norms", [True, False])
+def test_a_batch_norm_without_affine_parameters_exports_after_a_dynamic_reshape(tmp_path, fold_norms):
+    """The TorchScript exporter writes a norm without scale and shift (a conditional batch norm's) with
+    constants of its channel count, unknown after a reshape with a dynamic batch; export gives it scale 1 and
+    shift 0 (the same function) on its copy, and leaves the network it was handed as it was."""
+    from torch import nn
+
+    from ganzoo import config
+    from ganzoo.api import Generator, gaussian_latents
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear, self.bn = nn.Linear(8, 4 * 32 * 32), nn.BatchNorm2d(4, affine=False)
+
+        def forward(self, z):
+            return self.bn(self.linear(z).view(-1, 4, 32, 32)).tanh()[:, :1]
+
+    torch.manual_seed(0)
+    net = Net()
+    net.bn.running_mean.normal_()
+    arch = registry.get("dcgan")
+    cfg = config.resolve(arch, preset="smoke", flags={"device": "cpu"}).config
+    spec = Generator("G", ("z",), gaussian_latents(8))
+    out = export_generator(arch, cfg, "G", spec, net, tmp_path / "g.onnx", plugin={}, seed=0, fold_norms=fold_norms)
+    assert max(out.errors.values()) < 1e-5
+    assert not net.bn.affine and net.bn.weight is None  # the caller's network is untouched

@@ -3,11 +3,13 @@
     from ganzoo.runtime import load
     model = load("stylegan-lite-G.onnx")
     images = model.sample(16, seed=0, truncation=0.7)   # uint8, N x C x H x W
+    images = conditional.sample(8, seed=0, labels="Trouser")   # a conditional generator: one class, or 8
 
 A model written by `ganzoo export` carries what sampling needs in its metadata:
 how its inputs are drawn from a seed (the same numpy draws as PyTorch
 sampling, so a seed names the same image), how outputs map to pixels, and for
-translators the channels and size rule of their input images.
+translators the channels and size rule of their input images, for conditional
+generators the names of their classes.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 
 from ..errors import UserError
 from .images import PIXELS, to_uint8
+from .classes import default_names, labels_for
 from .latents import Latents
 
 REQUIRED_KEYS = ("ganzoo_version", "architecture", "generator", "inputs", "output", "pixels", "channels", "resolution")
@@ -44,6 +47,7 @@ class Metadata:
     size_multiple: int | None
     precision: str
     raw: dict[str, str]
+    classes: tuple[str, ...] | None = None  # a conditional generator's class names, index = label; else None
 
     @classmethod
     def parse(cls, props: dict[str, str], path: Path) -> "Metadata":
@@ -52,17 +56,35 @@ class Metadata:
             raise UserError(f"{path} was not written by ganzoo export: metadata {', '.join(missing)} missing")
         try:
             batch = json.loads(props.get("batch", "null"))
-            return cls(
+            latents = Latents.from_json(props["latents"]) if props.get("latents") else None
+            parsed = cls(
                 ganzoo_version=props["ganzoo_version"], architecture=props["architecture"],
                 generator=props["generator"], inputs=json.loads(props["inputs"]), output=props["output"],
                 pixels=props["pixels"], channels=int(props["channels"]), resolution=int(props["resolution"]),
                 batch=batch if isinstance(batch, int) else None,
-                latents=Latents.from_json(props["latents"]) if props.get("latents") else None,
+                latents=latents,
                 translates=tuple(json.loads(props["translates"])) if props.get("translates") else None,
                 size_multiple=json.loads(props.get("size_multiple", "null")),
-                precision=props.get("precision", "fp32"), raw=dict(props))
+                precision=props.get("precision", "fp32"), raw=dict(props),
+                classes=_classes(props.get("classes"), latents))
         except (ValueError, KeyError, TypeError) as exc:
             raise UserError(f"{path}: unreadable ganzoo metadata ({exc})") from None
+        return parsed
+
+
+def _classes(text: str | None, latents: Latents | None) -> tuple[str, ...] | None:
+    """The "classes" prop (a JSON list of names) checked against the one-hot label input it names; a conditional
+    model without it (written by hand) gets "0".."N-1"; an unconditional one has none."""
+    part = latents.label_part if latents is not None else None
+    if text is None:
+        return tuple(default_names(part.num_classes)) if part is not None else None
+    names = json.loads(text)
+    if not (isinstance(names, list) and all(isinstance(name, str) for name in names)):
+        raise ValueError("classes must be a JSON list of names")
+    if part is None or len(names) != part.num_classes:
+        count = f"a one-hot label input of {part.num_classes}" if part is not None else "no label input"
+        raise ValueError(f"{len(names)} classes for {count}")
+    return tuple(names)
 
 
 def providers_for(device: str = "auto") -> list[str]:
@@ -133,17 +155,33 @@ class ExportedGenerator:
             out.append(self.session.run([self.metadata.output], chunk)[0][:batch - short])
         return np.concatenate(out)
 
-    def latents(self, n: int, seed: int) -> dict[str, np.ndarray]:
+    def latents(self, n: int, seed: int, labels=None) -> dict[str, np.ndarray]:
+        """The inputs of n samples for ``seed``, as PyTorch sampling draws them; ``labels`` as in ``sample``."""
         if self.metadata.latents is None:
             raise UserError(f"{self.path} does not declare how its inputs are drawn; call run() with your own inputs")
-        return self.metadata.latents(n, seed)
+        if labels is None:
+            return self.metadata.latents(n, seed)
+        return self.metadata.latents(n, seed, labels=self.labels(labels, n))
 
-    def sample(self, n: int, seed: int = 0, truncation: float | None = None, chunk: int = 64) -> np.ndarray:
-        """n images (uint8, N x C x H x W) for ``seed``: the images `ganzoo sample RUN_DIR` makes."""
-        if self.metadata.translates:
-            raise UserError(f"{self.path} translates images ({'->'.join(self.metadata.translates)}) rather than "
-                            f"sampling them; use: ganzoo translate {self.path} IMAGE_OR_FOLDER...")
-        inputs = self.latents(n, seed)
+    def labels(self, labels, n: int, option: str = "labels") -> np.ndarray:
+        """int64 (n,) class indices from one class (name or index) or n of them; a UserError for an
+        unconditional model or a class it does not have."""
+        classes = self.metadata.classes
+        if classes is None:
+            raise UserError(f"{option}: {self.path}'s generator {self.metadata.architecture}/"
+                            f"{self.metadata.generator} is not conditional (its inputs: {', '.join(self.input_names)})")
+        return labels_for(labels, n, classes, option, str(self.path))
+
+    def sample(self, n: int, seed: int = 0, truncation: float | None = None, chunk: int = 64,
+               labels=None) -> np.ndarray:
+        """n images (uint8, N x C x H x W) for ``seed``: the images `ganzoo sample RUN_DIR` makes.
+
+        ``labels`` chooses the classes of a conditional generator: one class for every image or n of them,
+        each a name or an index (None: drawn with the latents, uniformly). The other inputs do not depend
+        on them, so image i of a seed keeps its latent whatever its class.
+        """
+        self.require_sampler()
+        inputs = self.latents(n, seed, labels)
         if truncation is not None:
             truncation = truncation_psi(truncation)
             if "truncation" not in inputs:
@@ -152,6 +190,12 @@ class ExportedGenerator:
         size = self.metadata.batch or chunk
         return np.concatenate([to_uint8(self.run({k: v[start:start + size] for k, v in inputs.items()}))
                                for start in range(0, n, size)])
+
+    def require_sampler(self) -> None:
+        """A translator has nothing to sample: one UserError saying which command it takes."""
+        if self.metadata.translates:
+            raise UserError(f"{self.path} translates images ({'->'.join(self.metadata.translates)}) rather than "
+                            f"sampling them; use: ganzoo translate {self.path} IMAGE_OR_FOLDER...")
 
     def translate(self, image: np.ndarray) -> np.ndarray:
         """One image (float32, 1 x C x H x W in [-1, 1]) translated to uint8 (C x H x W)."""
