@@ -230,8 +230,8 @@ def from_onnx(path: Path, data: str | None, device: str, batch_size: int, seed: 
         def asked(n, data_labels=labels.real):
             for index, start in enumerate(range(0, n, CHUNK)):
                 count = min(CHUNK, n - start)
-                yield _sample_onnx(model, count, chunk_seed(seed, index), batch_size,
-                                   chunk_labels(data_labels, count, seed, index))
+                yield model.sample(count, chunk_seed(seed, index), chunk=batch_size,
+                                   labels=chunk_labels(data_labels, count, seed, index))
 
         source.tasks.append(Task("", real, asked, labels=labels))
     else:
@@ -244,28 +244,6 @@ def from_onnx(path: Path, data: str | None, device: str, batch_size: int, seed: 
 
 
 def model_classes(meta) -> list[str] | None:
-    """The class names an exported conditional generator records in its metadata ("classes", a JSON list),
-    or None when it records none."""
-    import json
-
-    text = meta.raw.get("classes")
-    if not text:
-        return None
-    try:
-        names = json.loads(text)
-    except ValueError:
-        names = None
-    if not (isinstance(names, list) and all(isinstance(name, str) for name in names)):
-        raise UserError(f"unreadable class names in the model's metadata: {text[:80]!r}")
-    return names
-
-
-def _sample_onnx(model, n: int, seed: int, batch_size: int, labels: np.ndarray) -> np.ndarray:
-    """n images of the classes ``labels`` from an exported conditional generator: its latents for ``seed`` with
-    the label input set (as PyTorch sampling sets it), run batch by batch."""
-    from ..runtime.images import to_uint8
-
-    inputs = model.metadata.latents(n, seed, labels=labels)
-    size = model.metadata.batch or batch_size
-    return np.concatenate([to_uint8(model.run({k: v[start:start + size] for k, v in inputs.items()}))
-                           for start in range(0, n, size)])
+    """The class names an exported conditional generator records in its metadata (None where it records none:
+    then the data's names are used, as for a run whose config.json has none)."""
+    return list(meta.classes) if meta.classes is not None and meta.raw.get("classes") else None
