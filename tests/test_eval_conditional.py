@@ -389,3 +389,18 @@ def test_a_conditional_run_evaluated_on_unlabelled_data_is_refused(lookup_runs, 
     error = one_error(invoke("eval", lookup_runs["true"], "--data", folder, "--n", 10, "--metrics", "fd-fmnist",
                              "--out", tmp_path / "e.json"))
     assert "has none" in error and "class-conditional (10 classes)" in error
+
+
+def test_data_with_labels_beyond_the_runs_classes_is_refused(lookup_runs, tmp_path):
+    """stylegan2-ada's dataset.json labelling 12 classes, for a run of 10."""
+    from PIL import Image
+
+    folder = tmp_path / "labelled"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 255, (32, 32), dtype=np.uint8)).save(folder / f"{i}.png")
+    (folder / "dataset.json").write_text(json.dumps({"labels": [[f"{i}.png", i] for i in range(12)]}))
+    error = one_error(invoke("eval", lookup_runs["true"], "--data", folder, "--n", 10, "--metrics", "fd-fmnist",
+                             "--out", tmp_path / "e.json"))
+    assert "has labels up to 11, but" in error and "has 10 classes (0 to 9)" in error
