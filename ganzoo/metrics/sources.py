@@ -183,23 +183,19 @@ def from_nets(arch, cfg, nets: dict, data: str | None, device, batch_size: int, 
         elif not any(t.label == "" for t in source.tasks):
             part = getattr(gen.latents, "label_part", None)
             if part is None:
-                def sampled(n, net=net, gen=gen):
-                    for index, start in enumerate(range(0, n, CHUNK)):
-                        count = min(CHUNK, n - start)
-                        yield generate(net, gen, count, chunk_seed(seed, index), device, chunk=batch_size).numpy()
+                real, labels = real_images(data, spec.resolution, spec.channels, on_bad), None
+            else:
+                real, labels = labelled_real(data, spec.resolution, spec.channels, part.num_classes, classes,
+                                             source.label, seed, on_bad)
 
-                source.tasks.insert(0, Task("", real_images(data, spec.resolution, spec.channels, on_bad), sampled))
-                continue
-            real, labels = labelled_real(data, spec.resolution, spec.channels, part.num_classes, classes,
-                                         source.label, seed, on_bad)
-
-            def asked(n, net=net, gen=gen, data_labels=labels.real):
+            def sampled(n, net=net, gen=gen, labels=labels):
                 for index, start in enumerate(range(0, n, CHUNK)):
                     count = min(CHUNK, n - start)
+                    asked = None if labels is None else chunk_labels(labels.real, count, seed, index)
                     yield generate(net, gen, count, chunk_seed(seed, index), device, chunk=batch_size,
-                                   labels=chunk_labels(data_labels, count, seed, index)).numpy()
+                                   labels=asked).numpy()
 
-            source.tasks.insert(0, Task("", real, asked, labels=labels))
+            source.tasks.insert(0, Task("", real, sampled, labels=labels))
     return source
 
 
@@ -220,26 +216,23 @@ def from_onnx(path: Path, data: str | None, device: str, batch_size: int, seed: 
 
         source.tasks.append(Task(f"{a.lower()}2{b.lower()}", domain_images(data, meta.resolution, meta.channels, b,
                                                                           on_bad), translated, len(inputs)))
-    elif meta.latents is not None and meta.latents.label_part is not None:
+    else:
         from .conditional import chunk_labels
 
-        part = meta.latents.label_part
-        real, labels = labelled_real(data, meta.resolution, meta.channels, part.num_classes, model_classes(meta),
-                                     source.label, seed, on_bad)
+        part = meta.latents.label_part if meta.latents is not None else None
+        if part is None:
+            real, labels = real_images(data, meta.resolution, meta.channels, on_bad), None
+        else:
+            real, labels = labelled_real(data, meta.resolution, meta.channels, part.num_classes, model_classes(meta),
+                                         source.label, seed, on_bad)
 
-        def asked(n, data_labels=labels.real):
-            for index, start in enumerate(range(0, n, CHUNK)):
-                count = min(CHUNK, n - start)
-                yield model.sample(count, chunk_seed(seed, index), chunk=batch_size,
-                                   labels=chunk_labels(data_labels, count, seed, index))
-
-        source.tasks.append(Task("", real, asked, labels=labels))
-    else:
         def sampled(n):
             for index, start in enumerate(range(0, n, CHUNK)):
-                yield model.sample(min(CHUNK, n - start), chunk_seed(seed, index), chunk=batch_size)
+                count = min(CHUNK, n - start)
+                asked = None if labels is None else chunk_labels(labels.real, count, seed, index)
+                yield model.sample(count, chunk_seed(seed, index), chunk=batch_size, labels=asked)
 
-        source.tasks.append(Task("", real_images(data, meta.resolution, meta.channels, on_bad), sampled))
+        source.tasks.append(Task("", real, sampled, labels=labels))
     return source
 
 
