@@ -246,15 +246,16 @@ def test_intra_class_fd_is_the_mean_of_per_class_fds_computed_directly(lookup_ru
 
 
 def test_class_accuracy_is_the_classifiers_on_real_images_and_chance_when_labels_are_scrambled(lookup_runs, tmp_path):
-    n = 2000
+    n = 1000
     true, _ = evaluate(lookup_runs["true"], tmp_path / "true.json", "--n", n)
-    scrambled, _ = evaluate(lookup_runs["scrambled"], tmp_path / "scrambled.json", "--n", n)
+    scrambled, _ = evaluate(lookup_runs["scrambled"], tmp_path / "scrambled.json", "--n", n,
+                            "--metrics", "fd-fmnist,intra-fd-fmnist,class-accuracy")
     # the default metrics of a conditional run on the embedded data include both conditional metrics
     assert true["metrics"] == ["fd-fmnist", "kid", "pr", "intra-fd-fmnist", "class-accuracy"]
     a, b = true["results"]["samples"], scrambled["results"]["samples"]
     accuracy = a["values"]["class-accuracy"]
     assert 0.85 <= accuracy <= 1.0  # real test images of the class asked for: the classifier's test accuracy
-    assert abs(b["values"]["class-accuracy"] - 0.1) < 0.03  # the class ignores the label: chance in ten
+    assert abs(b["values"]["class-accuracy"] - 0.1) < 0.04  # the class ignores the label: chance in ten (4 sigma)
     assert set(a["per_class"]["class-accuracy"]) == set(true["results"]["samples"]["classes"]["names"])
     # plain FD sees two sets of real images; intra-class FD sees the classes mixed up
     assert b["values"]["intra-fd-fmnist"] > 5 * a["values"]["intra-fd-fmnist"]
