@@ -18,6 +18,15 @@ adjusted for lazy regularisation as the reference does, and an EMA generator.
 DiffAugment (Zhao et al. 2020: colour, translation, cutout) turns on by default
 for datasets under 5,000 images.
 
+Class-conditional with ``c_dim`` > 0 (``ganzoo train --cond``), as
+stylegan2-ada-pytorch's ``--cond=1``: G embeds the one-hot label (c_dim ->
+w_dim) and concatenates it, normalised, with normalised z; D maps the label
+with its own mapping network to ``cmap`` and projects its last features on it
+(Miyato & Koyama, "cGANs with Projection Discriminator", ICLR 2018); the losses
+judge reals with their classes and fakes with classes drawn from the data's.
+``d_architecture="orig"`` and the ``cifar`` preset are the reference's CIFAR-10
+configuration.
+
 What "lite" changes, so that it needs no custom CUDA kernels and exports to
 ONNX with a dynamic batch: the modulated convolution scales activations
 instead of building per-sample weights (the reference's non-fused path, always);
