@@ -248,7 +248,8 @@ class StyleGANLite(Architecture):
         return StyleGAN2ADALoop(self, cfg, device)
 
     def generators(self, cfg):
-        return {"G": Generator(role="G", inputs=generator_input_names(cfg), latents=style_latents(cfg.z_dim, cfg.c_dim))}
+        latents = style_latents(cfg.z_dim, cfg.c_dim)
+        return {"G": Generator(role="G", inputs=generator_input_names(cfg), latents=latents)}
 
     def commands(self):
         from .cli import style_mix

@@ -26,6 +26,8 @@ from typing import Any
 
 from ganzoo.errors import UserError
 
+from . import D_ARCHITECTURES  # the reference's 'skip' D (fromrgb at every block) is not built
+
 SOURCE = "stylegan2-ada-pytorch"
 NETWORK_KEYS = ("G", "D", "G_ema")
 
@@ -138,7 +140,6 @@ _D_KEYS = ("c_dim", "img_resolution", "img_channels", "architecture", "channel_b
            "conv_clamp", "cmap_dim", "block_kwargs", "mapping_kwargs", "epilogue_kwargs")
 _D_BLOCK_KEYS = ("activation", "resample_filter", "fp16_channels_last", "freeze_layers")
 _D_MAPPING_KEYS = ("num_layers", "embed_features", "layer_features", "activation", "lr_multiplier")
-D_ARCHITECTURES = ("resnet", "orig")  # the reference's 'skip' D (fromrgb at every block) is not built
 _D_EPILOGUE_KEYS = ("mbstd_group_size", "mbstd_num_channels", "activation")
 
 

@@ -13,6 +13,7 @@ import math
 import torch
 from torch import nn
 
+from . import D_ARCHITECTURES
 from .layers import Conv2d, FullyConnected, SynthesisLayer, ToRGB, Upsample2x, normalize_2nd_moment
 
 
@@ -260,8 +261,8 @@ class Discriminator(nn.Module):
                  mbstd_group: int = 4, mbstd_channels: int = 1, conv_clamp: float | None = None, c_dim: int = 0,
                  mapping_layers: int = 8, architecture: str = "resnet"):
         super().__init__()
-        if architecture not in ("resnet", "orig"):
-            raise ValueError(f"architecture must be resnet or orig, got {architecture!r}")
+        if architecture not in D_ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {D_ARCHITECTURES}, got {architecture!r}")
         resolutions = block_resolutions(resolution)[::-1][:-1]  # resolution ... 8
         self.blocks = nn.ModuleDict({
             f"b{res}": DiscriminatorBlock(channels_at(res, channel_base, channel_max),
