@@ -27,6 +27,7 @@ def style_mix(run_dir, rows, cols, seed, coarse, truncation, class_, out, device
     from ganzoo import rundir
     from ganzoo.fileio import write_png
     from ganzoo.outputs import claim
+    from ganzoo.runtime.classes import class_index
     from ganzoo.sampling import grid
     from ganzoo.train.engine import pick_device
 
@@ -47,7 +48,7 @@ def style_mix(run_dir, rows, cols, seed, coarse, truncation, class_, out, device
     classes = rundir.run_classes(run)
     if classes is None and class_ is not None:
         raise UserError(f"--class needs a conditional run; {run_dir} is unconditional (c_dim=0)")
-    label = None if classes is None else 0 if class_ is None else class_index(class_, classes, run_dir)
+    label = None if classes is None else 0 if class_ is None else class_index(class_, classes, source=str(run_dir))
     layers = num_ws(cfg.resolution)
     coarse = default_coarse_layers(cfg.resolution) if coarse is None else coarse
     if not 1 <= coarse < layers:
@@ -60,23 +61,3 @@ def style_mix(run_dir, rows, cols, seed, coarse, truncation, class_, out, device
     of_class = "" if label is None else f", class {label} ({classes[label]})"
     click.echo(f"style mixing {rows} x {cols} from {run_dir} (step {step}, seed {seed}{of_class}) -> {out}")
 
-
-def class_index(value: str, classes: list[str], run_dir) -> int:
-    """The index of ``--class``: a class name as config.json records it, else an index, else a name in any case.
-
-    The reading of ``ganzoo sample --class`` (ganzoo.runtime.classes), so a class means the same to both commands.
-    """
-    listing = ", ".join(f"{i} {name}" for i, name in enumerate(classes))
-    if value in classes:
-        return classes.index(value)
-    try:
-        index = int(value.strip())
-    except ValueError:
-        folded = [i for i, name in enumerate(classes) if name.casefold() == value.strip().casefold()]
-        if len(folded) == 1:
-            return folded[0]
-        raise UserError(f"--class {value!r} is not a class of {run_dir}; its classes: {listing}") from None
-    if not 0 <= index < len(classes):
-        raise UserError(f"--class {index} is out of range: {run_dir} has {len(classes)} classes, "
-                        f"0 to {len(classes) - 1}")
-    return index
