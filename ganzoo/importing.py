@@ -12,6 +12,11 @@ checked; the folder appears whole (renamed into place) or not at all.
 Config precedence: the defaults, then ``--preset``, then ``--set``, then what
 the files determine. A ``--set`` of a key the files determine must agree with
 them; one that contradicts them is refused naming both.
+
+A conditional network (the architecture's ``class_count_key`` above 0 once
+resolved) may be given its class names (``--classes``, a catalog entry's): one
+per class, recorded as config.json's ``classes``; without them the run's classes
+are "0".."N-1" (``ganzoo.rundir.run_classes``).
 """
 
 from __future__ import annotations
@@ -25,11 +30,16 @@ from . import registry
 from .config import Resolved, TrainOptions, apply_overrides, choose_preset, presets, split_assignments, validate
 from .errors import UserError
 from .fileio import sha256_of, write_json
+from .rundir import CLASSES
 
 
 def import_run(arch_name: str, files: Iterable[Path], out: Path, preset: str | None = None,
-               sets: Iterable[str] = ()) -> Path:
-    """Read ``files`` through ``arch_name``'s importer and write the run directory ``out``; returns it."""
+               sets: Iterable[str] = (), classes: Iterable[str] | None = None, classes_from: str = "--classes"
+               ) -> Path:
+    """Read ``files`` through ``arch_name``'s importer and write the run directory ``out``; returns it.
+
+    ``classes``: the class names of a conditional network, by label (``classes_from`` says where they come from
+    in the error that refuses a wrong count)."""
     import torch
 
     from . import __version__
@@ -44,6 +54,7 @@ def import_run(arch_name: str, files: Iterable[Path], out: Path, preset: str | N
             raise UserError(f"no such file: {path}" if not path.exists() else f"{path} is not a file")
     imported = arch.import_checkpoint(files)
     resolved = _resolve(arch, preset, split_assignments(list(sets)), imported.overrides, files)
+    classes = _check_classes(arch, resolved.config, classes, classes_from, files)
     nets = arch.build(resolved.config)
     chosen = {}
     for role in sorted(imported.networks):
@@ -66,10 +77,28 @@ def import_run(arch_name: str, files: Iterable[Path], out: Path, preset: str | N
                            "files": {path.name: {"sha256": sha256_of(path), "holds": imported.files.get(path.name, "")}
                                      for path in files},
                            "roles": sorted({r[:-len("_ema")] if r.endswith("_ema") else r for r in chosen})}}
+    if classes is not None:
+        record[CLASSES] = classes
     with torch.no_grad():
         tensors = flatten_networks(chosen)
     _write(out, record, tensors, NETWORKS, WEIGHTS_ONLY)
     return out
+
+
+def _check_classes(arch, cfg, classes, classes_from: str, files: list[Path]) -> list[str] | None:
+    """The class names as config.json records them: one per class the files determine, distinct; else refused."""
+    if classes is None:
+        return None
+    names = [str(name) for name in classes]
+    count = arch.num_classes(cfg)
+    where = ", ".join(p.name for p in files)
+    if count == 0:
+        raise UserError(f"{classes_from} names {len(names)} classes, but {where} holds an unconditional network "
+                        f"({arch.class_count_key or 'no class count'}=0): leave the class names out")
+    if len(names) != count or not all(n.strip() for n in names) or len(set(names)) != len(names):
+        raise UserError(f"{classes_from} must name the {count} classes of {where} ({arch.class_count_key}={count}) "
+                        f"once each, in label order; got {len(names)}: {', '.join(names)}")
+    return names
 
 
 def _resolve(arch, preset, sets: dict[str, str], determined: dict, files: list[Path]) -> Resolved:

@@ -21,12 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .data.catalog import TIMEOUT, ganzoo_home, human_size
-from .data.tsv_table import NAME, read_table, source_fields
+from .data.tsv_table import NAME, UNKNOWN, read_table, source_fields
 from .errors import UserError
 
 CATALOG_FILE = "pretrained.tsv"
 COLUMNS = ("name", "arch", "url", "bytes", "sha256", "licence", "files")
-HEADER = "\t".join(COLUMNS)
+OPTIONAL = ("classes",)  # a conditional checkpoint's class names, comma-separated ('-': none); added later
+HEADER = "\t".join(COLUMNS)  # enough for an unconditional checkpoint (and every file written before classes)
+FULL_HEADER = "\t".join(COLUMNS + OPTIONAL)
 ENV_EXTRA = "GANZOO_PRETRAINED"
 ENV_OFFLINE = "GANZOO_OFFLINE"
 
@@ -42,6 +44,7 @@ class Pretrained:
     sha256: str | None
     licence: str
     file: str  # the name it is cached under (the importer recognises the source format by it)
+    classes: tuple[str, ...] | None = None  # a conditional network's class names by label; its run records them
 
 
 def pretrained_dir() -> Path:
@@ -54,18 +57,29 @@ def cached_path(entry: Pretrained) -> Path:
 
 def catalog() -> dict[str, Pretrained]:
     """Every known checkpoint by name, sorted: the built-in list, then $GANZOO_PRETRAINED's entries over it."""
-    return read_table("ganzoo.data", CATALOG_FILE, ENV_EXTRA, COLUMNS, "checkpoint", _entry)
+    return read_table("ganzoo.data", CATALOG_FILE, ENV_EXTRA, COLUMNS, "checkpoint", _entry, OPTIONAL)
 
 
 def _entry(fields: list[str], where: str) -> Pretrained:
-    name, arch, url, size, sha256, licence, file = fields
+    name, arch, url, size, sha256, licence, file, classes = fields
     for key, value in (("name", name), ("arch", arch), ("files", file)):
         if not NAME.fullmatch(value):
             raise UserError(f"{where}: bad {key} {value!r} (letters, digits, '.', '_', '-')")
     url, known_bytes, known_sha256 = source_fields(where, url, size, sha256)
     if not licence:
         raise UserError(f"{where}: the licence is empty (name it, or '-' if unknown)")
-    return Pretrained(name, arch, url, known_bytes, known_sha256, licence, file)
+    return Pretrained(name, arch, url, known_bytes, known_sha256, licence, file, _classes(classes, where))
+
+
+def _classes(field: str, where: str) -> tuple[str, ...] | None:
+    """The classes column: names by label, comma-separated, or '-' (none: an unconditional checkpoint)."""
+    if field in ("", UNKNOWN):
+        return None
+    names = tuple(name.strip() for name in field.split(","))
+    if not all(names) or len(set(names)) != len(names):
+        raise UserError(f"{where}: bad classes {field!r} (distinct, non-empty class names separated by commas, in "
+                        "label order, or '-' for none)")
+    return names
 
 
 def get_entry(name: str) -> Pretrained:
@@ -129,9 +143,11 @@ def fetch(name: str, *, progress: bool = True) -> Path:
 
 def _unverified(entry: Pretrained, size: int, sha256: str) -> str:
     """Trust on first use: nothing was checked; what arrived, as a catalog line to pin it with."""
+    classes = ",".join(entry.classes) if entry.classes else UNKNOWN
     return (f"warning: {entry.name} could not be verified (its publisher gives no size and sha256); got {size} "
             f"bytes, sha256 {sha256}. To pin this copy, put these two lines in a file named by ${ENV_EXTRA}:\n"
-            f"{HEADER}\n{entry.name}\t{entry.arch}\t{entry.url}\t{size}\t{sha256}\t{entry.licence}\t{entry.file}")
+            f"{FULL_HEADER}\n{entry.name}\t{entry.arch}\t{entry.url}\t{size}\t{sha256}\t{entry.licence}\t{entry.file}"
+            f"\t{classes}")
 
 
 def _remove_empty(folder: Path) -> None:
@@ -142,22 +158,27 @@ def _remove_empty(folder: Path) -> None:
             return
 
 
-def import_checkpoint(arch: str, files: list[Path], out: Path) -> Path | None:
+def import_checkpoint(arch: str, files: list[Path], out: Path, classes: tuple[str, ...] | None = None,
+                      classes_from: str = "the catalog") -> Path | None:
     """The run directory ``ganzoo import`` makes from ``files``; None where that command is not there yet.
 
     The one place `pretrained get` imports: ganzoo.importing.import_run (the
     same code as `ganzoo import`), so a catalog checkpoint and a file of one's
-    own become run directories alike.
+    own become run directories alike. ``classes``: the entry's class names, which
+    the run's config.json records (``ganzoo sample --class NAME`` reads them).
     """
     try:
         from .importing import import_run
     except ImportError:
         return None
-    return import_run(arch, files, out)
+    return import_run(arch, files, out, classes=classes, classes_from=classes_from)
 
 
 def import_command(entry: Pretrained, out: Path) -> str:
-    return f"ganzoo import {cached_path(entry)} --arch {entry.arch} --out {out}"
+    import shlex
+
+    names = f" --classes {shlex.quote(','.join(entry.classes))}" if entry.classes else ""
+    return f"ganzoo import {cached_path(entry)} --arch {entry.arch} --out {out}{names}"
 
 
 def rows() -> list[tuple[str, str, str, str, str]]:

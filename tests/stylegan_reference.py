@@ -5,7 +5,8 @@ the attributes they keep, NumPy gains included) with forward passes in fp64
 from the definitions: `torch_utils/ops/upfirdn2d.py` `_upfirdn2d_ref` and
 `upsample2d`, `torch_utils/ops/conv2d_resample.py` `conv2d_resample`,
 `bias_act` (leaky ReLU 0.2, gain sqrt 2, then the clamp at conv_clamp * gain), the fused modulated convolution and
-`MinibatchStdLayer`. `write_network_pickle` pickles them as
+`MinibatchStdLayer`; a label ``c`` (one-hot, by keyword) for conditional networks: the mapping's
+``embed``, D's own mapping network and its projection epilogue. `write_network_pickle` pickles them as
 `torch_utils/persistence.py` does: each module as
 `_reconstruct_persistent_obj(meta)` with the module source, class name and
 `__dict__` (tensors as plain pickle stores them). Never part of ganzoo.
@@ -134,25 +135,40 @@ class Conv2dLayer(Persistent):
 
 
 class MappingNetwork(Persistent):
-    def __init__(self, z_dim, c_dim, w_dim, num_ws, num_layers=8, lr_multiplier=0.01, w_avg_beta=0.995):
+    """`MappingNetwork`: z and the label embedding, each normalised, concatenated, then the layers; ``num_ws`` None
+    and ``w_avg_beta`` None as the discriminator builds it (no broadcast, no w_avg)."""
+
+    def __init__(self, z_dim, c_dim, w_dim, num_ws, num_layers=8, embed_features=None, layer_features=None,
+                 activation="lrelu", lr_multiplier=0.01, w_avg_beta=0.995):
         super().__init__()
         self.keep(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, num_ws=num_ws, num_layers=num_layers,
+                  embed_features=embed_features, layer_features=layer_features, activation=activation,
                   lr_multiplier=lr_multiplier, w_avg_beta=w_avg_beta)
         self.z_dim, self.c_dim, self.w_dim, self.num_ws, self.num_layers = z_dim, c_dim, w_dim, num_ws, num_layers
         self.w_avg_beta = w_avg_beta
+        embed_features = w_dim if embed_features is None else embed_features
+        embed_features = 0 if c_dim == 0 else embed_features
+        layer_features = w_dim if layer_features is None else layer_features
+        features = [z_dim + embed_features] + [layer_features] * (num_layers - 1) + [w_dim]
         if c_dim > 0:
-            self.embed = FullyConnectedLayer(c_dim, w_dim)
-        features = [z_dim + (w_dim if c_dim else 0)] + [w_dim] * num_layers
+            self.embed = FullyConnectedLayer(c_dim, embed_features)
         for idx in range(num_layers):
-            setattr(self, f"fc{idx}", FullyConnectedLayer(features[idx], features[idx + 1], activation="lrelu",
+            setattr(self, f"fc{idx}", FullyConnectedLayer(features[idx], features[idx + 1], activation=activation,
                                                           lr_multiplier=lr_multiplier))
-        self.register_buffer("w_avg", torch.zeros([w_dim]))
+        if num_ws is not None and w_avg_beta is not None:
+            self.register_buffer("w_avg", torch.zeros([w_dim]))
 
-    def forward(self, z, truncation_psi=1.0):
-        x = normalize_2nd_moment(z.double())
+    def forward(self, z, truncation_psi=1.0, c=None):  # the reference's (z, c, truncation_psi), c by keyword
+        x = None
+        if self.z_dim > 0:
+            x = normalize_2nd_moment(z.double())
+        if self.c_dim > 0:
+            y = normalize_2nd_moment(self.embed(c.double()))
+            x = torch.cat([x, y], dim=1) if x is not None else y
         for idx in range(self.num_layers):
             x = getattr(self, f"fc{idx}")(x)
-        x = x.unsqueeze(1).repeat([1, self.num_ws, 1])
+        if self.num_ws is not None:
+            x = x.unsqueeze(1).repeat([1, self.num_ws, 1])
         return self.w_avg.double().lerp(x, truncation_psi) if truncation_psi != 1 else x
 
 
@@ -257,29 +273,33 @@ class Generator(Persistent):
         self.synthesis = SynthesisNetwork(w_dim, img_resolution, img_channels, synthesis_kwargs["channel_base"],
                                           synthesis_kwargs["channel_max"], synthesis_kwargs.get("conv_clamp"))
         self.num_ws = self.synthesis.num_ws
-        self.mapping = MappingNetwork(z_dim, c_dim, w_dim, self.num_ws, mapping_kwargs["num_layers"])
+        self.mapping = MappingNetwork(z_dim, c_dim, w_dim, self.num_ws, **mapping_kwargs)
 
-    def forward(self, z, truncation_psi=1.0):
-        return self.synthesis(self.mapping(z, truncation_psi))
+    def forward(self, z, truncation_psi=1.0, c=None):
+        return self.synthesis(self.mapping(z, truncation_psi, c))
 
 
 class DiscriminatorBlock(Persistent):
-    def __init__(self, in_channels, tmp_channels, out_channels, resolution, img_channels, conv_clamp=None):
+    def __init__(self, in_channels, tmp_channels, out_channels, resolution, img_channels, conv_clamp=None,
+                 architecture="resnet"):
         super().__init__()
         self.keep()
-        self.in_channels, self.resolution, self.architecture = in_channels, resolution, "resnet"
+        self.in_channels, self.resolution, self.architecture = in_channels, resolution, architecture
         self.register_buffer("resample_filter", setup_filter())
         if in_channels == 0:
             self.fromrgb = Conv2dLayer(img_channels, tmp_channels, 1, activation="lrelu", conv_clamp=conv_clamp)
         self.conv0 = Conv2dLayer(tmp_channels, tmp_channels, 3, activation="lrelu", conv_clamp=conv_clamp)
         self.conv1 = Conv2dLayer(tmp_channels, out_channels, 3, activation="lrelu", down=2, conv_clamp=conv_clamp)
-        self.skip = Conv2dLayer(tmp_channels, out_channels, 1, bias=False, down=2)  # the reference clamps no skip
+        if architecture == "resnet":
+            self.skip = Conv2dLayer(tmp_channels, out_channels, 1, bias=False, down=2)  # the reference clamps no skip
 
     def forward(self, x, img):
         if self.in_channels == 0:
             x = self.fromrgb(img.double())
-        y = self.skip(x, gain=np.sqrt(0.5))
-        return y + self.conv1(self.conv0(x), gain=np.sqrt(0.5))
+        if self.architecture == "resnet":
+            y = self.skip(x, gain=np.sqrt(0.5))
+            return y + self.conv1(self.conv0(x), gain=np.sqrt(0.5))
+        return self.conv1(self.conv0(x))  # 'orig'
 
 
 class MinibatchStdLayer(Persistent):
@@ -298,51 +318,70 @@ class MinibatchStdLayer(Persistent):
 
 
 class DiscriminatorEpilogue(Persistent):
-    def __init__(self, in_channels, resolution, mbstd_group_size, mbstd_num_channels, conv_clamp=None):
+    def __init__(self, in_channels, cmap_dim, resolution, mbstd_group_size, mbstd_num_channels, conv_clamp=None):
         super().__init__()
         self.keep()
+        self.cmap_dim = cmap_dim
         self.mbstd = MinibatchStdLayer(mbstd_group_size, mbstd_num_channels)
         self.conv = Conv2dLayer(in_channels + mbstd_num_channels, in_channels, 3, activation="lrelu",
                                 conv_clamp=conv_clamp)
         self.fc = FullyConnectedLayer(in_channels * resolution**2, in_channels, activation="lrelu")
-        self.out = FullyConnectedLayer(in_channels, 1)
+        self.out = FullyConnectedLayer(in_channels, 1 if cmap_dim == 0 else cmap_dim)
 
-    def forward(self, x):
-        return self.out(self.fc(self.conv(self.mbstd(x)).flatten(1)))
+    def forward(self, x, cmap):
+        x = self.out(self.fc(self.conv(self.mbstd(x)).flatten(1)))
+        if self.cmap_dim > 0:  # the projection: (x * cmap).sum(1) / sqrt(cmap_dim)
+            x = (x * cmap).sum(dim=1, keepdim=True) * (1 / np.sqrt(self.cmap_dim))
+        return x
 
 
 class Discriminator(Persistent):
     def __init__(self, c_dim, img_resolution, img_channels, architecture="resnet", channel_base=32768,
-                 channel_max=512, num_fp16_res=0, conv_clamp=None, block_kwargs=None, mapping_kwargs=None,
-                 epilogue_kwargs=None):
+                 channel_max=512, num_fp16_res=0, conv_clamp=None, cmap_dim=None, block_kwargs=None,
+                 mapping_kwargs=None, epilogue_kwargs=None):
         super().__init__()
         epilogue_kwargs = EasyDict(epilogue_kwargs or {})
+        mapping_kwargs = EasyDict(mapping_kwargs or {})
         self.keep(c_dim=c_dim, img_resolution=img_resolution, img_channels=img_channels, architecture=architecture,
                   channel_base=channel_base, channel_max=channel_max, num_fp16_res=num_fp16_res,
-                  conv_clamp=conv_clamp, block_kwargs=EasyDict(block_kwargs or {}),
-                  mapping_kwargs=EasyDict(mapping_kwargs or {}), epilogue_kwargs=epilogue_kwargs)
+                  conv_clamp=conv_clamp, cmap_dim=cmap_dim, block_kwargs=EasyDict(block_kwargs or {}),
+                  mapping_kwargs=mapping_kwargs, epilogue_kwargs=epilogue_kwargs)
+        self.c_dim = c_dim
         self.block_resolutions = [2**i for i in range(int(np.log2(img_resolution)), 2, -1)]
         ch = {res: min(channel_base // res, channel_max) for res in self.block_resolutions + [4]}
+        cmap_dim = ch[4] if cmap_dim is None else cmap_dim
+        cmap_dim = 0 if c_dim == 0 else cmap_dim
         for res in self.block_resolutions:
             setattr(self, f"b{res}", DiscriminatorBlock(ch[res] if res < img_resolution else 0, ch[res],
-                                                        ch[res // 2], res, img_channels, conv_clamp))
-        self.b4 = DiscriminatorEpilogue(ch[4], 4, epilogue_kwargs.get("mbstd_group_size", 4),
+                                                        ch[res // 2], res, img_channels, conv_clamp, architecture))
+        if c_dim > 0:
+            self.mapping = MappingNetwork(z_dim=0, c_dim=c_dim, w_dim=cmap_dim, num_ws=None, w_avg_beta=None,
+                                          **mapping_kwargs)
+        self.b4 = DiscriminatorEpilogue(ch[4], cmap_dim, 4, epilogue_kwargs.get("mbstd_group_size", 4),
                                         epilogue_kwargs.get("mbstd_num_channels", 1), conv_clamp)
 
-    def forward(self, img):
+    def forward(self, img, c=None):
         x = None
         for res in self.block_resolutions:
             x = getattr(self, f"b{res}")(x, img)
-        return self.b4(x)
+        cmap = self.mapping(None, c=c) if self.c_dim > 0 else None
+        return self.b4(x, cmap)
 
 
-def randomize(net: nn.Module, seed: int) -> nn.Module:
-    """Every parameter and buffer drawn at random (zero biases and strengths would hide mistakes); filters kept."""
+def randomize(net: nn.Module, seed: int, lr_scaled: bool = False) -> nn.Module:
+    """Every parameter and buffer drawn at random (zero biases and strengths would hide mistakes); filters kept.
+
+    ``lr_scaled``: the weights of layers with a learning-rate multiplier divided by it, as the reference stores
+    them, so that a label still reaches the output through D's 8 mapping layers at lr x0.01.
+    """
     g = torch.Generator().manual_seed(seed)
+    scale = {f"{name}.weight": 1 / m.bias_gain for name, m in net.named_modules()
+             if lr_scaled and isinstance(m, FullyConnectedLayer)}
     with torch.no_grad():
         for name, t in net.state_dict().items():
             if not name.endswith("resample_filter"):
-                t.copy_(torch.randn(t.shape, generator=g) * (0.3 if "bias" in name or "strength" in name else 1.0))
+                t.copy_(torch.randn(t.shape, generator=g) * (0.3 if "bias" in name or "strength" in name else 1.0)
+                        * scale.get(name, 1.0))
     return net
 
 
@@ -405,21 +444,42 @@ def network_pickle_bytes(data: dict, module_src: str) -> bytes:
     return buffer.getvalue()
 
 
-def small_networks(resolution=32, channels=3, c_dim=0, seed=0, d_conv_clamp=256, **g_extra):
+def small_networks(resolution=32, channels=3, c_dim=0, seed=0, d_conv_clamp=256, *, z_dim=8, w_dim=8,
+                   channel_base=256, channel_max=16, mapping_layers=2, d_architecture="resnet", mbstd_group=4,
+                   d_mapping_kwargs=None, **g_extra):
     """G, D, G_ema as stylegan2-ada-pytorch would build them for a small config, random weights.
 
-    ``conv_clamp`` (among ``g_extra``, 256 by default) is G's; ``d_conv_clamp`` D's.
+    ``conv_clamp`` (among ``g_extra``, 256 by default) is G's; ``d_conv_clamp`` D's. ``c_dim`` > 0: conditional
+    networks (G's label embedding, D's mapping network with ``d_mapping_kwargs``, the reference's default {}).
     """
-    mapping = {"num_layers": 2}
-    synthesis = {"channel_base": 256, "channel_max": 16, "num_fp16_res": 4, "conv_clamp": 256, **g_extra}
+    mapping = {"num_layers": mapping_layers}
+    synthesis = {"channel_base": channel_base, "channel_max": channel_max, "num_fp16_res": 4, "conv_clamp": 256,
+                 **g_extra}
     torch.manual_seed(seed)
-    G = randomize(Generator(8, c_dim, 8, resolution, channels, mapping, synthesis), seed)
-    G_ema = randomize(Generator(8, c_dim, 8, resolution, channels, mapping, synthesis), seed + 1)
-    D = randomize(Discriminator(c_dim, resolution, channels, channel_base=256, channel_max=16, num_fp16_res=4,
-                                conv_clamp=d_conv_clamp,
-                                epilogue_kwargs={"mbstd_group_size": 4, "mbstd_num_channels": 1}),
-                  seed + 2)
+    scaled = c_dim > 0  # unconditional networks keep the draws their tests were written with
+    G = randomize(Generator(z_dim, c_dim, w_dim, resolution, channels, mapping, synthesis), seed, scaled)
+    G_ema = randomize(Generator(z_dim, c_dim, w_dim, resolution, channels, mapping, synthesis), seed + 1, scaled)
+    D = randomize(Discriminator(c_dim, resolution, channels, architecture=d_architecture, channel_base=channel_base,
+                                channel_max=channel_max, num_fp16_res=4, conv_clamp=d_conv_clamp,
+                                mapping_kwargs=d_mapping_kwargs or {},
+                                epilogue_kwargs={"mbstd_group_size": mbstd_group, "mbstd_num_channels": 1}),
+                  seed + 2, scaled)
     return {"G": G, "D": D, "G_ema": G_ema}
 
 
-__all__ = ["Generator", "Discriminator", "network_pickle_bytes", "small_networks"]
+def cifar_networks(c_dim=10, seed=0, **extra):
+    """train.py's ``--cfg=cifar --cond=1`` networks made small: 32x32 RGB, 2 mapping layers, D
+    ``architecture='orig'`` with minibatch-std groups of 32, and fmaps 1 (channel_base 32768: every layer at
+    channel_max up to 64x64), here with channel_max 16 and channel_base 512 (16 at every resolution), z and w 16."""
+    kwargs = dict(resolution=32, channels=3, c_dim=c_dim, seed=seed, z_dim=16, w_dim=16, channel_base=512,
+                  channel_max=16, mapping_layers=2, d_architecture="orig", mbstd_group=32)
+    return small_networks(**{**kwargs, **extra})
+
+
+# What legacy.py's convert_tf_discriminator gives D's mapping_kwargs (NVIDIA's published pickles, cifar10.pkl
+# among them, were trained with the TensorFlow stylegan2-ada, whose D maps the label with no layers).
+LEGACY_D_MAPPING = {"num_layers": 0, "embed_features": None, "layer_features": None, "activation": "lrelu",
+                    "lr_multiplier": 0.1}
+
+
+__all__ = ["Generator", "Discriminator", "network_pickle_bytes", "small_networks", "cifar_networks", "LEGACY_D_MAPPING"]

@@ -79,7 +79,11 @@ def test_a_class_count_that_disagrees_with_the_data_is_refused(tmp_path):
 
 
 def test_cond_on_data_without_labels_is_refused_before_anything_is_written(tmp_path):
-    data = image_folder(tmp_path / "flat", n=8, size=36)
+    data = tmp_path / "flat"  # images at its root alone: no class folders, no dataset.json
+    image_folder(tmp_path / "made", n=8, size=36)
+    data.mkdir()
+    for index, image in enumerate(sorted((tmp_path / "made").rglob("*.png"))):
+        image.rename(data / f"{index}.png")
     line = _refused(ganzoo("train", "dcgan", *SMOKE, "--cond", "--data", data, "--steps", "1",
                            "--out", tmp_path / "run"), "label")
     assert str(data.name) in line

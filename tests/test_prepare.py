@@ -84,7 +84,11 @@ def test_a_folder_is_prepared_into_the_pixels_training_decodes(tmp_path):
     assert "23 images at 16x16, 3 channels" in result.stdout and "on disk" in result.stdout
     dataset = open_prepared(folder)
     images = dataset.domains["images"]
-    assert images.shape == (23, 3, 16, 16) and images.labels is None and dataset.bad == []
+    assert images.shape == (23, 3, 16, 16) and dataset.bad == []
+    # image_folder's a/ and b/ are class folders (torchvision's ImageFolder layout): img{i} lies in a/ for odd i
+    names = sorted((p.parent.name, p.name) for p in source.rglob("*.png"))
+    np.testing.assert_array_equal(images.labels, [0 if folder == "a" else 1 for folder, _ in names])
+    assert dataset.classes == ("a", "b") and "classes: 2 (a, b), from its subfolders" in result.stdout
     np.testing.assert_array_equal(images.read_all().numpy(), load_folder(source, 16, 3))
     order = np.array([5, 0, 22, 5, 11])
     np.testing.assert_array_equal(images.gather(order).numpy(), load_folder(source, 16, 3)[order])
@@ -158,7 +162,7 @@ def test_a_stylegan_zip_keeps_its_labels_aligned_with_the_images_kept(tmp_path):
     np.testing.assert_array_equal(kept.labels, [labels[name] for name in names if name != broken])
     assert kept.labels.dtype == np.int64
     np.testing.assert_array_equal(kept.read_all().numpy(), _extracted(tmp_path, images, lambda n: n != broken))
-    assert "labels of 7 classes" in result.stdout
+    assert "classes: 7 (0, 1, 2, 3, 4, 5, 6), from dataset.json" in result.stdout
     assert_checksums(folder)
     assert archive.read_bytes() == before and not (tmp_path / "00000").exists()  # read in place, never extracted
     fingerprint = dataset.manifest["fingerprint"]
@@ -188,7 +192,7 @@ def test_a_zip_without_labels(tmp_path):
     result = prepare(archive, "--resolution", 20, "--out", tmp_path / "faces", home=tmp_path / "home")
     assert result.returncode == 0, result.stderr
     kept = open_prepared(tmp_path / "faces").domains["images"]
-    assert kept.labels is None and "classes" not in result.stdout
+    assert kept.labels is None and "classes:" not in result.stdout and "no class labels" in result.stdout
     np.testing.assert_array_equal(kept.read_all().numpy(), _extracted(tmp_path, images, lambda n: True))
 
 

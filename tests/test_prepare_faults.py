@@ -290,7 +290,7 @@ def test_a_prepared_dataset_on_a_read_only_mount_opens_gathers_and_verifies(smal
     lines = result.stdout.split("\n")
     assert "writable" not in lines
     first, second = lines[0].split()
-    assert first == second and "all 4 files match" in result.stdout
+    assert first == second and "all 5 files match" in result.stdout  # 4 shards and the labels of a/ and b/
     assert "into it: 1" in result.stdout  # a prepare onto the read-only mount: one line, before any decoding
     assert result.stderr.strip() == (f"Error: cannot write to {small_dataset}: Read-only file system; prepare it "
                                      "elsewhere (--out PATH, or $GANZOO_PREPARED for the cache)")

@@ -16,7 +16,7 @@ import torch
 from helpers import invoke
 from test_catalog import Server, closed_port, offline  # noqa: F401  (offline: the autouse no-internet guard)
 
-from ganzoo.pretrained import HEADER, cached_path, catalog, get_entry
+from ganzoo.pretrained import FULL_HEADER, HEADER, cached_path, catalog, get_entry
 
 CYCLEGAN = ["horse2zebra", "zebra2horse", "monet2photo", "style_monet", "style_cezanne", "style_ukiyoe",
             "style_vangogh", "apple2orange", "orange2apple", "summer2winter_yosemite", "winter2summer_yosemite",
@@ -134,3 +134,76 @@ def test_unknown_name_lists_the_choices(home):
     result = invoke("pretrained", "get", "hors2zebra")
     assert result.exit_code == 1
     assert "did you mean horse2zebra" in result.output and "ffhq" in result.output and "style_monet" in result.output
+
+
+# --- cifar10: a class-conditional stylegan2-ada pickle -----------------------------------------------------------
+
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def test_the_catalog_records_cifar10s_class_names(home):
+    entries = catalog()
+    assert entries["cifar10"].classes == tuple(CIFAR10_CLASSES)
+    assert [n for n, e in entries.items() if e.classes] == ["cifar10"]
+
+
+def test_a_catalog_file_without_the_classes_column_still_reads_and_bad_classes_are_named(home, tmp_path,
+                                                                                          monkeypatch):
+    path = tmp_path / "extra.tsv"
+    path.write_text(f"{HEADER}\nmine\tstylegan-lite\thttp://127.0.0.1:9/m.pkl\t-\t-\tMIT\tm.pkl\n")
+    monkeypatch.setenv("GANZOO_PRETRAINED", str(path))
+    assert catalog()["mine"].classes is None
+    path.write_text(f"{FULL_HEADER}\nmine\tstylegan-lite\thttp://127.0.0.1:9/m.pkl\t-\t-\tMIT\tm.pkl\tcat,,dog\n")
+    result = invoke("pretrained", "list")
+    assert result.exit_code == 1 and f"{path}, line 2: bad classes 'cat,,dog'" in result.output
+
+
+@pytest.fixture(scope="module")
+def cifar10_nets():
+    from stylegan_reference import cifar_networks
+
+    return cifar_networks(c_dim=10, seed=21)
+
+
+def test_get_cifar10_imports_a_conditional_network_that_draws_each_class(server, home, tmp_path, monkeypatch,
+                                                                         cifar10_nets):
+    """The catalog's cifar10 served from 127.0.0.1 (a small pickle of train.py's cifar networks: orig D,
+    minibatch-std groups of 32, 2 mapping layers): imported with CIFAR-10's class names; each class drawn by
+    ganzoo.sampling.generate is the reference's image for that class, and the classes differ."""
+    import json
+
+    from stylegan_reference import network_pickle_bytes
+
+    from ganzoo import rundir
+    from ganzoo.sampling import generate, to_uint8
+
+    body = network_pickle_bytes(cifar10_nets, "# training/networks.py would follow\n")
+    server.files["/cifar10.pkl"] = body
+    entry = catalog()["cifar10"]
+    extra = tmp_path / "extra.tsv"  # the built-in entry, served here; its size and sha256 unknown, as published
+    extra.write_text(f"{FULL_HEADER}\ncifar10\tstylegan-lite\t{server.url('/cifar10.pkl')}\t-\t-\t{entry.licence}\t"
+                     f"cifar10.pkl\t{','.join(entry.classes)}\n")
+    monkeypatch.setenv("GANZOO_PRETRAINED", str(extra))
+    out = tmp_path / "cifar10"
+    result = invoke("pretrained", "get", "cifar10", "--out", out)
+    assert result.exit_code == 0, result.output
+    pin = result.output.splitlines()
+    assert pin[pin.index(FULL_HEADER) + 1].endswith("\tcifar10.pkl\t" + ",".join(CIFAR10_CLASSES))
+    record = json.loads((out / "config.json").read_text())
+    assert record["classes"] == CIFAR10_CLASSES
+    cfg = record["config"]
+    assert (cfg["c_dim"], cfg["d_architecture"], cfg["mbstd_group"], cfg["mapping_layers"]) == (10, "orig", 32, 2)
+    run = rundir.open_run(out)
+    assert rundir.run_classes(run) == CIFAR10_CLASSES
+    nets, _ = rundir.load_sampling_nets(run, torch.device("cpu"))
+    spec = run.arch.generators(run.resolved.config)["G"]
+    z = torch.from_numpy(spec.latents(3, 5)["z"]).double()
+    images = []
+    for k in range(10):
+        got = generate(nets["G"], spec, 3, 5, torch.device("cpu"), labels=k)
+        with torch.no_grad():
+            want = to_uint8(cifar10_nets["G_ema"](z, c=torch.nn.functional.one_hot(torch.full((3,), k), 10).double())
+                            .clamp(-1, 1))
+        assert (got.int() - want.int()).abs().max() <= 1  # uint8 rounding at most
+        images.append(got)
+    assert all(not torch.equal(images[a], images[b]) for a in range(10) for b in range(a))

@@ -65,7 +65,8 @@ def prepare(source, resolution, channels, out, kind, skip_bad_files, max_image_p
     """Decode SOURCE once into a prepared dataset that training reads in place.
 
     SOURCE is a folder of images, a folder holding trainA/ and trainB/, a catalog name, or stylegan2-ada's
-    dataset (a .zip or a folder with dataset.json, whose class labels are kept). An interrupted prepare
+    dataset (a .zip or a folder with dataset.json). Class labels are kept: a folder's top-level subfolders
+    are its classes (torchvision's ImageFolder layout), or dataset.json's labels are. An interrupted prepare
     continues where it stopped when run again.
     """
     from ..api import MAX_RESOLUTION
@@ -87,6 +88,8 @@ def prepare(source, resolution, channels, out, kind, skip_bad_files, max_image_p
     settle_bad_files(dataset.bad, skip_bad_files)
     click.echo(f"prepared dataset: {path}")
     click.echo(f"  {describe_prepared(dataset)}")
+    for line in describe_classes(dataset):
+        click.echo(f"  {line}")
     click.echo(f"  train on it with --data {path.name if path.parent == prepared_home() else path}")
 
 
@@ -94,7 +97,7 @@ def prepare(source, resolution, channels, out, kind, skip_bad_files, max_image_p
 @click.argument("dataset", metavar="PATH|NAME")
 def verify(dataset):
     """Re-hash every file of a prepared dataset against its manifest and name any that differ."""
-    from ..data.prepared import check_file, listed_files, read_manifest
+    from ..data.prepared import check_file, listed_files, open_prepared, read_manifest
     from ..data.memory import size_text
     from ..errors import UserError
 
@@ -112,6 +115,8 @@ def verify(dataset):
         raise UserError(f"{count} from {folder / 'manifest.json'}:\n  " + "\n  ".join(problems))
     total = sum(item["bytes"] for item in files)
     click.echo(f"{folder}: all {len(files)} files match {folder / 'manifest.json'} ({size_text(total)})")
+    for line in describe_classes(open_prepared(folder, verify=False)):
+        click.echo(f"  {line}")
 
 
 def _bar(files, total: int, label: str):
@@ -174,19 +179,44 @@ def settle_bad_files(bad, skip: bool) -> None:
 
 
 def describe_prepared(dataset) -> str:
-    """'1,234 images at 64x64, 3 channels, 10 classes; 48.4 MB on disk', domain by domain for two domains."""
-    import numpy as np
-
+    """'1,234 images at 64x64, 3 channels; 48.4 MB on disk', domain by domain for two domains."""
     from ..data.memory import size_text
     from ..data.prepared import listed_files
 
-    def one(images) -> str:
-        labels = images.labels
-        classes = f", labels of {len(np.unique(labels))} classes" if labels is not None and len(labels) else ""
-        return f"{len(images):,} images{classes}"
-
-    parts = [one(images) if name == "images" else f"{name}: {one(images)}"
+    parts = [f"{len(images):,} images" if name == "images" else f"{name}: {len(images):,} images"
              for name, images in dataset.domains.items()]
     size = sum(item["bytes"] for item in listed_files(dataset.manifest))
     r, c = dataset.resolution, dataset.channels
     return f"{'; '.join(parts)} at {r}x{r}, {c} channel{'s' if c != 1 else ''}; {size_text(size)} on disk"
+
+
+def describe_classes(dataset) -> list[str]:
+    """The lines that tell a prepared dataset's classes: their count and names (shortened past a few), where
+    they came from, and what a conditional run (--cond) would refuse: images without a class, empty classes.
+    A name that is not UTF-8 shows its bytes as escapes (errors.printable), as messages do."""
+    from ..data import prepared_labels
+    from ..data.class_labels import DATASET_JSON, SUBFOLDERS, describe_classes as listed, empty_classes
+    from ..data.prepared import IMAGES
+    from ..errors import printable
+
+    if IMAGES not in dataset.domains:
+        return []
+    classes, labels = prepared_labels(dataset)
+    if classes is None:
+        return ["no class labels: for unconditional training (--cond needs a folder with one subfolder per class, "
+                "or stylegan2-ada's dataset.json with labels)"]
+    origin = {SUBFOLDERS: ", from its subfolders", DATASET_JSON: ", from dataset.json (which names none: "
+              "they are its class indices)"}.get(dataset.classes_from, "")
+    lines = [f"classes: {listed(classes)}{origin}"]
+    unlabelled = dataset.domains[IMAGES].unlabelled
+    if unlabelled:
+        more = f" and {len(unlabelled) - 1} more" if len(unlabelled) > 1 else ""
+        lines.append(f"{len(unlabelled):,} image{'s' if more else ''} without a class ({unlabelled[0]}{more}, in "
+                     "the root, outside the class subfolders): --cond refuses the data until every image lies in "
+                     "a class subfolder")
+    empty = empty_classes(classes, labels) if dataset.classes_from == SUBFOLDERS else []
+    if empty:
+        lines.append(f"{len(empty)} class folder{'s' if len(empty) > 1 else ''} without images "
+                     f"({', '.join(empty[:5])}{', ...' if len(empty) > 5 else ''}): --cond refuses the data "
+                     "until every class folder holds images")
+    return [printable(line) for line in lines]

@@ -42,7 +42,7 @@ def get(name, out):
     check_out(out)  # before a download of hundreds of MB: a new run directory, not inside another run
     path = fetch(entry.name, progress=True)
     click.echo(f"{entry.name}: {path} ({entry.licence})")
-    run = import_checkpoint(entry.arch, [path], out)
+    run = import_checkpoint(entry.arch, [path], out, entry.classes, f"the catalog's classes of {entry.name}")
     if run is None:
         click.echo(f"this ganzoo cannot import yet; once it can: {import_command(entry, out)}")
         return

@@ -391,13 +391,13 @@ def _prepare(arch, resolved, run_dir: Path, entry, skip_bad_files: bool = False,
     def loaded():
         dataset = load_data(resolved.data, spec, on_bad=report if skip_bad_files and world.is_writer else
                             (skipped.append if skip_bad_files else None), max_pixels=resolved.train.max_image_pixels)
-        fitted = resolved
-        if spec.labels:  # a conditional run: its class count and class list agree with the data's
-            fitted = fit_class_count(arch, resolved, dataset.classes, dataset.source, cond)
-            if record is not None:
-                refuse_other_classes(rundir.run_classes(entry), dataset.classes, f"the run in {run_dir}")
         if init_classes is not NO_INIT:  # --init: the source's classes are the new run's
             refuse_other_classes(init_classes, dataset.classes if spec.labels else None, "the --init source")
+        fitted = resolved
+        if spec.labels:  # a conditional run: its class count and class list agree with the data's
+            if record is not None:
+                refuse_other_classes(rundir.run_classes(entry), dataset.classes, f"the run in {run_dir}")
+            fitted = fit_class_count(arch, resolved, dataset.classes, dataset.source, cond)
         make_feed(dataset, fitted.config.batch_size, fitted.train.seed, torch.device("cpu"), spec,
                   resident=False)  # the data holds one global batch
         return dataset, fitted

@@ -23,6 +23,7 @@ from ..errors import UserError
 from ..runtime.image_files import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
     import torch
 
 DEFAULT_DATASET = "fashion-mnist"  # the embedded data: the one place its name is written
@@ -42,16 +43,18 @@ class ImageSet:
 
     images: uint8 (N, C, H, W), exactly the DataSpec's channels and resolution: a tensor in memory (the
         embedded data) or a PreparedImages read lazily from disk (everything else).
-    labels: int64 (N,) class indices where the source has them, else None.
+    labels: int64 (N,) class indices where the source gives every image a class, else None
+        (ganzoo.data.class_labels: the embedded classes, class subfolders, stylegan2-ada's dataset.json).
     name: short label for logs and run names (DEFAULT_DATASET, a folder's name).
     source: where the images came from (an absolute folder path, or EMBEDDED_SOURCE).
+    classes: the class names, index = label; None exactly when ``labels`` is None.
     """
 
     images: "torch.Tensor"
     labels: "torch.Tensor | None"
     name: str
     source: str
-    classes: tuple[str, ...] | None = None  # class names by label, where the source has labels
+    classes: tuple[str, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.images)
@@ -72,6 +75,11 @@ def load_data(
     one error listing every bad file; a callable is told about each one and the
     file is skipped. An image whose header declares more than ``max_pixels``
     pixels is a bad file, never decoded.
+
+    With ``spec.labels`` (a conditional run) the ImageSet has labels and
+    classes, or one UserError says why not: data without labels, an image
+    without a class, a class folder without images (class_labels.require_labels);
+    a source is checked before it is prepared, so nothing is written then.
     """
     if spec.kind == UNPAIRED:
         from .unpaired import load_unpaired
@@ -101,7 +109,7 @@ def load_images(
 
     prepared = named_prepared(source)
     if prepared is not None:
-        return images_from_prepared(open_prepared_for(prepared, spec), on_bad)
+        return images_from_prepared(open_prepared_for(prepared, spec), on_bad, labels=spec.labels)
     from .sources import is_dataset_zip
 
     path = Path(source).expanduser()
@@ -109,7 +117,7 @@ def load_images(
         from .prepared_cache import ensure_prepared
 
         prepared = ensure_prepared(source, path, spec, max_pixels=max_pixels)
-        return images_from_prepared(prepared, on_bad)
+        return images_from_prepared(prepared, on_bad, labels=spec.labels)
     raise unknown_dataset(source)
 
 
@@ -147,17 +155,61 @@ def settle_prepared_bad_files(prepared, on_bad) -> None:
         raise UserError(f"no readable images in folder {where}: all {len(images.bad)} files are bad")
 
 
-def images_from_prepared(prepared, on_bad) -> ImageSet:
+def images_from_prepared(prepared, on_bad, labels: bool = False) -> ImageSet:
+    """The ImageSet of a prepared dataset: labels and classes where every image has a class; with ``labels``
+    (a conditional run) those or one UserError (class_labels.require_labels), before its bad files are settled."""
     import torch
 
     from .prepared import IMAGES as ONE_DOMAIN
 
-    settle_prepared_bad_files(prepared, on_bad)
     images = prepared.domains[ONE_DOMAIN]
-    labels = None if images.labels is None else torch.from_numpy(images.labels)
     source = str(prepared.manifest.get("source") or prepared.path)
-    return ImageSet(images=images, labels=labels, name=str(prepared.manifest.get("name") or prepared.path.name),
-                    source=source)
+    classes, values = prepared_labels(prepared)
+    if labels:
+        from .class_labels import require_labels
+
+        require_labels(where=source, classes=classes, labels=values, unlabelled=images.unlabelled,
+                       origin=prepared.classes_from, bad=[relative for relative, _ in images.bad],
+                       why_none=_why_no_labels(prepared))
+    settle_prepared_bad_files(prepared, on_bad)
+    complete = values is not None and classes is not None and not images.unlabelled
+    return ImageSet(images=images, labels=torch.from_numpy(values) if complete else None,
+                    name=str(prepared.manifest.get("name") or prepared.path.name), source=source,
+                    classes=tuple(classes) if complete else None)
+
+
+def prepared_labels(prepared) -> tuple[tuple[str, ...] | None, "np.ndarray | None"]:
+    """(class names, labels as an int64 array in memory) of a prepared dataset's images, checked against its
+    manifest (labels from -1 to the class count, -1 exactly for its unlabelled images), or (None, None)."""
+    import numpy as np
+
+    from .class_labels import UNLABELLED
+    from .prepared import IMAGES as ONE_DOMAIN, labels_name
+
+    images = prepared.domains[ONE_DOMAIN]
+    classes = prepared.classes
+    if images.labels is None or classes is None:
+        return None, None
+    values = np.array(images.labels, dtype=np.int64)
+    low, high = (int(values.min()), int(values.max())) if len(values) else (0, 0)
+    unlabelled = int((values == UNLABELLED).sum())
+    if low < UNLABELLED or high >= len(classes) or unlabelled != len(images.unlabelled):
+        raise UserError(f"{prepared.path / labels_name(ONE_DOMAIN)} does not match manifest.json (labels "
+                        f"{low}..{high}, {unlabelled} of them -1; the manifest names {len(classes)} classes and "
+                        f"{len(images.unlabelled)} unlabelled images): the prepared dataset {prepared.path} is "
+                        "damaged: prepare it again")
+    return classes, values
+
+
+def _why_no_labels(prepared) -> str:
+    """What a conditional run is told about a prepared dataset without labels, beyond that it has none."""
+    kind = prepared.manifest.get("source_kind")
+    if prepared.manifest.get("version") == 1 and kind == "folder":
+        return (f" (its copy in {prepared.path} was prepared by an older ganzoo, which kept no classes from "
+                "subfolders: prepare it again)")
+    if kind in ("stylegan-zip", "stylegan-folder"):
+        return " (its dataset.json says \"labels\": null)"
+    return ""
 
 
 def catalog_folder(source, download: bool = False):

@@ -40,7 +40,7 @@ import numpy as np
 
 from ..errors import UserError
 from . import prepared
-from .sources import Domain, Source, open_source
+from .sources import IMAGES_DOMAIN, Domain, Source, open_source
 
 PROGRESS = "progress.json"  # in the working folder: how far each domain has been read
 # Bytes of pixels per shard; a smaller value makes shards (and the work an interruption loses) smaller.
@@ -51,7 +51,8 @@ _NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
 
 
 def prepare_dataset(source, kind: str, resolution: int, channels: int, out: Path, *, max_pixels: int,
-                    progress: bool, name: str | None = None) -> Path:
+                    progress: bool, name: str | None = None, require_labels: bool = False,
+                    announce: str | None = None) -> Path:
     """``source`` (a folder, an unpaired folder set, a stylegan2-ada zip or folder, a catalog name) prepared
     into ``out`` at ``resolution`` x ``resolution`` with ``channels``; returns ``out``.
 
@@ -59,7 +60,9 @@ def prepare_dataset(source, kind: str, resolution: int, channels: int, out: Path
     are left out and listed in the manifest ("bad" per domain); a domain left with no image is a UserError.
     ``progress`` shows a bar with an estimate on stderr (where stderr is a terminal) and says what happened
     (continued, already prepared, how many decoded); without it only a wait for another prepare, and what is
-    kept when stopped, are said.
+    kept when stopped, are said. ``require_labels`` (a conditional run's data) refuses a source without a class
+    for every image, or with an empty class folder, before anything is written (class_labels.require_labels).
+    ``announce`` is said on stderr once the checks pass and the work begins.
     """
     from ..api import DataSpec
     from ..fileio import require_writable
@@ -67,11 +70,19 @@ def prepare_dataset(source, kind: str, resolution: int, channels: int, out: Path
 
     out = Path(out).expanduser().absolute()
     src = open_source(source, kind)
+    images = src.domains.get(IMAGES_DOMAIN)
+    if require_labels:
+        images.require_labels()
     identity = {"source": str(src.path), "source_kind": src.kind, "resolution": resolution, "channels": channels,
                 "max_image_pixels": max_pixels,
-                "fingerprint": fingerprint_data(str(src.path), DataSpec(kind, resolution, channels))}
+                "fingerprint": fingerprint_data(str(src.path), DataSpec(kind, resolution, channels)),
+                # the format (a version-1 copy kept no classes from subfolders), and the class list: an empty
+                # class folder added or removed changes no image, only the classes
+                "version": prepared.VERSION, "classes": images.classes if images is not None else None}
     if _settled(out, identity, quiet=not progress):
         return out
+    if announce:
+        print(announce, file=sys.stderr, flush=True)
     capacity = _capacity(channels, resolution)
     require_writable(out.parent, "prepare it elsewhere (--out PATH, or $GANZOO_PREPARED for the cache)")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -143,8 +154,15 @@ def _settled(out: Path, identity: dict[str, Any], quiet: bool = False) -> bool:
             print(f"{out} is already prepared from {identity['source']}", file=sys.stderr, flush=True)
         return True
     if not quiet:
-        why = ("its files changed since" if manifest.get("fingerprint") != identity["fingerprint"]
-               else f"with another max_image_pixels ({manifest.get('max_image_pixels')})")
+        if manifest.get("version") != identity["version"]:
+            why = (f"made by an older ganzoo, format version {manifest.get('version')}, which kept no classes "
+                   "from subfolders")
+        elif manifest.get("fingerprint") != identity["fingerprint"]:
+            why = "its files changed since"
+        elif manifest.get("classes") != identity["classes"]:
+            why = "its classes changed since"
+        else:
+            why = f"with another max_image_pixels ({manifest.get('max_image_pixels')})"
         print(f"{out} holds an older preparation of {identity['source']} ({why}): preparing it again; it is "
               "replaced once the new one is complete", file=sys.stderr, flush=True)
     return False
@@ -378,6 +396,7 @@ def _say_kept(work: Path, record: dict[str, Any]) -> None:
 def _finish(src: Source, record: dict[str, Any], work: Path, name: str, identity: dict[str, Any]) -> None:
     """Labels, then manifest.json: the working folder becomes a complete dataset."""
     from ..runtime.image_files import bad_files_error
+    from .class_labels import UNLABELLED
 
     domains = {}
     for domain_name, domain in src.domains.items():
@@ -390,17 +409,22 @@ def _finish(src: Source, record: dict[str, Any], work: Path, name: str, identity
             _remove(work)
             raise bad_files_error([UserError(message) for _, message in bad],
                                   f"no readable images in {domain.where}: every one of its files is bad")
-        labels = None
+        labels, unlabelled = None, []
         if domain.labels is not None:
             keep = np.array([item.relative not in failed for item in domain.items], dtype=bool)
             kept = np.ascontiguousarray(domain.labels[keep], dtype="<i8")
             path = work / prepared.labels_name(domain_name)
             labels = _write(lambda: prepared.write_array_file(path, kept), work, record)
-        domains[domain_name] = {"count": count, "shards": state["shards"], "labels": labels, "bad": bad}
+            unlabelled = [item.relative for item, label, k in zip(domain.items, domain.labels.tolist(), keep)
+                          if k and label == UNLABELLED]
+        domains[domain_name] = {"count": count, "shards": state["shards"], "labels": labels, "bad": bad,
+                                "unlabelled": unlabelled}
+    images = src.domains.get(IMAGES_DOMAIN)
     manifest = prepared.new_manifest(name=name, source=identity["source"], source_kind=identity["source_kind"],
                                      fingerprint=identity["fingerprint"], resolution=identity["resolution"],
                                      channels=identity["channels"], max_image_pixels=identity["max_image_pixels"],
-                                     domains=domains)
+                                     domains=domains, classes=identity["classes"],
+                                     classes_from=images.label_origin if images is not None else None)
     _write(lambda: prepared.write_manifest(work, manifest), work, record)
     (work / PROGRESS).unlink(missing_ok=True)
 

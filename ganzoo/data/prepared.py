@@ -11,13 +11,22 @@ A prepared dataset is a folder:
 
     manifest.json        written last and atomically: without it the folder is not a dataset
     images-00000.u8 ...  uint8 (n, C, R, R) per shard; two-domain data has A-*.u8 and B-*.u8
-    images-labels.i64    little-endian int64 per image, where the source has labels
+    images-labels.i64    little-endian int64 per image, where the source has labels (-1: an image without a
+                         class, a file in the root of a class-folder dataset)
 
 Every file is listed in the manifest with its size, sha256 and modification
 time. Opening checks each size (a truncated file is named) and re-hashes a
 file whose time changed (an edited file is named); ``ganzoo data verify``
 re-hashes everything. Files are mapped copy-on-write ('c'): nothing private is
 allocated unless written, and a read-only mount works.
+
+The manifest's "classes" names the classes (index = label) and "classes_from"
+says where they came from (ganzoo.data.class_labels); each domain lists its
+"unlabelled" images by relative path, so a conditional run can name them.
+Version 1 (before class folders were read) kept dataset.json's labels but no
+names and no classes from subfolders: it is still read (its classes "0".."K-1"),
+and a conditional run on a version-1 copy without labels is told to prepare
+it again.
 """
 
 from __future__ import annotations
@@ -38,7 +47,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 FORMAT = "ganzoo-prepared-dataset"
-VERSION = 1
+VERSION = 2  # 2: "classes", "classes_from" and per-domain "unlabelled"; labels from class subfolders
+READABLE_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 SHARD_BYTES = 256 << 20  # pixels per shard file: a resumed prepare loses at most one shard of work
 IMAGES = "images"  # the one domain of single-domain data; two-domain data has "A" and "B"
@@ -104,13 +114,15 @@ def write_manifest(folder: str | os.PathLike, manifest: dict[str, Any]) -> None:
 
 
 def new_manifest(*, name: str, source: str, source_kind: str, fingerprint: Any, resolution: int, channels: int,
-                 max_image_pixels: int, domains: dict[str, Any]) -> dict[str, Any]:
+                 max_image_pixels: int, domains: dict[str, Any], classes: list[str] | None = None,
+                 classes_from: str | None = None) -> dict[str, Any]:
     from .. import __version__
 
     return {"format": FORMAT, "version": VERSION, "ganzoo_version": __version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "name": name, "source": source,
             "source_kind": source_kind, "fingerprint": fingerprint, "resolution": resolution,
-            "channels": channels, "max_image_pixels": max_image_pixels, "domains": domains}
+            "channels": channels, "max_image_pixels": max_image_pixels, "classes": classes,
+            "classes_from": classes_from, "domains": domains}
 
 
 class PreparedImages:
@@ -125,6 +137,7 @@ class PreparedImages:
         self.channels, self.resolution = channels, resolution
         self.count = entry["count"]
         self.bad: list[list[str]] = entry.get("bad") or []
+        self.unlabelled: list[str] = entry.get("unlabelled") or []  # relative paths of the images labelled -1
         self._shards = [_map(folder / shard["file"], np.uint8, (shard["count"], channels, resolution, resolution))
                         for shard in entry["shards"]]
         # Where each shard starts, by image index; shards may hold fewer images than shard_capacity
@@ -206,6 +219,32 @@ class PreparedDataset:
         """[relative path, message] of every source file left out, over all domains."""
         return [item for images in self.domains.values() for item in images.bad]
 
+    @property
+    def classes(self) -> tuple[str, ...] | None:
+        """The class names (index = label), or None without labels."""
+        return manifest_classes(self.manifest, self.domains.get(IMAGES))
+
+    @property
+    def classes_from(self) -> str | None:
+        """Where the classes came from (class_labels.SUBFOLDERS or DATASET_JSON), None without labels."""
+        from .class_labels import DATASET_JSON
+
+        if self.manifest.get("version") == 1:
+            return DATASET_JSON if self.manifest.get("source_kind", "").startswith("stylegan") else None
+        return self.manifest.get("classes_from")
+
+
+def manifest_classes(manifest: dict[str, Any], images: "PreparedImages | None") -> tuple[str, ...] | None:
+    """A manifest's class names; a version-1 manifest named none, so its labels give "0".."K-1"."""
+    from .class_labels import index_classes
+
+    if manifest.get("version") != 1:
+        classes = manifest.get("classes")
+        return None if classes is None else tuple(classes)
+    if images is None or images.labels is None:
+        return None
+    return tuple(index_classes(np.asarray(images.labels)))
+
 
 def _map(path: Path, dtype, shape: tuple[int, ...]) -> np.ndarray:
     if shape[0] == 0:
@@ -227,9 +266,9 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise UserError(f"{path} is not valid JSON ({error}): prepare the dataset again") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise UserError(f"{path} is not a ganzoo prepared dataset manifest (no \"format\": \"{FORMAT}\")")
-    if manifest.get("version") != VERSION:
-        raise UserError(f"{path} has format version {manifest.get('version')!r}; this ganzoo reads version "
-                        f"{VERSION}: prepare the dataset again with this version")
+    if manifest.get("version") not in READABLE_VERSIONS:
+        raise UserError(f"{path} has format version {manifest.get('version')!r}; this ganzoo reads versions "
+                        f"{', '.join(map(str, READABLE_VERSIONS))}: prepare the dataset again with this version")
     problem = _shape_problem(manifest)
     if problem:
         raise UserError(f"{path} is damaged: {problem}; prepare the dataset again")
@@ -246,6 +285,12 @@ def _shape_problem(manifest: dict[str, Any]) -> str | None:
     domains = manifest.get("domains")
     if not isinstance(domains, dict) or not domains:
         return "it lists no domains"
+    classes = manifest.get("classes")
+    if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
+        return f"classes is {repr(classes)[:120]}, not a list of class names"
+    if manifest["version"] > 1 and classes is None and any(isinstance(e, dict) and e.get("labels")
+                                                           for e in domains.values()):
+        return "it has labels but no class names (\"classes\")"
     size = image_bytes(manifest["channels"], manifest["resolution"])
     for domain, entry in domains.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("shards"), list):
@@ -262,6 +307,9 @@ def _shape_problem(manifest: dict[str, Any]) -> str | None:
             return f"domain {domain!r} counts {entry.get('count')!r} images, its shards another number"
         if entry.get("labels") and entry["labels"]["bytes"] != 8 * entry["count"]:
             return f"domain {domain!r}: {entry['labels']['file']} does not hold one int64 label per image"
+        unlabelled = entry.get("unlabelled") or []
+        if not (isinstance(unlabelled, list) and all(isinstance(u, str) for u in unlabelled)):
+            return f"domain {domain!r}: unlabelled is {repr(unlabelled)[:120]}, not a list of relative paths"
     return None
 
 
@@ -345,7 +393,7 @@ def write_synthetic(folder: str | os.PathLike, count: int, channels: int, resolu
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     capacity = shard_capacity(channels, resolution)
-    entries = {}
+    entries, names = {}, None
     for domain in domains:
         shards = []
         for index, start in enumerate(range(0, count, capacity)):
@@ -356,12 +404,13 @@ def write_synthetic(folder: str | os.PathLike, count: int, channels: int, resolu
         if labels:
             drawn = rng.integers(0, labels, count, dtype=np.int64).astype("<i8")
             entry["labels"] = write_array_file(folder / labels_name(domain), drawn)
+            names = [str(i) for i in range(labels)]
         entries[domain] = entry
     write_manifest(folder, new_manifest(name=folder.name, source=f"synthetic:seed={seed}", source_kind="synthetic",
                                         fingerprint={"files": count, "sha256": hashlib.sha256(
                                             f"synthetic {count} {channels} {resolution} {seed}".encode()).hexdigest()},
                                         resolution=resolution, channels=channels, max_image_pixels=0,
-                                        domains=entries))
+                                        domains=entries, classes=names, classes_from="synthetic" if names else None))
     return folder
 
 

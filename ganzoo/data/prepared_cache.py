@@ -19,7 +19,10 @@ import re
 import sys
 from pathlib import Path
 
+from ..api import IMAGES
+from .class_labels import class_folders
 from .prepared import VERSION, is_prepared
+from .sources import LABELS_FILE
 
 PREPARED_ENV = "GANZOO_PREPARED"
 # A prepare of this many files or more is announced (a few seconds or more); smaller ones pass silently
@@ -49,8 +52,16 @@ def named_prepared(source) -> Path | None:
 
 
 def cache_folder(source: Path, kind: str, resolution: int, channels: int, max_pixels: int, fingerprint) -> Path:
-    """The prepared copy's folder: readable name, then a key of everything that decides its pixels."""
-    key = json.dumps([VERSION, str(source), kind, resolution, channels, max_pixels, fingerprint], sort_keys=True)
+    """The prepared copy's folder: readable name, then a key of everything that decides its pixels and labels.
+
+    The format version is in the key (copies made before class subfolders were read are not used: a version-1
+    copy of a class-folder dataset holds no labels), and so are a folder's top-level subfolder names, its
+    candidate classes: an empty class folder changes no image, so no fingerprint, but it is a class.
+    """
+    parts = [VERSION, str(source), kind, resolution, channels, max_pixels, fingerprint]
+    if kind == IMAGES and source.is_dir() and not (source / LABELS_FILE).exists():
+        parts.append(class_folders(source))
+    key = json.dumps(parts, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", source.name or "data").strip("._") or "data"
     return prepared_home() / f"{stem[:48]}-{resolution}px-{channels}ch-{digest}"
@@ -60,9 +71,9 @@ def ensure_prepared(source, root: Path, spec, *, max_pixels: int, progress: bool
     """The prepared copy of ``source`` (whose files are at ``root``) for ``spec``, prepared now if missing.
 
     A copy being made by another process is waited for (prepare_dataset's lock); an interrupted one continues.
+    With ``spec.labels`` a source that cannot give a conditional run its labels is refused before anything is
+    prepared.
     """
-    import click
-
     from .fingerprint import fingerprint_data
     from .prepare import prepare_dataset
     from .prepared import open_prepared
@@ -72,11 +83,10 @@ def ensure_prepared(source, root: Path, spec, *, max_pixels: int, progress: bool
     folder = cache_folder(root, spec.kind, spec.decode_resolution, spec.channels, max_pixels, fingerprint)
     if not is_prepared(folder):
         noted = progress and (sys.stderr.isatty() or _files(fingerprint) >= NOTED_FILES)
-        if noted:
-            click.echo(f"preparing {root} at {spec.decode_resolution}px into {folder} (once: later runs, resumes "
-                       "and every rank read it from there)", err=True)
+        announce = (f"preparing {root} at {spec.decode_resolution}px into {folder} (once: later runs, resumes and "
+                    "every rank read it from there)") if noted else None
         prepare_dataset(root, spec.kind, spec.decode_resolution, spec.channels, folder, max_pixels=max_pixels,
-                        progress=noted, name=name or root.name)
+                        progress=noted, name=name or root.name, require_labels=spec.labels, announce=announce)
     return open_prepared(folder)
 
 

@@ -9,8 +9,11 @@
 - ``stylegan-folder``: the same layout as a folder (a folder holding ``dataset.json``).
 
 stylegan2-ada's ``dataset.json`` holds ``{"labels": [[relative name, class], ...]}`` or ``{"labels": null}``;
-its class indices are kept (int64, one per image). Every source lists its images in one order, sorted by
-relative path parts (scan_images' order), so the same files always become the same dataset. Files that
+its class indices are kept (int64, one per image), named "0".."K-1". A folder without it whose top-level
+subfolders hold images is labelled by them, torchvision's ImageFolder convention (ganzoo.data.class_labels):
+the sorted subfolder names are the classes, and an image in the root has none (-1). Every source lists its
+images in one order, sorted by relative path parts (scan_images' order), so the same files always become the
+same dataset. Files that
 cannot be opened as images (a FIFO, a link in a zip) are bad files from the start, listed with those
 the decoder will refuse.
 """
@@ -57,7 +60,23 @@ class Domain:
     where: str  # the folder or zip its images come from, for messages
     items: list[Item]
     unreadable: list[tuple[str, UserError]] = field(default_factory=list)  # (relative, error): bad before decoding
-    labels: np.ndarray | None = None  # int64, one per item
+    labels: np.ndarray | None = None  # int64, one per item (class_labels.UNLABELLED: an image outside the classes)
+    classes: list[str] | None = None  # the class names, index = label; None without labels
+    label_origin: str | None = None  # class_labels.SUBFOLDERS or DATASET_JSON
+    why_unlabelled: str = ""  # said when there are no labels: stylegan2-ada's dataset.json with "labels": null
+
+    def set_labels(self, labels: np.ndarray, classes: list[str], origin: str) -> None:
+        self.labels, self.classes, self.label_origin = labels, classes, origin
+
+    def require_labels(self) -> None:
+        """What a conditional run needs of it (class_labels.require_labels), checked before anything is decoded."""
+        from .class_labels import UNLABELLED, require_labels
+
+        unlabelled = ([] if self.labels is None else
+                      [item.relative for item, label in zip(self.items, self.labels.tolist()) if label == UNLABELLED])
+        require_labels(where=self.where, classes=self.classes, labels=self.labels, unlabelled=unlabelled,
+                       origin=self.label_origin,
+                       bad=[relative for relative, _ in self.unreadable], why_none=self.why_unlabelled)
 
 
 @dataclass
@@ -124,9 +143,15 @@ def open_source(source: str | os.PathLike, kind: str) -> Source:
     if path.is_dir():
         labelled = (path / LABELS_FILE).exists()
         domain = _folder_domain(path, path, IMAGES_DOMAIN)
-        if labelled:
-            domain.labels = _aligned_labels(_read_labels(read_regular_labels(path / LABELS_FILE),
-                                                         path / LABELS_FILE), domain, path / LABELS_FILE)
+        if labelled:  # dataset.json wins: dataset_tool's 00000/ folders are no classes
+            _set_dataset_json_labels(domain, _read_labels(read_regular_labels(path / LABELS_FILE),
+                                                          path / LABELS_FILE), path / LABELS_FILE)
+        else:
+            from .class_labels import SUBFOLDERS, folder_labels
+
+            found = folder_labels(path, [item.relative for item in domain.items])
+            if found is not None:
+                domain.set_labels(found[1], found[0], SUBFOLDERS)
         return Source(path, STYLEGAN_FOLDER if labelled else FOLDER, {IMAGES_DOMAIN: domain})
     if is_dataset_zip(path):
         return Source(path, STYLEGAN_ZIP, {IMAGES_DOMAIN: _zip_domain(path)})
@@ -168,8 +193,8 @@ def _zip_domain(path: Path) -> Domain:
     try:
         with zipfile.ZipFile(path) as archive:
             members = _image_members(path, archive)
-            labels = None
-            if LABELS_FILE in archive.NameToInfo:
+            labels, has_labels_file = None, LABELS_FILE in archive.NameToInfo
+            if has_labels_file:
                 labels = _read_labels(archive.read(LABELS_FILE), f"{path}/{LABELS_FILE}")
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, NotImplementedError, RuntimeError) as error:
         raise UserError(f"{path} is not a valid zip archive ({error})") from None
@@ -186,8 +211,8 @@ def _zip_domain(path: Path) -> Domain:
     if not items and not unreadable:
         raise UserError(f"no images in zip {path} (looked for {', '.join(EXTENSIONS)}, any case)")
     domain = Domain(IMAGES_DOMAIN, str(path), items, unreadable)
-    if labels is not None:
-        domain.labels = _aligned_labels(labels, domain, f"{path}/{LABELS_FILE}")
+    if has_labels_file:
+        _set_dataset_json_labels(domain, labels, f"{path}/{LABELS_FILE}")
     return domain
 
 
@@ -250,15 +275,32 @@ def _read_labels(data: bytes, where) -> dict[str, int] | None:
     return labels
 
 
-def _aligned_labels(labels: dict[str, int] | None, domain: Domain, where) -> np.ndarray | None:
-    """One label per item, in item order; an image dataset.json does not label is refused, naming it."""
+def _set_dataset_json_labels(domain: Domain, labels: dict[str, int] | None, where) -> None:
+    """dataset.json's labels on ``domain``, classes "0".."K-1"; with ``"labels": null``, a word on why none."""
+    from .class_labels import DATASET_JSON, index_classes
+
     if labels is None:
-        return None
+        domain.why_unlabelled = f" (its {LABELS_FILE} says \"labels\": null)"
+        return
+    aligned = _aligned_labels(labels, domain, where)
+    domain.set_labels(aligned, index_classes(aligned), DATASET_JSON)
+
+
+def _aligned_labels(labels: dict[str, int], domain: Domain, where) -> np.ndarray:
+    """One label per item, in item order. An image dataset.json does not label, and a label for a name that is
+    not an image of the source, are refused, naming the first and how many more."""
     missing = [item.relative for item in domain.items if item.relative not in labels]
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
         raise UserError(f"{where} has no label for {missing[0]}{more}: with labels, every image needs one "
                         "(add them, or set \"labels\": null)")
+    known = {item.relative for item in domain.items}.union(relative for relative, _ in domain.unreadable)
+    strays = sorted((name for name in labels if name not in known), key=lambda name: PurePosixPath(name).parts)
+    if strays:
+        more = f" and {len(strays) - 1} more" if len(strays) > 1 else ""
+        raise UserError(f"{where} labels {strays[0]}{more}, not {'images' if more else 'an image'} of "
+                        f"{domain.where}: every name in {LABELS_FILE} must be one of its images (a file that was "
+                        "removed or renamed, or a name that is no image: remove its entry, or restore the file)")
     return np.array([labels[item.relative] for item in domain.items], dtype=np.int64)
 
 

@@ -24,13 +24,15 @@ Entry = TypeVar("Entry")
 
 
 def read_table(package: str, file: str, env: str, columns: tuple[str, ...], what: str,
-               entry: Callable[[list[str], str], Entry]) -> dict[str, Entry]:
+               entry: Callable[[list[str], str], Entry], optional: tuple[str, ...] = ()) -> dict[str, Entry]:
     """Every entry by name, sorted: ``package``'s ``file``, then the file ``$env`` names over it.
 
-    ``entry(fields, where)`` checks one data line (``where`` names file and line for its errors).
+    ``entry(fields, where)`` checks one data line (``where`` names file and line for its errors), given every
+    column of ``columns + optional``. ``optional`` columns came later: a file whose header stops before them
+    (one written for an older ganzoo) still reads, its entries holding '-' there.
     """
     source = resources.files(package).joinpath(file)
-    entries = parse_table(source.read_text(encoding="utf-8"), str(source), columns, what, entry)
+    entries = parse_table(source.read_text(encoding="utf-8"), str(source), columns, what, entry, optional)
     extra = os.environ.get(env)
     if extra:
         path = Path(extra).expanduser()
@@ -38,28 +40,30 @@ def read_table(package: str, file: str, env: str, columns: tuple[str, ...], what
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as error:
             raise UserError(f"cannot read {env} file {path}: {error}") from None
-        entries.update(parse_table(text, str(path), columns, what, entry))
+        entries.update(parse_table(text, str(path), columns, what, entry, optional))
     return dict(sorted(entries.items()))
 
 
 def parse_table(text: str, source: str, columns: tuple[str, ...], what: str,
-                entry: Callable[[list[str], str], Entry]) -> dict[str, Entry]:
+                entry: Callable[[list[str], str], Entry], optional: tuple[str, ...] = ()) -> dict[str, Entry]:
     entries: dict[str, Entry] = {}
-    header = False
+    header: tuple[str, ...] | None = None
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.startswith("#"):
             continue
         fields = line.rstrip("\r").split("\t")
         where = f"{source}, line {number}"
-        if not header:
-            if tuple(f.strip() for f in fields) != columns:
-                raise UserError(f"{where}: expected the header line {chr(9).join(columns)!r} (tab-separated), "
-                                f"got {line!r}")
-            header = True
+        if header is None:
+            header = tuple(f.strip() for f in fields)
+            if header not in (columns, columns + optional):
+                later = f"; {', '.join(optional)} may be left out" if optional else ""
+                raise UserError(f"{where}: expected the header line {chr(9).join(columns + optional)!r} "
+                                f"(tab-separated{later}), got {line!r}")
             continue
-        if len(fields) != len(columns):
-            raise UserError(f"{where}: expected {len(columns)} tab-separated fields ({', '.join(columns)}), "
+        if len(fields) != len(header):
+            raise UserError(f"{where}: expected {len(header)} tab-separated fields ({', '.join(header)}), "
                             f"got {len(fields)}")
+        fields += [UNKNOWN] * (len(columns) + len(optional) - len(header))
         made = entry([f.strip() for f in fields], where)
         if made.name in entries:
             raise UserError(f"{where}: {what} {made.name!r} is listed twice")

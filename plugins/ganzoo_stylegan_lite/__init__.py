@@ -18,6 +18,15 @@ adjusted for lazy regularisation as the reference does, and an EMA generator.
 DiffAugment (Zhao et al. 2020: colour, translation, cutout) turns on by default
 for datasets under 5,000 images.
 
+Class-conditional with ``c_dim`` > 0 (``ganzoo train --cond``), as
+stylegan2-ada-pytorch's ``--cond=1``: G embeds the one-hot label (c_dim ->
+w_dim) and concatenates it, normalised, with normalised z; D maps the label
+with its own mapping network to ``cmap`` and projects its last features on it
+(Miyato & Koyama, "cGANs with Projection Discriminator", ICLR 2018); the losses
+judge reals with their classes and fakes with classes drawn from the data's.
+``d_architecture="orig"`` and the ``cifar`` preset are the reference's CIFAR-10
+configuration.
+
 What "lite" changes, so that it needs no custom CUDA kernels and exports to
 ONNX with a dynamic batch: the modulated convolution scales activations
 instead of building per-sample weights (the reference's non-fused path, always);
@@ -35,10 +44,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from ganzoo.api import (IMAGES, Adam, Architecture, Constant, DataSpec, Gaussian, Generator, Latents, Phase, require,
-                        require_fraction, require_positive)
+from ganzoo.api import (IMAGES, Adam, Architecture, Constant, DataSpec, Gaussian, Generator, Latents, OneHot, Phase,
+                        require, require_fraction, require_positive)
 
 __version__ = "0.1.0"
+
+D_ARCHITECTURES = ("resnet", "orig")  # the reference's D architectures StyleGAN-lite builds (networks.py)
 
 DIFFAUGMENT_BELOW = 5000  # "auto" turns DiffAugment on for datasets smaller than this
 DIFFAUGMENT_POLICIES = ("color", "translation", "cutout")
@@ -71,6 +82,9 @@ class StyleGANLiteConfig:
     diffaugment_policy: str = "color,translation,cutout"
     batch_size: int = 16
     conv_clamp: float | None = None  # clip conv outputs to +-this (the reference's conv_clamp, 256 in its configs)
+    c_dim: int = 0  # classes (the reference's c_dim): 0 unconditional; `ganzoo train --cond` sets the data's count
+    d_mapping_layers: int = 8  # layers of D's label mapping (c_dim > 0): the reference's MappingNetwork default
+    d_architecture: str = "resnet"  # resnet | orig (no residual skips: the reference's cifar config)
 
     def gamma(self) -> float:
         if self.r1_gamma is not None:
@@ -83,9 +97,16 @@ class StyleGANLiteConfig:
         return parse_policy(self.diffaugment_policy) if self.diffaugment == "on" else ()
 
 
-def style_latents(z_dim: int) -> Latents:
-    """z ~ N(0, I) by seed (numpy PCG64) and a truncation psi of 1 per sample (no truncation)."""
-    return Latents((Gaussian("z", (z_dim,)), Constant("truncation", (1,), 1.0)))
+def style_latents(z_dim: int, c_dim: int = 0) -> Latents:
+    """z ~ N(0, I) by seed (numpy PCG64) and a truncation psi of 1 per sample (no truncation); a conditional
+    generator's one-hot class last, so that z for a seed is the same whatever the class."""
+    parts = (Gaussian("z", (z_dim,)), Constant("truncation", (1,), 1.0))
+    return Latents(parts + ((OneHot("label", (c_dim,)),) if c_dim > 0 else ()))
+
+
+def generator_input_names(cfg) -> tuple[str, ...]:
+    """G's positional inputs as export passes them: (z, truncation), then the label of a conditional one."""
+    return ("z", "truncation", "label") if cfg.c_dim > 0 else ("z", "truncation")
 
 
 def lazy_adam(cfg, interval: int) -> Adam:
@@ -98,6 +119,7 @@ class StyleGANLite(Architecture):
     name = "stylegan-lite"
     summary = "StyleGAN2 (Karras et al. 2020) in plain PyTorch: style-modulated G, residual D, R1, path length"
     Config = StyleGANLiteConfig
+    class_count_key = "c_dim"
     presets = {
         # The embedded Fashion-MNIST test split at 32x32 grey, sized for a CPU: 32 feature maps at every
         # resolution, a 64-d latent and 2 mapping layers (the reference's 'auto' and CIFAR configs use 2).
@@ -110,6 +132,14 @@ class StyleGANLite(Architecture):
         # gamma 0.8192, EMA 5 kimg), with the paper's 8 mapping layers.
         "ffhq-256": {"resolution": 256, "channels": 3, "channel_base": 16384, "channel_max": 512,
                      "batch_size": 16, "ema_kimg": 5.0, "flip": True},
+        # stylegan2-ada-pytorch's `--cfg=cifar` (train.py, its CIFAR-10 record, FID 2.42 with --cond=1): 32x32 RGB,
+        # fmaps 1, 2 mapping layers, batch 64, minibatch-std groups of 32, gamma 0.01, EMA 500 kimg with ramp-up
+        # 0.05, no path length, no style mixing, D without residual skips ('orig'), conv_clamp 256. Add --cond for
+        # its class-conditional network.
+        "cifar": {"resolution": 32, "channels": 3, "z_dim": 512, "w_dim": 512, "mapping_layers": 2,
+                  "channel_base": 32768, "channel_max": 512, "batch_size": 64, "mbstd_group": 32, "lr": 0.0025,
+                  "r1_gamma": 0.01, "pl_weight": 0.0, "style_mixing": 0.0, "d_architecture": "orig",
+                  "conv_clamp": 256.0, "ema_kimg": 500.0, "ema_rampup": 0.05},
     }
     smoke = {"resolution": 16, "channels": 1, "z_dim": 16, "w_dim": 16, "mapping_layers": 2, "channel_base": 128,
              "channel_max": 16, "batch_size": 4, "diffaugment": "on", "pl_weight": 2.0}
@@ -119,8 +149,16 @@ class StyleGANLite(Architecture):
         require(8 <= r <= 1024 and r & (r - 1) == 0, "resolution", r, "must be a power of two from 8 to 1024 "
                 "(1024, FFHQ's, is the largest stylegan2-ada-pytorch builds)")
         require(cfg.channels in (1, 3), "channels", cfg.channels, "must be 1 (grey) or 3 (RGB)")
-        require_positive(cfg, "z_dim", "w_dim", "mapping_layers", "mapping_lr_multiplier", "channel_max", "mbstd_group",
+        require_positive(cfg, "w_dim", "mapping_layers", "mapping_lr_multiplier", "channel_max", "mbstd_group",
                          "lr", "r1_interval", "pl_interval", "pl_batch_shrink")
+        require(type(cfg.c_dim) is int and cfg.c_dim >= 0, "c_dim", cfg.c_dim,
+                "must be 0 (unconditional) or the number of classes")
+        require(cfg.z_dim > 0, "z_dim", cfg.z_dim, "must be greater than 0 (the reference's label-only "
+                "generator, z_dim 0, has no latent for a seed to name, and its export would have no z input)")
+        require(cfg.d_mapping_layers >= 0, "d_mapping_layers", cfg.d_mapping_layers,
+                "must be 0 (the label embedding alone) or more")
+        require(cfg.d_architecture in D_ARCHITECTURES, "d_architecture", cfg.d_architecture,
+                f"must be {' or '.join(D_ARCHITECTURES)}")
         require(cfg.channel_base >= r, "channel_base", cfg.channel_base,
                 f"must be at least resolution ({r}): feature maps at resolution r are channel_base / r")
         widest = min(cfg.channel_base // 4, cfg.channel_max)  # the 4x4 features minibatch std splits
@@ -157,7 +195,7 @@ class StyleGANLite(Architecture):
                 f"{world_size} processes), so that path length sees batch_size / pl_batch_shrink samples in all")
 
     def data_spec(self, cfg):
-        return DataSpec(IMAGES, cfg.resolution, cfg.channels, flip=cfg.flip)
+        return DataSpec(IMAGES, cfg.resolution, cfg.channels, flip=cfg.flip, labels=cfg.c_dim > 0)
 
     def fit_to_data(self, cfg, num_images: int):
         """Fix the settings that depend on the data: DiffAugment for small sets, R1's gamma."""
@@ -171,9 +209,10 @@ class StyleGANLite(Architecture):
         from .networks import Discriminator, StyleGenerator
 
         G = StyleGenerator(cfg.z_dim, cfg.w_dim, cfg.resolution, cfg.channels, cfg.channel_base, cfg.channel_max,
-                           cfg.mapping_layers, cfg.mapping_lr_multiplier, cfg.conv_clamp)
+                           cfg.mapping_layers, cfg.mapping_lr_multiplier, cfg.conv_clamp, c_dim=cfg.c_dim)
         D = Discriminator(cfg.resolution, cfg.channels, cfg.channel_base, cfg.channel_max, cfg.mbstd_group,
-                          cfg.mbstd_channels, cfg.conv_clamp)
+                          cfg.mbstd_channels, cfg.conv_clamp, c_dim=cfg.c_dim, mapping_layers=cfg.d_mapping_layers,
+                          architecture=cfg.d_architecture)
         return {"G": G, "D": D}
 
     def phases(self, cfg):
@@ -189,23 +228,28 @@ class StyleGANLite(Architecture):
         from . import losses
 
         cfg, real = ctx.cfg, batch["image"]
+        real_c = losses.one_hot(batch["label"], cfg.c_dim) if cfg.c_dim > 0 else None  # the reals' classes
         policy = cfg.augment_policy()
         if phase.name == "G":
             return losses.generator_loss(nets, real.shape[0], ctx, cfg.style_mixing, policy)
         if phase.name == "G_pl":
             return losses.path_length_loss(nets, real.shape[0], ctx, cfg)
         if phase.name == "D":
-            return losses.discriminator_loss(nets, real, ctx, cfg.style_mixing, policy)
-        return losses.r1_loss(nets, real, ctx, cfg.gamma(), cfg.r1_interval, policy)
+            return losses.discriminator_loss(nets, real, ctx, cfg.style_mixing, policy, real_c)
+        return losses.r1_loss(nets, real, ctx, cfg.gamma(), cfg.r1_interval, policy, real_c)
 
     def reference_loop(self, cfg, device):
-        """stylegan2-ada-pytorch's training loop on these networks and this config (reference_loop.py)."""
+        """stylegan2-ada-pytorch's training loop on these networks and this config (reference_loop.py); none for
+        a conditional config, as the copy draws no labels."""
+        if cfg.c_dim > 0:
+            return None
         from .reference_loop import StyleGAN2ADALoop
 
         return StyleGAN2ADALoop(self, cfg, device)
 
     def generators(self, cfg):
-        return {"G": Generator(role="G", inputs=("z", "truncation"), latents=style_latents(cfg.z_dim))}
+        latents = style_latents(cfg.z_dim, cfg.c_dim)
+        return {"G": Generator(role="G", inputs=generator_input_names(cfg), latents=latents)}
 
     def commands(self):
         from .cli import style_mix

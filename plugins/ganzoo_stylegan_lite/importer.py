@@ -10,7 +10,8 @@ the object's ``__dict__`` (``_init_args``/``_init_kwargs``, ``_parameters``,
 the class; here ``ganzoo.safe_pickle`` resolves only the tensor-rebuilding
 globals, NumPy scalars, ``dnnlib.util.EasyDict`` (a dict) and the persistence
 hook, which becomes :class:`PersistentRecord`: the source stays a string that
-nothing runs. The init kwargs give StyleGAN-lite's Config; the parameters and
+nothing runs. The init kwargs give StyleGAN-lite's Config (a conditional
+pickle's ``c_dim``, D's ``architecture`` and label mapping included); the parameters and
 buffers are renamed by an explicit table (``training/networks.py``'s names ->
 StyleGAN-lite's) and copied as they are: StyleGAN-lite's layers compute the
 reference's function for the same stored weights (docs/import.md).
@@ -24,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from ganzoo.errors import UserError
+
+from . import D_ARCHITECTURES  # the reference's 'skip' D (fromrgb at every block) is not built
 
 SOURCE = "stylegan2-ada-pytorch"
 NETWORK_KEYS = ("G", "D", "G_ema")
@@ -136,6 +139,7 @@ _SYNTHESIS_KEYS = ("channel_base", "channel_max", "num_fp16_res", "conv_clamp", 
 _D_KEYS = ("c_dim", "img_resolution", "img_channels", "architecture", "channel_base", "channel_max", "num_fp16_res",
            "conv_clamp", "cmap_dim", "block_kwargs", "mapping_kwargs", "epilogue_kwargs")
 _D_BLOCK_KEYS = ("activation", "resample_filter", "fp16_channels_last", "freeze_layers")
+_D_MAPPING_KEYS = ("num_layers", "embed_features", "layer_features", "activation", "lr_multiplier")
 _D_EPILOGUE_KEYS = ("mbstd_group_size", "mbstd_num_channels", "activation")
 
 
@@ -152,13 +156,14 @@ def generator_overrides(kw: dict, where: str, problems: list[str]) -> dict:
     _unknown(mapping, _MAPPING_KEYS, f"{where}.mapping_kwargs", problems)
     _unknown(synthesis, _SYNTHESIS_KEYS, f"{where}.synthesis_kwargs", problems)
     c_dim = _get(kw, "c_dim", None)
-    if c_dim != 0:
-        problems.append(f"{where}.c_dim = {c_dim!r} (a conditional generator: StyleGAN-lite takes no class labels)")
     w_dim = _get(kw, "w_dim", None)
     m, s = f"{where}.mapping_kwargs", f"{where}.synthesis_kwargs"
     if _get(mapping, "layer_features", None) not in (None, w_dim):
         problems.append(f"{m}.layer_features = {mapping['layer_features']!r} (StyleGAN-lite's mapping layers are "
                         f"w_dim = {w_dim!r} wide)")
+    if c_dim and _get(mapping, "embed_features", None) not in (None, w_dim):  # read by the reference when c_dim > 0
+        problems.append(f"{m}.embed_features = {mapping['embed_features']!r} (StyleGAN-lite embeds labels in "
+                        f"w_dim = {w_dim!r} features)")
     _expect(problems, m, "activation", _get(mapping, "activation", "lrelu"), "lrelu", "another activation")
     _expect(problems, m, "w_avg_beta", _get(mapping, "w_avg_beta", 0.995), 0.995, "another w_avg tracking")
     _expect(problems, s, "architecture", _get(synthesis, "architecture", "skip"), "skip", "another generator")
@@ -168,24 +173,27 @@ def generator_overrides(kw: dict, where: str, problems: list[str]) -> dict:
     _expect(problems, s, "kernel_size", _get(synthesis, "kernel_size", 3), 3, "another kernel size")
     # num_fp16_res, fp16_channels_last: accepted, a precision detail (see docs/import.md).
     return {"resolution": _get(kw, "img_resolution", None), "channels": _get(kw, "img_channels", None),
-            "z_dim": _get(kw, "z_dim", None), "w_dim": w_dim, "mapping_layers": _get(mapping, "num_layers", 8),
+            "c_dim": c_dim, "z_dim": _get(kw, "z_dim", None), "w_dim": w_dim,
+            "mapping_layers": _get(mapping, "num_layers", 8),
             "mapping_lr_multiplier": _get(mapping, "lr_multiplier", 0.01),
             "channel_base": _get(synthesis, "channel_base", 32768), "channel_max": _get(synthesis, "channel_max", 512),
             "conv_clamp": _clamp(synthesis)}
 
 
 def discriminator_overrides(kw: dict, where: str, problems: list[str]) -> dict:
-    """Config values from ``Discriminator(**kwargs)``: image size, widths, minibatch std; refusals appended."""
+    """Config values from ``Discriminator(**kwargs)``: image size, widths, minibatch std, architecture and the
+    label mapping of a conditional one; refusals appended."""
     _unknown(kw, _D_KEYS, where, problems)
     block, epilogue = _get(kw, "block_kwargs", {}), _get(kw, "epilogue_kwargs", {})
+    mapping = _get(kw, "mapping_kwargs", {})
     _unknown(block, _D_BLOCK_KEYS, f"{where}.block_kwargs", problems)
     _unknown(epilogue, _D_EPILOGUE_KEYS, f"{where}.epilogue_kwargs", problems)
     c_dim = _get(kw, "c_dim", None)
-    if c_dim != 0:
-        problems.append(f"{where}.c_dim = {c_dim!r} (a conditional discriminator: StyleGAN-lite takes no class "
-                        "labels)")
-    b, e = f"{where}.block_kwargs", f"{where}.epilogue_kwargs"
-    _expect(problems, where, "architecture", _get(kw, "architecture", "resnet"), "resnet", "another discriminator")
+    b, e, m = f"{where}.block_kwargs", f"{where}.epilogue_kwargs", f"{where}.mapping_kwargs"
+    architecture = _get(kw, "architecture", "resnet")
+    if architecture not in D_ARCHITECTURES:
+        problems.append(f"{where}.architecture = {architecture!r} (another discriminator; StyleGAN-lite has "
+                        f"{' or '.join(map(repr, D_ARCHITECTURES))})")
     _expect(problems, b, "activation", _get(block, "activation", "lrelu"), "lrelu", "another activation")
     _expect(problems, b, "resample_filter", _get(block, "resample_filter", FILTER), FILTER, "another filter")
     _expect(problems, e, "activation", _get(epilogue, "activation", "lrelu"), "lrelu", "another activation")
@@ -194,10 +202,28 @@ def discriminator_overrides(kw: dict, where: str, problems: list[str]) -> dict:
         problems.append(f"{e}.mbstd_group_size = {group!r} (StyleGAN-lite's minibatch-std groups have a fixed "
                         "size; None, the whole batch, is not expressible)")
     # num_fp16_res, fp16_channels_last, freeze_layers: accepted (docs/import.md).
-    return {"resolution": _get(kw, "img_resolution", None), "channels": _get(kw, "img_channels", None),
-            "channel_base": _get(kw, "channel_base", 32768), "channel_max": _get(kw, "channel_max", 512),
-            "conv_clamp": _clamp(kw), "mbstd_group": group,
-            "mbstd_channels": _get(epilogue, "mbstd_num_channels", 1)}
+    found = {"resolution": _get(kw, "img_resolution", None), "channels": _get(kw, "img_channels", None),
+             "c_dim": c_dim, "channel_base": _get(kw, "channel_base", 32768),
+             "channel_max": _get(kw, "channel_max", 512), "conv_clamp": _clamp(kw), "mbstd_group": group,
+             "mbstd_channels": _get(epilogue, "mbstd_num_channels", 1), "d_architecture": architecture}
+    if c_dim:  # the reference builds D's mapping network (and reads cmap_dim, mapping_kwargs) only then
+        _unknown(mapping, _D_MAPPING_KEYS, m, problems)
+        base, top = found["channel_base"], found["channel_max"]
+        cmap_dim = min(base // 4, top) if isinstance(base, int) and isinstance(top, int) else None
+        if _get(kw, "cmap_dim", None) not in (None, cmap_dim):
+            problems.append(f"{where}.cmap_dim = {kw['cmap_dim']!r} (StyleGAN-lite projects on the {cmap_dim} "
+                            "feature maps at 4x4, the reference's default)")
+        for key in ("embed_features", "layer_features"):
+            if _get(mapping, key, None) not in (None, cmap_dim):
+                problems.append(f"{m}.{key} = {mapping[key]!r} (StyleGAN-lite's label mapping is cmap_dim = "
+                                f"{cmap_dim} wide)")
+        _expect(problems, m, "activation", _get(mapping, "activation", "lrelu"), "lrelu", "another activation")
+        layers = _get(mapping, "num_layers", 8)
+        if layers:  # with no layers (TensorFlow-trained pickles: legacy.py writes 0 and 0.1) it reads no multiplier
+            _expect(problems, m, "lr_multiplier", _get(mapping, "lr_multiplier", 0.01), 0.01,
+                    "another learning-rate multiplier for D's label mapping")
+        found["d_mapping_layers"] = layers
+    return found
 
 
 # --- the name table -----------------------------------------------------------------------------------------------
@@ -207,12 +233,20 @@ def _resolutions(resolution: int) -> list[int]:
     return [2**i for i in range(2, int(math.log2(resolution)) + 1)]
 
 
-def generator_table(resolution: int, mapping_layers: int) -> tuple[dict[str, str], list[str]]:
-    """Reference name -> StyleGAN-lite name for every G tensor copied, and the filter buffers dropped."""
-    table = {"mapping.w_avg": "mapping.w_avg"}
-    for i in range(mapping_layers):
+def mapping_table(c_dim: int, layers: int, w_avg: bool) -> dict[str, str]:
+    """A mapping network's names: ``embed`` (conditional), ``fcN`` -> ``layers.N``, and G's ``w_avg``."""
+    table = {"mapping.w_avg": "mapping.w_avg"} if w_avg else {}
+    names = ["embed"] if c_dim > 0 else []
+    table.update({f"mapping.{n}.{p}": f"mapping.{n}.{p}" for n in names for p in ("weight", "bias")})
+    for i in range(layers):
         for p in ("weight", "bias"):
             table[f"mapping.fc{i}.{p}"] = f"mapping.layers.{i}.{p}"
+    return table
+
+
+def generator_table(resolution: int, mapping_layers: int, c_dim: int = 0) -> tuple[dict[str, str], list[str]]:
+    """Reference name -> StyleGAN-lite name for every G tensor copied, and the filter buffers dropped."""
+    table = mapping_table(c_dim, mapping_layers, w_avg=True)
     filters = []
     for res in _resolutions(resolution):
         ref, lite = f"synthesis.b{res}", f"synthesis.blocks.b{res}"
@@ -227,7 +261,8 @@ def generator_table(resolution: int, mapping_layers: int) -> tuple[dict[str, str
     return table, filters
 
 
-def discriminator_table(resolution: int) -> tuple[dict[str, str], list[str]]:
+def discriminator_table(resolution: int, c_dim: int = 0, mapping_layers: int = 8, architecture: str = "resnet"
+                        ) -> tuple[dict[str, str], list[str]]:
     """Reference name -> StyleGAN-lite name for every D tensor copied, and the filter buffers dropped."""
     table, filters = {}, []
     for res in _resolutions(resolution)[:0:-1]:  # resolution ... 8
@@ -235,8 +270,12 @@ def discriminator_table(resolution: int) -> tuple[dict[str, str], list[str]]:
         layers = (["fromrgb"] if res == resolution else []) + ["conv0", "conv1"]
         for layer in layers:
             table.update({f"{ref}.{layer}.{p}": f"{lite}.{layer}.{p}" for p in ("weight", "bias")})
-        table[f"{ref}.skip.weight"] = f"{lite}.skip.weight"
-        filters += [f"{ref}.resample_filter"] + [f"{ref}.{layer}.resample_filter" for layer in layers + ["skip"]]
+        if architecture == "resnet":
+            table[f"{ref}.skip.weight"] = f"{lite}.skip.weight"
+            layers = layers + ["skip"]
+        filters += [f"{ref}.resample_filter"] + [f"{ref}.{layer}.resample_filter" for layer in layers]
+    if c_dim > 0:
+        table.update(mapping_table(c_dim, mapping_layers, w_avg=False))
     for layer, lite in (("conv", "conv"), ("fc", "fc"), ("out", "out")):
         table.update({f"b4.{layer}.{p}": f"{lite}.{p}" for p in ("weight", "bias")})
     filters.append("b4.conv.resample_filter")
@@ -287,6 +326,10 @@ def map_tensors(source: dict, table: dict[str, str], filters: list[str], expecte
     return out
 
 
+# Config values every pickle determines but that only a conditional network or an 'orig' D records.
+UNCONDITIONAL_RESNET = {"c_dim": 0, "d_architecture": "resnet"}
+
+
 # --- the whole import ---------------------------------------------------------------------------------------------
 
 
@@ -320,6 +363,9 @@ def import_pickle(arch, files: list[Path]):
             if name in overrides and overrides[name] != value:
                 problems.append(f"{key} has {name} {value!r} where another network has {overrides[name]!r}")
             overrides.setdefault(name, value)
+    for name, default in UNCONDITIONAL_RESNET.items():  # checked for agreement above; an unconditional pickle
+        if overrides.get(name) == default:  # with a residual D records what it always did
+            del overrides[name]
     if not problems:
         try:
             arch.validate(arch.make_config(overrides))
@@ -334,9 +380,10 @@ def import_pickle(arch, files: list[Path]):
     for key in present:  # every network checked before one error lists them all
         role = "D" if key == "D" else "G"
         if role == "G":
-            table, filters = generator_table(cfg.resolution, cfg.mapping_layers)
+            table, filters = generator_table(cfg.resolution, cfg.mapping_layers, cfg.c_dim)
         else:
-            table, filters = discriminator_table(cfg.resolution)
+            table, filters = discriminator_table(cfg.resolution, cfg.c_dim, cfg.d_mapping_layers,
+                                                 cfg.d_architecture)
         try:
             source = flat_tensors(data[key], key)
             networks[key] = map_tensors(source, table, filters, nets[role].state_dict(), key)
@@ -345,8 +392,11 @@ def import_pickle(arch, files: list[Path]):
     if mismatches:
         raise UserError(f"{path}: tensors do not match StyleGAN-lite's: " + "; ".join(mismatches))
     ignored = [str(k) for k in data if k not in NETWORK_KEYS]
+    conditional = f", conditional on {cfg.c_dim} classes" if cfg.c_dim else ""
+    d_kind = f", {cfg.d_architecture} D" if "D" in present else ""
     note = (f"stylegan2-ada-pytorch network pickle: {', '.join(present)} ({cfg.resolution}x{cfg.resolution}, "
-            f"{cfg.channels} channels, z {cfg.z_dim}, w {cfg.w_dim}, {cfg.mapping_layers} mapping layers)")
+            f"{cfg.channels} channels, z {cfg.z_dim}, w {cfg.w_dim}, {cfg.mapping_layers} mapping layers"
+            f"{d_kind}{conditional})")
     if ignored:
         note += f"; not imported: {', '.join(ignored)}"
     numerics = _numerics(data, present)

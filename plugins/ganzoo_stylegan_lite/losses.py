@@ -12,6 +12,12 @@ synthesis noise, DiffAugment's and path length's draws per sample
 (``ctx.randn``/``ctx.rand``), the mixing cutoff for the whole batch
 (``ctx.rand_shared``); the path-length mean follows the global batch
 (``ctx.gather``).
+
+A conditional run (``c_dim`` > 0) passes labels as the reference's
+StyleGAN2Loss does: reals are judged with their own classes
+(``batch["label"]``, R1 included), generated images (the G and D phases, path
+length, both latents of a style-mixed sample) with classes drawn from the data's
+label distribution (``ctx.labels``, its training loop's ``gen_c``), one-hot.
 """
 
 from __future__ import annotations
@@ -40,49 +46,68 @@ def synthesis_noise(n: int, ctx) -> list[torch.Tensor]:
     return [ctx.randn(n, 1, r, r) for r in noise_resolutions(ctx.cfg.resolution)]
 
 
-def generator_inputs(n: int, ctx, mixing: float) -> dict:
-    """G's keyword inputs for n samples: z, with style mixing a second z and the layer mask, and the noise."""
+def one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """float32 (N, num_classes) rows for int64 class indices: the networks' label input (the reference's c)."""
+    return torch.nn.functional.one_hot(labels, num_classes).float()
+
+
+def generated_labels(n: int, ctx) -> torch.Tensor | None:
+    """One-hot classes for n generated samples from the data's label distribution; None when unconditional."""
+    return one_hot(ctx.labels(n), ctx.cfg.c_dim) if ctx.cfg.c_dim > 0 else None
+
+
+def generator_inputs(n: int, ctx, mixing: float, label: torch.Tensor | None = None) -> dict:
+    """G's keyword inputs for n samples: z, the label (conditional), with style mixing a second z and the layer
+    mask, and the noise."""
     z_dim = ctx.cfg.z_dim
     inputs = {"z": ctx.randn(n, z_dim)}
+    if label is not None:
+        inputs["label"] = label
     if mixing > 0:
         inputs.update(mix_z=ctx.randn(n, z_dim), mix_mask=mixing_mask(num_ws(ctx.cfg.resolution), mixing, ctx))
     inputs["noise"] = synthesis_noise(n, ctx)
     return inputs
 
 
-def run_D(D, images: torch.Tensor, policy: tuple[str, ...], ctx) -> torch.Tensor:
-    """D's logits on images augmented by DiffAugment (when ``policy`` is not empty)."""
+def run_D(D, images: torch.Tensor, policy: tuple[str, ...], ctx, label: torch.Tensor | None = None) -> torch.Tensor:
+    """D's logits on images augmented by DiffAugment (when ``policy`` is not empty), judged as of class ``label``
+    (one-hot) when conditional."""
     if policy:
         images = diff_augment(images, policy, ctx.rand)
-    return D(images)
+    return D(images) if label is None else D(images, label)
 
 
 def generator_loss(nets, n: int, ctx, mixing: float, policy) -> torch.Tensor:
-    fake = nets["G"](**generator_inputs(n, ctx, mixing))
-    logits = run_D(nets["D"], fake, policy, ctx)
+    gen_c = generated_labels(n, ctx)
+    fake = nets["G"](**generator_inputs(n, ctx, mixing, gen_c))
+    logits = run_D(nets["D"], fake, policy, ctx, gen_c)
     ctx.log("scores/fake", logits.detach().float().mean())
     return nonsaturating_g_loss(logits)
 
 
-def discriminator_loss(nets, real: torch.Tensor, ctx, mixing: float, policy) -> torch.Tensor:
+def discriminator_loss(nets, real: torch.Tensor, ctx, mixing: float, policy,
+                       real_c: torch.Tensor | None = None) -> torch.Tensor:
+    gen_c = generated_labels(real.shape[0], ctx)
     with torch.no_grad():
-        fake = nets["G"](**generator_inputs(real.shape[0], ctx, mixing))
-    fake_logits = run_D(nets["D"], fake, policy, ctx)
-    real_logits = run_D(nets["D"], real, policy, ctx)
+        fake = nets["G"](**generator_inputs(real.shape[0], ctx, mixing, gen_c))
+    fake_logits = run_D(nets["D"], fake, policy, ctx, gen_c)
+    real_logits = run_D(nets["D"], real, policy, ctx, real_c)
     ctx.log("scores/real", real_logits.detach().float().mean())
     return nonsaturating_d_loss(real_logits, fake_logits)
 
 
-def r1_penalty(D, real: torch.Tensor, ctx, policy) -> torch.Tensor:
-    """Per-sample squared norm of dD(x)/dx on reals (x before augmentation, as StyleGAN2-ADA)."""
+def r1_penalty(D, real: torch.Tensor, ctx, policy, real_c: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-sample squared norm of dD(x, c)/dx on reals with their classes (x before augmentation, as
+    StyleGAN2-ADA)."""
     real = real.detach().requires_grad_(True)
-    logits = run_D(D, real, policy, ctx)
+    logits = run_D(D, real, policy, ctx, real_c)
     (grads,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
     return grads.square().sum(dim=(1, 2, 3)), logits
 
 
-def r1_loss(nets, real: torch.Tensor, ctx, gamma: float, interval: int, policy) -> torch.Tensor:
-    penalty, logits = r1_penalty(nets["D"], real, ctx, policy)
+def r1_loss(nets, real: torch.Tensor, ctx, gamma: float, interval: int, policy,
+            real_c: torch.Tensor | None = None) -> torch.Tensor:
+    penalty, logits = r1_penalty(nets["D"], real, ctx, policy, real_c)
     ctx.log("reg/r1", penalty.detach().mean())
     # logits * 0 keeps D's output in the graph, as the reference does, so every parameter gets a gradient.
     return (logits.squeeze(1) * 0 + penalty * (gamma / 2)).mean() * interval
@@ -95,7 +120,7 @@ def path_length_loss(nets, n: int, ctx, cfg) -> torch.Tensor:
     """
     G = nets["G"]
     batch = max(1, n // cfg.pl_batch_shrink)
-    inputs = generator_inputs(batch, ctx, cfg.style_mixing)
+    inputs = generator_inputs(batch, ctx, cfg.style_mixing, generated_labels(batch, ctx))
     noise = inputs.pop("noise")
     ws = G(**inputs, styles_only=True)
     images = G(ws=ws, noise=noise)

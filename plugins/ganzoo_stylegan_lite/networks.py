@@ -1,8 +1,9 @@
-"""StyleGAN2's mapping, synthesis (skip outputs) and residual discriminator.
+"""StyleGAN2's mapping, synthesis (skip outputs) and residual discriminator, optionally class-conditional.
 
 Layer for layer as NVlabs/stylegan2-ada-pytorch's `training/networks.py`
-(`architecture='skip'` for G, `'resnet'` for D), so parameter counts match
-its printed tables; see layers.py for how each layer stays exportable.
+(`architecture='skip'` for G, `'resnet'` or `'orig'` for D; its label embedding
+and projection discriminator for c_dim > 0), so parameter counts match its
+printed tables; see layers.py for how each layer stays exportable.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import math
 import torch
 from torch import nn
 
+from . import D_ARCHITECTURES
 from .layers import Conv2d, FullyConnected, SynthesisLayer, ToRGB, Upsample2x, normalize_2nd_moment
 
 
@@ -35,27 +37,46 @@ def num_ws(resolution: int) -> int:
 
 
 class MappingNetwork(nn.Module):
-    """z -> w: normalised z through ``num_layers`` leaky-ReLU layers at lr x0.01.
+    """(z, label) -> w: normalised z and label embedding through ``num_layers`` leaky-ReLU layers at lr x0.01.
 
-    While training it tracks the average w (``w_avg``), which the truncation
-    trick pulls styles towards.
+    As stylegan2-ada-pytorch's ``MappingNetwork``: with ``c_dim`` classes an
+    ``embed`` layer (c_dim -> w_dim, lr x1) maps the one-hot label, and
+    normalize_2nd_moment(z) and normalize_2nd_moment(embed(c)) are concatenated
+    into the first layer (z_dim + w_dim inputs); ``z_dim`` 0 takes the label
+    alone. While training it tracks the average w (``w_avg``, one over all
+    classes), which the truncation trick pulls styles towards. ``num_ws`` None
+    returns w itself, and ``w_avg_beta`` None tracks nothing: the discriminator's
+    label mapping (``cmap``).
     """
 
-    def __init__(self, z_dim: int, w_dim: int, num_ws: int, num_layers: int = 8, lr_multiplier: float = 0.01,
-                 w_avg_beta: float = 0.995):
+    def __init__(self, z_dim: int, w_dim: int, num_ws: int | None, num_layers: int = 8, lr_multiplier: float = 0.01,
+                 w_avg_beta: float | None = 0.995, c_dim: int = 0):
         super().__init__()
-        self.num_ws, self.w_avg_beta = num_ws, w_avg_beta
-        dims = [z_dim] + [w_dim] * num_layers
+        self.z_dim, self.c_dim, self.num_ws, self.w_avg_beta = z_dim, c_dim, num_ws, w_avg_beta
+        if c_dim > 0:
+            self.embed = FullyConnected(c_dim, w_dim)
+        dims = [z_dim + (w_dim if c_dim > 0 else 0)] + [w_dim] * num_layers
         self.layers = nn.ModuleList(FullyConnected(a, b, activation=True, lr_multiplier=lr_multiplier)
                                     for a, b in zip(dims[:-1], dims[1:]))
-        self.register_buffer("w_avg", torch.zeros(w_dim))
+        if num_ws is not None and w_avg_beta is not None:
+            self.register_buffer("w_avg", torch.zeros(w_dim))
 
-    def forward(self, z: torch.Tensor, truncation: torch.Tensor | None = None, update_w_avg: bool = True
-                ) -> torch.Tensor:
-        x = normalize_2nd_moment(z)
+    def forward(self, z: torch.Tensor | None, truncation: torch.Tensor | None = None, update_w_avg: bool = True,
+                label: torch.Tensor | None = None) -> torch.Tensor:
+        """``label``: one-hot (N, c_dim) floats, needed exactly when the network is conditional."""
+        parts = []
+        if self.z_dim > 0:
+            parts.append(normalize_2nd_moment(z))
+        if self.c_dim > 0:
+            if label is None:
+                raise ValueError(f"this mapping network is conditional on {self.c_dim} classes: pass label")
+            parts.append(normalize_2nd_moment(self.embed(label.to(self.embed.weight.dtype))))
+        x = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
         for layer in self.layers:
             x = layer(x)
-        if self.training and update_w_avg:
+        if self.num_ws is None:
+            return x
+        if self.w_avg_beta is not None and self.training and update_w_avg:
             self.w_avg.copy_(x.detach().float().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
         ws = x.unsqueeze(1).expand(-1, self.num_ws, -1)
         if truncation is not None:  # psi per sample, (N, 1): w_avg + psi * (w - w_avg)
@@ -140,26 +161,31 @@ class StyleGenerator(nn.Module):
 
     def __init__(self, z_dim: int, w_dim: int, resolution: int, img_channels: int, channel_base: int,
                  channel_max: int, mapping_layers: int, mapping_lr_multiplier: float = 0.01,
-                 conv_clamp: float | None = None):
+                 conv_clamp: float | None = None, c_dim: int = 0):
         super().__init__()
+        self.c_dim = c_dim
         self.synthesis = SynthesisNetwork(w_dim, resolution, img_channels, channel_base, channel_max, conv_clamp)
-        self.mapping = MappingNetwork(z_dim, w_dim, self.synthesis.num_ws, mapping_layers, mapping_lr_multiplier)
+        self.mapping = MappingNetwork(z_dim, w_dim, self.synthesis.num_ws, mapping_layers, mapping_lr_multiplier,
+                                      c_dim=c_dim)
 
-    def styles(self, z: torch.Tensor, truncation: torch.Tensor | None = None, mix_z: torch.Tensor | None = None,
-               mix_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """ws (N, num_ws, w_dim); with ``mix_z``, the layers where ``mix_mask`` is true take mix_z's styles."""
-        ws = self.mapping(z, truncation)
+    def styles(self, z: torch.Tensor | None, truncation: torch.Tensor | None = None, mix_z: torch.Tensor | None = None,
+               mix_mask: torch.Tensor | None = None, label: torch.Tensor | None = None) -> torch.Tensor:
+        """ws (N, num_ws, w_dim); with ``mix_z``, the layers where ``mix_mask`` is true take mix_z's styles,
+        mapped with the same ``label`` (the reference's style mixing)."""
+        ws = self.mapping(z, truncation, label=label)
         if mix_z is not None:
-            mixed = self.mapping(mix_z, truncation, update_w_avg=False)
+            mixed = self.mapping(mix_z, truncation, update_w_avg=False, label=label)
             ws = torch.where(mix_mask.view(1, -1, 1), mixed, ws)
         return ws
 
     def forward(self, z: torch.Tensor | None = None, truncation: torch.Tensor | None = None,
-                mix_z: torch.Tensor | None = None, mix_mask: torch.Tensor | None = None,
-                ws: torch.Tensor | None = None, styles_only: bool = False,
+                label: torch.Tensor | None = None, mix_z: torch.Tensor | None = None,
+                mix_mask: torch.Tensor | None = None, ws: torch.Tensor | None = None, styles_only: bool = False,
                 noise: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """``label``: a conditional generator's one-hot classes (N, c_dim), third so that export passes
+        (z, truncation, label) positionally; an unconditional one takes (z, truncation) as before."""
         if ws is None:
-            ws = self.styles(z, truncation, mix_z, mix_mask)
+            ws = self.styles(z, truncation, mix_z, mix_mask, label)
             if styles_only:
                 return ws
         img = self.synthesis(ws, noise)
@@ -197,20 +223,23 @@ class DiscriminatorBlock(nn.Module):
     """Residual block: two 3x3 convs (the second halves the size) plus a 1x1 skip, each scaled by sqrt(1/2).
 
     ``conv_clamp`` reaches fromrgb, conv0 and conv1 (whose clamp scales by its sqrt(1/2) too), not the
-    skip: the reference's ``DiscriminatorBlock``.
+    skip: the reference's ``DiscriminatorBlock``. ``resnet=False`` is its ``architecture='orig'`` (the
+    ``cifar`` config): no skip layer, conv1 at gain 1.
     """
 
     def __init__(self, in_channels: int, out_channels: int, img_channels: int, first: bool,
-                 conv_clamp: float | None = None):
+                 conv_clamp: float | None = None, resnet: bool = True):
         super().__init__()
         self.fromrgb = Conv2d(img_channels, in_channels, 1, conv_clamp=conv_clamp) if first else None
         self.conv0 = Conv2d(in_channels, in_channels, 3, conv_clamp=conv_clamp)
         self.conv1 = Conv2d(in_channels, out_channels, 3, down=2, conv_clamp=conv_clamp)
-        self.skip = Conv2d(in_channels, out_channels, 1, bias=False, activation=False, down=2)
+        self.skip = Conv2d(in_channels, out_channels, 1, bias=False, activation=False, down=2) if resnet else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fromrgb is not None:
             x = self.fromrgb(x)
+        if self.skip is None:
+            return self.conv1(self.conv0(x))
         y = self.skip(x, gain=math.sqrt(0.5))
         return y + self.conv1(self.conv0(x), gain=math.sqrt(0.5))
 
@@ -219,29 +248,49 @@ class Discriminator(nn.Module):
     """Residual D from the image's resolution down to 4x4, then minibatch std, conv, fc and a logit.
 
     ``conv_clamp`` (None: off) clips every block's convs and the epilogue's conv, not the skips or fc
-    layers, as stylegan2-ada-pytorch's ``Discriminator(conv_clamp=...)``.
+    layers, as stylegan2-ada-pytorch's ``Discriminator(conv_clamp=...)``. ``architecture`` "orig" drops the
+    residual skips (its ``cifar`` config).
+
+    Conditional (``c_dim`` classes), as the reference's projection: its own mapping network (z_dim 0, the
+    label embedded and normalised, ``mapping_layers`` layers at lr x0.01, no w_avg) maps the one-hot
+    label to ``cmap`` (cmap_dim = the feature maps at 4x4), the last layer gives cmap_dim outputs, and the
+    logit is (x * cmap).sum(1) / sqrt(cmap_dim) (Miyato & Koyama 2018's projection discriminator).
     """
 
     def __init__(self, resolution: int, img_channels: int, channel_base: int, channel_max: int,
-                 mbstd_group: int = 4, mbstd_channels: int = 1, conv_clamp: float | None = None):
+                 mbstd_group: int = 4, mbstd_channels: int = 1, conv_clamp: float | None = None, c_dim: int = 0,
+                 mapping_layers: int = 8, architecture: str = "resnet"):
         super().__init__()
+        if architecture not in D_ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {D_ARCHITECTURES}, got {architecture!r}")
         resolutions = block_resolutions(resolution)[::-1][:-1]  # resolution ... 8
         self.blocks = nn.ModuleDict({
             f"b{res}": DiscriminatorBlock(channels_at(res, channel_base, channel_max),
                                           channels_at(res // 2, channel_base, channel_max), img_channels,
-                                          first=res == resolution, conv_clamp=conv_clamp)
+                                          first=res == resolution, conv_clamp=conv_clamp,
+                                          resnet=architecture == "resnet")
             for res in resolutions})
         c = channels_at(4, channel_base, channel_max)
+        self.c_dim, self.cmap_dim = c_dim, c if c_dim > 0 else 0
+        if c_dim > 0:
+            self.mapping = MappingNetwork(0, self.cmap_dim, None, mapping_layers, w_avg_beta=None, c_dim=c_dim)
         self.mbstd = MinibatchStd(mbstd_group, mbstd_channels) if mbstd_channels > 0 else None
         self.conv = Conv2d(c + mbstd_channels, c, 3, conv_clamp=conv_clamp)
         self.fc = FullyConnected(c * 16, c, activation=True)
-        self.out = FullyConnected(c, 1)
+        self.out = FullyConnected(c, self.cmap_dim or 1)
 
-    def forward(self, img: torch.Tensor) -> torch.Tensor:
+    def forward(self, img: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (N, 1); ``label``: one-hot (N, c_dim), needed exactly when D is conditional."""
         x = img
         for block in self.blocks.values():
             x = block(x)
         if self.mbstd is not None:
             x = self.mbstd(x)
         x = self.conv(x)
-        return self.out(self.fc(x.flatten(1)))
+        x = self.out(self.fc(x.flatten(1)))
+        if self.c_dim == 0:
+            return x
+        if label is None:
+            raise ValueError(f"this discriminator is conditional on {self.c_dim} classes: pass label")
+        cmap = self.mapping(None, label=label)
+        return (x * cmap.to(x.dtype)).sum(dim=1, keepdim=True) * (1 / math.sqrt(self.cmap_dim))
