@@ -389,7 +389,7 @@ def test_a_conditional_run_evaluated_on_unlabelled_data_is_refused(lookup_runs, 
         Image.fromarray(rng.integers(0, 255, (32, 32), dtype=np.uint8)).save(folder / f"{i}.png")
     error = one_error(invoke("eval", lookup_runs["true"], "--data", folder, "--n", 10, "--metrics", "fd-fmnist",
                              "--out", tmp_path / "e.json"))
-    assert "has none" in error and "class-conditional (10 classes)" in error
+    assert f"{folder} has no class labels, and a conditional run needs a class for every image" in error
 
 
 def test_data_with_labels_beyond_the_runs_classes_is_refused(lookup_runs, tmp_path):
@@ -405,3 +405,18 @@ def test_data_with_labels_beyond_the_runs_classes_is_refused(lookup_runs, tmp_pa
     error = one_error(invoke("eval", lookup_runs["true"], "--data", folder, "--n", 10, "--metrics", "fd-fmnist",
                              "--out", tmp_path / "e.json"))
     assert "has labels up to 11, but" in error and "has 10 classes (0 to 9)" in error
+
+
+def test_data_with_other_class_names_is_refused_naming_both_lists(lookup_runs, tmp_path):
+    """A folder of class subfolders (cat/, dog/): its labels fit the run's 10 classes, but they mean others."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in ("cat", "dog"):
+        (tmp_path / "pets" / name).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 255, (32, 32), dtype=np.uint8)).save(tmp_path / "pets" / name / f"{i}.png")
+    error = one_error(invoke("eval", lookup_runs["true"], "--data", tmp_path / "pets", "--n", 10,
+                             "--metrics", "fd-fmnist", "--out", tmp_path / "e.json"))
+    assert "was trained on 10 classes (T-shirt/top, Trouser, Pullover" in error
+    assert f"but {tmp_path / 'pets'} has 2 classes (cat, dog)" in error

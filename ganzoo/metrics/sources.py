@@ -92,26 +92,25 @@ def labelled_real(data: str | None, resolution: int, channels: int, num_classes:
     """The real images and their labels for a conditional generator of ``num_classes`` classes (``classes``: its
     names where recorded), with the labels its images are asked for (drawn from these for ``seed``); refused in
     one line when the data has no labels, labels beyond the generator's classes, or other class names."""
+    from ..data import DEFAULT_DATASET
     from .conditional import generated_labels
 
-    from ..data import DEFAULT_DATASET
-
-    dataset = _real_set(data, resolution, channels, on_bad, labels=True)
+    dataset = _real_set(data, resolution, channels, on_bad, labels=True)  # unlabelled data is refused there
     where = data or DEFAULT_DATASET
-    if dataset.labels is None:
-        raise UserError(f"{what} is class-conditional ({num_classes} classes): the classes of its images are drawn "
-                        f"from the real data's labels, and {where} has none; evaluate with labelled data (a run's "
-                        f"own data: leave --data out)")
+    if dataset.labels is None:  # the data layer names what a labelled source is; this is the last word
+        raise UserError(f"{where} has no class labels, and {what} is class-conditional: the classes of its images "
+                        "are drawn from the real data's labels")
     labels = np.asarray(dataset.labels, dtype=np.int64)
     data_classes = getattr(dataset, "classes", None)
     if len(labels) and int(labels.max()) >= num_classes:
         raise UserError(f"{where} has labels up to {int(labels.max())}, but {what} has {num_classes} classes "
                         f"(0 to {num_classes - 1}); evaluate with the data it was trained on")
     if classes is not None and data_classes is not None and list(data_classes) != list(classes):
-        from .suite import shown_classes
+        from ..conditioning import shown
 
-        raise UserError(f"{where} has {shown_classes(data_classes)}, but {what} was trained on "
-                        f"{shown_classes(classes)}; evaluate with the data it was trained on")
+        raise UserError(f"{what} was trained on {shown(classes)}, but {where} has {shown(data_classes)}: its "
+                        "labels mean its own classes; evaluate with data of the same class list (in the same "
+                        "order)")
     names = list(classes or data_classes or [str(i) for i in range(num_classes)])
     return _images_of(dataset, resolution), TaskLabels(names, labels,
                                                        lambda n: generated_labels(labels, n, seed, CHUNK))

@@ -107,6 +107,7 @@ def refuse_inapplicable(metrics: list[str], task, what: str, option: str = "") -
     """One UserError when a conditional metric is asked of a generator it does not apply to, saying why:
     ``what`` names the generator (a run, a model), ``task`` is its metrics.sources.Task, ``option`` the option
     that asked (``--eval-metric``)."""
+    from ..conditioning import shown
     from ..data.embedded import CLASS_NAMES
 
     wanted = [m for m in metrics if m in CONDITIONAL]
@@ -120,15 +121,8 @@ def refuse_inapplicable(metrics: list[str], task, what: str, option: str = "") -
                         f"generator, and {what} is not: {kind}")
     if ACCURACY in wanted and list(task.labels.classes) != list(CLASS_NAMES):
         raise UserError(f"{asked}{ACCURACY} needs a generator of Fashion-MNIST's ten classes (the fmnist classifier knows "
-                        f"only those), and {what} has {shown_classes(task.labels.classes)}; intra-class FD applies "
+                        f"only those), and {what} has {shown(task.labels.classes)}; intra-class FD applies "
                         f"(e.g. --metrics {','.join(m for m in INTRA)})")
-
-
-def shown_classes(classes, limit: int = 12) -> str:
-    """``3 classes (cat, dog, fox)``, shortened after ``limit`` names."""
-    names = list(classes)
-    more = f", ... and {len(names) - limit} more" if len(names) > limit else ""
-    return f"{len(names)} {'class' if len(names) == 1 else 'classes'} ({', '.join(names[:limit])}{more})"
 
 
 def compute(metrics: list[str], features: str, real: dict, fake: dict, seed: int,
