@@ -83,10 +83,11 @@ def _check_train_options(opts: TrainOptions) -> None:
     require(0 <= opts.seed < 2**32, "seed", opts.seed, "must lie in [0, 2**32) (numpy seeds data order with it)")
     for key in ("eval_every", "eval_n"):
         require(getattr(opts, key) >= 0, key, getattr(opts, key), "must not be negative (0 is the default)")
-    from .metrics.suite import RANKED, min_images
+    from .metrics.suite import HIGHER_IS_BETTER, RANKED, min_images
 
     require(opts.eval_metric in ("", *RANKED), "eval_metric", opts.eval_metric,
-            f"must be one of {', '.join(RANKED)} (a metric that ranks checkpoints: lower is better)")
+            f"must be one of {', '.join(RANKED)} (a metric that ranks checkpoints: higher is better for "
+            f"{', '.join(HIGHER_IS_BETTER)}, lower for the others)")
     need, _, why = min_images([opts.eval_metric or "fid"])  # the default (fd-fmnist or fid) is a Frechet distance
     what = opts.eval_metric or "the default metric, a Frechet distance,"
     require(opts.eval_n == 0 or opts.eval_n >= need, "eval_n", opts.eval_n,

@@ -21,8 +21,10 @@ from ..metrics.evaluate import DEFAULT_N
 @click.argument("source", type=click.Path(path_type=Path), metavar="RUN_DIR|MODEL.onnx")
 @click.option("--data", help="Real images to compare with (default: the run's own data; the embedded "
               "Fashion-MNIST for a model).")
-@click.option("--metrics", "metric_names", help="Comma-separated: fid, kid, pr, fd-dinov2, fd-fmnist (default: "
-              "fd-fmnist,kid,pr on the embedded data, fid,kid,pr otherwise).")
+@click.option("--metrics", "metric_names", help="Comma-separated: fid, kid, pr, fd-dinov2, fd-fmnist; for a "
+              "class-conditional generator also intra-fid, intra-fd-dinov2, intra-fd-fmnist (per-class FD and their "
+              "mean) and class-accuracy (Fashion-MNIST's classes). Default: fd-fmnist,kid,pr on the embedded data "
+              "(a conditional generator adds intra-fd-fmnist,class-accuracy), fid,kid,pr otherwise.")
 @click.option("--features", help="The extractor kid and pr use: fmnist, inception or dinov2 (default: fmnist on "
               "the embedded data, inception otherwise).")
 @click.option("--n", "n", type=int, help=f"Images generated, and real images compared (default {DEFAULT_N:,} or "
@@ -48,13 +50,14 @@ def eval_cmd(source, data, metric_names, features, n, batch_size, device, seed, 
     from ..data import DEFAULT_DATASET
     from ..fileio import require_writable, write_json
     from ..marks import json_record
-    from ..metrics.evaluate import evaluate_task, sample_count
+    from ..metrics.evaluate import check_classes, evaluate_task, sample_count
     from ..metrics.extractors import EXTRACTORS, check_precision
-    from ..metrics.suite import default_features, default_metrics, extractors_needed, parse_metrics, refuse_too_few
+    from ..metrics.suite import (default_features, default_metrics, extractors_needed, parse_metrics,
+                                 refuse_inapplicable, refuse_too_few)
     from ..outputs import EVAL, claim
 
     embedded = (data or _recorded_data(source) or DEFAULT_DATASET) == DEFAULT_DATASET
-    metrics = parse_metrics(metric_names or default_metrics(embedded))
+    metrics = parse_metrics(metric_names) if metric_names else None  # the default waits for the generator
     features = features or default_features(embedded)
     if features not in EXTRACTORS:
         raise UserError(f"unknown --features {features!r}; extractors: {', '.join(EXTRACTORS)}")
@@ -66,7 +69,7 @@ def eval_cmd(source, data, metric_names, features, n, batch_size, device, seed, 
     if seed < 0:
         raise UserError(f"--seed must not be negative, got {seed}")
     if n is not None:
-        refuse_too_few(n, metrics, "--n")
+        refuse_too_few(n, metrics or parse_metrics(default_metrics(embedded)), "--n")
     if out is not None:
         claim(out, EVAL)  # before anything is loaded: a new path, or an earlier result of ganzoo eval
     onnx_model = source.suffix.lower() == ".onnx"
@@ -77,7 +80,13 @@ def eval_cmd(source, data, metric_names, features, n, batch_size, device, seed, 
                else source / "eval" / f"step-{made.step:07d}.json")
         claim(out, EVAL)
     require_writable(out.parent, "pass --out with a .json path in a folder you can write")
+    conditional = any(task.labels is not None for task in made.tasks)
+    metrics = metrics or parse_metrics(default_metrics(embedded, conditional))
+    for task in made.tasks:
+        refuse_inapplicable(metrics, task, made.label)
     counts = [sample_count(task, n, "--n", metrics=metrics) for task in made.tasks]
+    for task, count in zip(made.tasks, counts):
+        check_classes(task, metrics, count, seed, "--n")
     needed = extractors_needed(metrics, features)
     extractors = {name: _load_extractor(name, device, weight_files.get(name), batch_size, precision)
                   for name in needed}
@@ -175,3 +184,17 @@ def _print_table(label: str, results: dict) -> None:
         click.echo(f"  {title}n = {result['n']:,}")
         for key, value in result["values"].items():
             click.echo(f"    {key:<22} {value:.6g}")
+        if result.get("per_class"):
+            _print_per_class(result)
+
+
+def _print_per_class(result: dict) -> None:
+    """One row per class: its real and generated images and each per-class metric ("-": none of that class)."""
+    classes, per_class = result["classes"], result["per_class"]
+    rows = [f"{index} {name}" for index, name in enumerate(classes["names"])]
+    width = max(len("per class"), *map(len, rows))
+    click.echo(f"    {'per class':<{width}} {'real':>7} {'generated':>9}" + "".join(f" {m:>16}" for m in per_class))
+    for index, (row, name) in enumerate(zip(rows, classes["names"])):
+        cells = "".join(f" {per_class[m][name]:>16.6g}" if name in per_class[m] else f" {'-':>16}"
+                        for m in per_class)
+        click.echo(f"    {row:<{width}} {classes['real'][index]:>7,} {classes['generated'][index]:>9,}{cells}")

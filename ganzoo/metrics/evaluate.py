@@ -8,6 +8,7 @@ the same n, seed and extractor.
 from __future__ import annotations
 
 from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -42,18 +43,63 @@ def sample_count(task, n: int | None, option: str, default: int = DEFAULT_N, met
     return n
 
 
+def subset_indices(count: int, n: int, seed: int) -> np.ndarray | None:
+    """Which of ``count`` real images are compared: the first n of a seeded permutation, sorted (None: all)."""
+    if n >= count:
+        return None
+    return np.sort(np.random.default_rng(seed).permutation(count)[:n])
+
+
 def real_subset(real: np.ndarray, n: int, seed: int) -> np.ndarray:
     """The first n of a seeded permutation, in their original order: the same for every run with this seed."""
-    if n >= len(real):
-        return np.asarray(real)
-    return np.asarray(real[np.sort(np.random.default_rng(seed).permutation(len(real))[:n])])
+    indices = subset_indices(len(real), n, seed)
+    return np.asarray(real) if indices is None else np.asarray(real[indices])
+
+
+@dataclass
+class ClassLabels:
+    """A conditional generator's evaluation: class names, the labels of the compared real images and of the
+    generated ones (asked for), the classes the data has, and the classifier's predicted classes."""
+
+    classes: list[str]
+    real: np.ndarray
+    generated: np.ndarray
+    present: list[int]
+    predicted: np.ndarray | None = None
+
+
+def class_labels(task, n: int, seed: int) -> ClassLabels | None:
+    """The labels of the n real and n generated images a task compares (None: an unconditional task)."""
+    from .conditional import present_classes
+
+    if task.labels is None:
+        return None
+    data = task.labels.real
+    indices = subset_indices(len(data), n, seed)
+    real = np.asarray(data if indices is None else data[indices], dtype=np.int64)
+    return ClassLabels(list(task.labels.classes), real, task.labels.generated(n),
+                       present_classes(data, len(task.labels.classes)))
+
+
+def check_classes(task, metrics: list[str], n: int, seed: int, option: str) -> None:
+    """Per-class metrics need 2 real and 2 generated images of each class among the n: one UserError if not
+    (checked from the labels alone, before any image is made)."""
+    from .conditional import refuse_small_classes
+    from .suite import INTRA
+
+    labels = class_labels(task, n, seed)
+    for metric in (m for m in metrics if m in INTRA):
+        refuse_small_classes(metric, labels.real, labels.generated, labels.present, labels.classes, option, n)
 
 
 def evaluate_task(task, metrics: list[str], features: str, extractors: dict, n: int, seed: int,
                   progress: Callable[[str, int], object] | None = None) -> dict:
-    """{"n", "real_images_sha256", "reference_cached", "values"} for one task; ``n`` already checked."""
+    """{"n", "real_images_sha256", "reference_cached", "values"} for one task, and for a conditional generator
+    "classes" (names, real and generated images per class) and "per_class" ({metric: {class: value}});
+    ``n`` already checked."""
+    from .conditional import class_counts
     from .reference import reference_features
-    from .suite import compute
+    from .suite import ACCURACY, ACCURACY_EXTRACTOR, compute
 
     bar = progress or (lambda label, total: nullcontext(None))
     what = f"{task.label} " if task.label else ""
@@ -70,5 +116,15 @@ def evaluate_task(task, metrics: list[str], features: str, extractors: dict, n: 
             if update is not None:
                 update(len(chunk))
     fake_features = {name: np.concatenate(parts) for name, parts in fake_parts.items()}
-    values = compute(metrics, features, real_features, fake_features, seed)
-    return {"n": n, "real_images_sha256": images_hash, "reference_cached": cached, "values": values}
+    labels = class_labels(task, n, seed)
+    if labels is not None and ACCURACY in metrics:
+        labels.predicted = extractors[ACCURACY_EXTRACTOR].extra["predict"](fake_features[ACCURACY_EXTRACTOR])
+    values, per_class = compute(metrics, features, real_features, fake_features, seed, labels)
+    result = {"n": n, "real_images_sha256": images_hash, "reference_cached": cached, "values": values}
+    if labels is not None:
+        count = len(labels.classes)
+        result["classes"] = {"names": labels.classes,
+                             "real": class_counts(labels.real, count).tolist(),
+                             "generated": class_counts(labels.generated, count).tolist()}
+        result["per_class"] = per_class
+    return result

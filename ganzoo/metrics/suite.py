@@ -7,6 +7,13 @@ the shipped Fashion-MNIST classifier's. ``kid`` (Binkowski et al. 2018) and
 et al. 2020) are computed on the features of one chosen extractor, and their
 result keys name it (``kid-inception``), so numbers on different features are
 never confused.
+
+A class-conditional generator adds, where they apply (``metrics.conditional``):
+``intra-fid``, ``intra-fd-dinov2`` and ``intra-fd-fmnist``, the mean over classes
+of the per-class Frechet distance on that extractor (StudioGAN's iFID), and
+``class-accuracy``, the fraction of generated images the fmnist classifier puts
+in the class asked for (Fashion-MNIST's ten classes only). Accuracy is the one
+metric where higher is better.
 """
 
 from __future__ import annotations
@@ -15,14 +22,21 @@ from ..errors import UserError
 
 FRECHET = {"fid": "inception", "fd-dinov2": "dinov2", "fd-fmnist": "fmnist"}
 ON_FEATURES = ("kid", "pr")
-METRICS = (*FRECHET, *ON_FEATURES)
-RANKED = (*FRECHET, "kid")  # one number each, lower is better: these can pick a run's best checkpoint
+INTRA = {"intra-fid": "inception", "intra-fd-dinov2": "dinov2", "intra-fd-fmnist": "fmnist"}  # per class, mean
+ACCURACY = "class-accuracy"
+ACCURACY_EXTRACTOR = "fmnist"  # the classifier that judges the class
+CONDITIONAL = (*INTRA, ACCURACY)  # only for a class-conditional generator
+METRICS = (*FRECHET, *ON_FEATURES, *CONDITIONAL)
+RANKED = (*FRECHET, "kid", *CONDITIONAL)  # one number each: these can pick a run's best checkpoint
+HIGHER_IS_BETTER = (ACCURACY,)  # every other ranked metric is a distance: lower is better
 PR_NEIGHBOURS = 3  # k of precision/recall/density/coverage
 
 # The fewest images (of each set) a metric can be computed from, and why.
 MIN_IMAGES = {**{name: (2, "a covariance needs two samples") for name in FRECHET},
               "kid": (2, "its unbiased estimate needs two samples per subset"),
-              "pr": (PR_NEIGHBOURS + 1, f"each image needs {PR_NEIGHBOURS} nearest neighbours besides itself")}
+              "pr": (PR_NEIGHBOURS + 1, f"each image needs {PR_NEIGHBOURS} nearest neighbours besides itself"),
+              **{name: (2, "a covariance needs two samples of each class") for name in INTRA},
+              ACCURACY: (1, "a fraction needs one image")}
 
 
 def min_images(metrics: list[str]) -> tuple[int, str, str]:
@@ -39,8 +53,22 @@ def refuse_too_few(n: int, metrics: list[str], option: str) -> None:
                         f"use {option} {need} or more")
 
 
-def default_metrics(embedded: bool) -> str:
-    return "fd-fmnist,kid,pr" if embedded else "fid,kid,pr"
+def default_metrics(embedded: bool, conditional: bool = False) -> str:
+    """fd-fmnist,kid,pr on the embedded data, fid,kid,pr otherwise; a conditional generator on the embedded data
+    adds intra-fd-fmnist and class-accuracy, which reuse the fmnist features already computed (no other data's
+    default adds intra-fid: with many classes its per-class n is small and each 2048-d FD costs seconds)."""
+    if embedded:
+        return "fd-fmnist,kid,pr" + (f",intra-fd-fmnist,{ACCURACY}" if conditional else "")
+    return "fid,kid,pr"
+
+
+def better(metric: str, value: float, than: float) -> bool:
+    """Whether ``value`` of a RANKED metric beats ``than``: higher for accuracy, lower for a distance."""
+    return value > than if metric in HIGHER_IS_BETTER else value < than
+
+
+def direction(metric: str) -> str:
+    return "higher is better" if metric in HIGHER_IS_BETTER else "lower is better"
 
 
 def default_features(embedded: bool) -> str:
@@ -53,6 +81,15 @@ def ranking_key(metric: str, features: str) -> str:
     return f"kid-{features}" if metric == "kid" else metric
 
 
+def extractor_of(metric: str, features: str) -> str:
+    """The extractor whose features ``metric`` is computed on."""
+    if metric in FRECHET:
+        return FRECHET[metric]
+    if metric in INTRA:
+        return INTRA[metric]
+    return ACCURACY_EXTRACTOR if metric == ACCURACY else features
+
+
 def parse_metrics(text: str) -> list[str]:
     names = [part.strip() for part in text.split(",") if part.strip()]
     unknown = [name for name in names if name not in METRICS]
@@ -63,17 +100,43 @@ def parse_metrics(text: str) -> list[str]:
 
 def extractors_needed(metrics: list[str], features: str) -> list[str]:
     """Extractor names, each once, in the order the metrics need them."""
-    needed = [FRECHET[m] if m in FRECHET else features for m in metrics]
-    return list(dict.fromkeys(needed))
+    return list(dict.fromkeys(extractor_of(m, features) for m in metrics))
 
 
-def compute(metrics: list[str], features: str, real: dict, fake: dict, seed: int) -> dict[str, float]:
-    """{result key: value} from per-extractor feature matrices ``real[name]`` and ``fake[name]``."""
+def refuse_inapplicable(metrics: list[str], task, what: str, option: str = "") -> None:
+    """One UserError when a conditional metric is asked of a generator it does not apply to, saying why:
+    ``what`` names the generator (a run, a model), ``task`` is its metrics.sources.Task, ``option`` the option
+    that asked (``--eval-metric``)."""
+    from ..conditioning import shown
+    from ..data.embedded import CLASS_NAMES
+
+    wanted = [m for m in metrics if m in CONDITIONAL]
+    if not wanted:
+        return
+    asked = f"{option} " if option else ""
+    if task.labels is None:
+        kind = (f"its generator translates images ({task.label})" if task.label
+                else "it is unconditional (it takes no class labels)")
+        raise UserError(f"{asked}{', '.join(wanted)} {'needs' if len(wanted) == 1 else 'need'} a class-conditional "
+                        f"generator, and {what} is not: {kind}")
+    if ACCURACY in wanted and list(task.labels.classes) != list(CLASS_NAMES):
+        raise UserError(f"{asked}{ACCURACY} needs a generator of Fashion-MNIST's ten classes (the fmnist classifier knows "
+                        f"only those), and {what} has {shown(task.labels.classes)}; intra-class FD applies "
+                        f"(e.g. --metrics {','.join(m for m in INTRA)})")
+
+
+def compute(metrics: list[str], features: str, real: dict, fake: dict, seed: int,
+            labels=None) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """({result key: value}, {metric: {class name: value}}) from per-extractor feature matrices ``real[name]``
+    and ``fake[name]``; ``labels`` (evaluate.ClassLabels) holds a conditional generator's classes, the labels of
+    the real and generated rows, the classes present and the classifier's predictions (for class-accuracy)."""
     from . import frechet_distance_from_features
+    from .conditional import class_accuracy, intra_class_frechet
     from .kid import kernel_inception_distance
     from .prdc import precision_recall_density_coverage
 
     out: dict[str, float] = {}
+    per_class: dict[str, dict[str, float]] = {}
     for metric in metrics:
         if metric in FRECHET:
             name = FRECHET[metric]
@@ -86,4 +149,12 @@ def compute(metrics: list[str], features: str, real: dict, fake: dict, seed: int
             for key, value in precision_recall_density_coverage(real[features], fake[features],
                                                                     k=PR_NEIGHBOURS).items():
                 out[f"{key}-{features}"] = float(value)
-    return out
+        elif metric in INTRA:
+            name = INTRA[metric]
+            out[metric], values, _ = intra_class_frechet(real[name], labels.real, fake[name], labels.generated,
+                                                         labels.present)
+            per_class[metric] = {labels.classes[c]: value for c, value in values.items()}
+        elif metric == ACCURACY:
+            out[metric], values = class_accuracy(labels.predicted, labels.generated, len(labels.classes))
+            per_class[metric] = {labels.classes[c]: value for c, value in values.items()}
+    return out, per_class

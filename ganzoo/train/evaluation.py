@@ -5,8 +5,14 @@ with the same metric, ``--n`` and ``--seed`` (the run's seed): the images come
 from the same sources (``metrics.sources.from_nets``: fixed latent chunks from
 the seed, held-out inputs for translators), the real features from the same
 cache, the statistics from the same ``metrics.evaluate``. Ranking uses one
-number, lower is better (a Frechet distance or KID); for an image-to-image
-architecture it is the mean over its directions.
+number: lower is better for a distance (a Frechet distance, KID, intra-class
+FD), higher for class accuracy; for an image-to-image architecture it is the
+mean over its directions.
+
+A class-conditional run is asked for classes drawn from its data's labels, as
+``ganzoo eval`` does; on the embedded data its evaluations also log
+intra-fd-fmnist and class-accuracy, which reuse the fmnist features the default
+metric already computed (they are logged, never ranked unless chosen).
 """
 
 from __future__ import annotations
@@ -18,10 +24,12 @@ import time
 import torch
 
 from ..data import DEFAULT_DATASET
-from ..metrics.evaluate import evaluate_task, sample_count
+from ..errors import UserError
+from ..metrics.evaluate import check_classes, evaluate_task, sample_count
 from ..metrics.extractors import load_extractor
 from ..metrics.sources import Source, from_nets
-from ..metrics.suite import default_features, extractors_needed, ranking_key
+from ..metrics.suite import (CONDITIONAL, HIGHER_IS_BETTER, better, default_features, default_metrics,
+                             extractor_of, extractors_needed, parse_metrics, ranking_key, refuse_inapplicable)
 
 DEFAULT_N = 10_000  # images per evaluation when eval_n is 0 (capped at the real images there are)
 BATCH = 64  # generator and extractor batch: results never depend on it (fixed latent chunks)
@@ -49,9 +57,32 @@ class TrainingEval:
             source = from_nets(arch, cfg, nets, data, device, BATCH, self.seed, Source("training", "run", None, data),
                                on_bad=_report_skipped if skip_bad_files else None)
         self.tasks = source.tasks
+        for task in self.tasks:
+            refuse_inapplicable([self.metric], task, "this run", option="--eval-metric")
         self.n = {task.label: sample_count(task, opts.eval_n or None, "--eval-n", default=DEFAULT_N,
                                                  metrics=[self.metric])
                   for task in self.tasks}
+        for task in self.tasks:
+            check_classes(task, [self.metric], self.n[task.label], self.seed, "--eval-n")
+        self.metrics = [self.metric] + self._also_logged(embedded)
+
+    def _also_logged(self, embedded: bool) -> list[str]:
+        """The conditional metrics of the default set that apply to every task and need no other extractor than
+        the ranking metric's (free: they reuse its features); none for an unconditional run."""
+        extras = []
+        for metric in parse_metrics(default_metrics(embedded, conditional=True)):
+            if metric not in CONDITIONAL or metric == self.metric:
+                continue
+            if extractor_of(metric, self.features) not in extractors_needed([self.metric], self.features):
+                continue
+            try:
+                for task in self.tasks:
+                    refuse_inapplicable([metric], task, "this run")
+                    check_classes(task, [metric], self.n[task.label], self.seed, "--eval-n")
+            except UserError:  # not for this run (unconditional, other classes, too few images): not logged
+                continue
+            extras.append(metric)
+        return extras
 
     def _own_randomness(self):
         """torch's global generators as they were afterwards: an evaluation never changes the training."""
@@ -66,21 +97,27 @@ class TrainingEval:
         return json.dumps({"metric": self.key, "n": self.n, "seed": self.seed, "extractors": extractors},
                           sort_keys=True)
 
+    def better(self, score: float, than: float) -> bool:
+        """Whether ``score`` beats the best so far ``than``: higher for class accuracy, lower for a distance."""
+        return better(self.metric, score, than)
+
     def measure(self) -> tuple[float, dict[str, float]]:
-        """(the ranking value, {metrics.jsonl key: value}); leaves every random number generator as it was."""
+        """(the ranking value, {metrics.jsonl key: value}); leaves every random number generator as it was.
+        A value that is not finite ranks last."""
         started = time.perf_counter()
         record: dict[str, float] = {}
         scores = []
         with self._own_randomness():
             for task in self.tasks:
-                result = evaluate_task(task, [self.metric], self.features, self.extractors, self.n[task.label],
+                result = evaluate_task(task, self.metrics, self.features, self.extractors, self.n[task.label],
                                        self.seed)
                 prefix = f"eval/{task.label}/" if task.label else "eval/"
                 record.update({prefix + key: value for key, value in result["values"].items()})
                 scores.append(result["values"][self.key])
         record["eval/seconds"] = time.perf_counter() - started
         score = sum(scores) / len(scores)
-        return (score if math.isfinite(score) else math.inf), record
+        worst = -math.inf if self.metric in HIGHER_IS_BETTER else math.inf
+        return (score if math.isfinite(score) else worst), record
 
 
 def _report_skipped(error) -> None:

@@ -498,7 +498,7 @@ class Trainer:
         with _eval_mode(self.sampling_nets()), permitted("evaluation"):
             score, record = self.evaluator.measure()
         self.metrics.write({"step": self.step, **record})
-        improved = self.best is None or score < self.best["value"]
+        improved = self.best is None or self.evaluator.better(score, self.best["value"])
         previous = self.best
         if improved:
             self.best = {"step": self.step, "value": float(score), "signature": self.evaluator.signature()}

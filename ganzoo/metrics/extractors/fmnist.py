@@ -183,11 +183,18 @@ def load(device, weights: Path | None = None, batch_size: int = 256, precision: 
         with network_precision(device, precision):
             return network(x)
 
+    def predict(features):
+        """The class (0-9, or NOT_FMNIST) of each row of features: the classifier's head on its own feature
+        (dropout is off at evaluation), so class-accuracy needs no second pass over the images."""
+        with torch.inference_mode():
+            logits = network.head(torch.as_tensor(features, dtype=torch.float32, device=device))
+        return logits.argmax(1).cpu().numpy()
+
     return Extractor(
         name="fmnist", input_size=INPUT_SIZE, feature_dim=FEATURE_DIM, resize=RESIZE,
         normalisation=NORMALISATION, weights=path, weights_sha256=sha256_of(path),
         batch_size=batch_size, embed=embed, device=device,
-        extra={"metadata": metadata, "classify": classify, "network": network}, precision=precision,
+        extra={"metadata": metadata, "classify": classify, "network": network, "predict": predict}, precision=precision,
     )
 
 
