@@ -40,7 +40,8 @@ from ..signals import exit_status, reports_stops
 @click.option("--eval-every", type=int, help="Score the EMA generator every N steps (and at the end); "
               "checkpoints/best links to the best-scoring checkpoint. 0: never (the default).")
 @click.option("--eval-metric", help="What ranks checkpoints: fd-fmnist (default on the embedded data), fid (default "
-              "otherwise), fd-dinov2 or kid.")
+              "otherwise), fd-dinov2 or kid; for a conditional run also intra-fid, intra-fd-dinov2, intra-fd-fmnist "
+              "or class-accuracy (higher is better).")
 @click.option("--eval-n", type=int, help="Images per evaluation (default: the real images there are, at most 10,000).")
 @click.option("--eval-weights", help="The weights file of the extractor --eval-metric uses (default: its caches, "
               "else a download when online).")
