@@ -11,6 +11,15 @@ Use it from pytest in a plugin's own tests:
 
 Each check builds the architecture's `smoke` config on the CPU and drives the
 real trainer, checkpoint and sampling code on synthetic images.
+
+A plugin that can be conditional (``class_count_key`` set) is checked twice: as
+an unconditional network (its class count 0) and with ``COND_CLASSES`` classes,
+on synthetic images with labels. Then the checks also ask that the DataSpec asks
+for labels and every generator declares a ``OneHot("label")`` input, that the
+class changes a generator's output, that the labels of real images
+(``batch["label"]``) and of generated ones (``ctx.labels``) change the loss,
+that the forward-only rule holds with labels, and that training, save and
+reload and export carry the label input.
 """
 
 from __future__ import annotations
@@ -23,23 +32,39 @@ import numpy as np
 import torch
 
 from . import config, registry
-from .api import API_VERSION, DATA_KINDS, SMOKE_PRESET, UNPAIRED, Architecture, Generator, LossContext, Phase
+from .api import (API_VERSION, DATA_KINDS, SMOKE_PRESET, UNPAIRED, Architecture, Generator, LossContext, Phase,
+                  label_distribution)
+
+COND_CLASSES = 3  # the class count a conditional plugin is checked with
 
 
 def _arch(arch: str | Architecture) -> Architecture:
     return registry.get(arch) if isinstance(arch, str) else arch
 
 
-def smoke_resolved(arch: Architecture, steps: int = 2, **train):
-    """The architecture's smoke preset on the CPU, with trainer settings for a few quick steps."""
+def smoke_resolved(arch: Architecture, steps: int = 2, *, classes: int = 0, **train):
+    """The architecture's smoke preset on the CPU, with trainer settings for a few quick steps; ``classes`` > 0
+    sets its class count (``class_count_key``), as ``ganzoo train --cond`` does."""
     flags = {"steps": steps, "device": "cpu", "log_every": 1, "sample_every": 10**6,
              "checkpoint_every": 10**6, "sample_n": 4, **train}
-    return config.resolve(arch, preset=SMOKE_PRESET, flags=flags)
+    sets = {arch.class_count_key: classes} if classes else {}
+    return config.resolve(arch, preset=SMOKE_PRESET, sets=sets, flags=flags)
+
+
+def class_counts(arch: Architecture) -> list[int]:
+    """The class counts every check runs with: 0, and COND_CLASSES for an architecture that can be conditional."""
+    return [0, COND_CLASSES] if _arch(arch).class_count_key else [0]
+
+
+def _where(classes: int) -> str:
+    """How a check's message names the config it failed on."""
+    return f"conditional ({classes} classes): " if classes else ""
 
 
 def synthetic_data(arch: Architecture, cfg, n: int = 32, seed: int = 0):
     """Random uint8 images shaped as the DataSpec asks, as the dataset type the trainer gets for its kind:
-    an ImageSet, or an UnpairedSet with domains of different sizes."""
+    an ImageSet, or an UnpairedSet with domains of different sizes. When the spec asks for labels, each image
+    has a class, every class of the config present (drawn after the images, so the images do not change)."""
     from .data import ImageSet
     from .data.unpaired import UnpairedSet
 
@@ -52,7 +77,17 @@ def synthetic_data(arch: Architecture, cfg, n: int = 32, seed: int = 0):
 
     if spec.kind == UNPAIRED:
         return UnpairedSet(images(n), images(n + n // 2), "synthetic", "synthetic")
-    return ImageSet(images(n), None, "synthetic", "synthetic")
+    pixels = images(n)
+    labels = None
+    if spec.labels:
+        classes = arch.num_classes(cfg)
+        labels = (torch.arange(len(pixels)) % classes)[torch.randperm(len(pixels), generator=generator)]
+    return ImageSet(pixels, labels, "synthetic", "synthetic")
+
+
+def _label_cdf(arch: Architecture, cfg, data) -> "torch.Tensor | None":
+    """What the trainer hands LossContext for ``data``: its class frequencies, for a conditional config."""
+    return label_distribution(data.labels, arch.num_classes(cfg)) if arch.data_spec(cfg).labels else None
 
 
 def check_declaration(arch, tmp_path: Path | None = None) -> None:
@@ -70,29 +105,50 @@ def check_declaration(arch, tmp_path: Path | None = None) -> None:
         assert not unknown, f"preset {name!r} sets unknown keys {sorted(unknown)}"
         config.resolve(arch, preset=name)  # every preset passes the architecture's validate()
     arch.validate(arch.Config())  # and so do the defaults
-    cfg = smoke_resolved(arch).config
-    spec = arch.data_spec(cfg)
-    assert spec.kind in DATA_KINDS and spec.resolution > 0 and spec.channels in (1, 3)
-    phases = arch.phases(cfg)
-    assert phases and all(isinstance(p, Phase) for p in phases)
-    assert len({p.name for p in phases}) == len(phases), "phase names must be unique"
-    gens = arch.generators(cfg)
-    assert gens and all(isinstance(g, Generator) for g in gens.values())
-    nets = arch.build(cfg)
-    for phase in phases:
-        assert set(phase.trains) <= set(nets), f"phase {phase.name} trains unknown networks"
-    for g in gens.values():
-        assert g.role in nets, f"generator role {g.role!r} is not built"
+    key = arch.class_count_key
+    if key is not None:
+        assert fields.get(key) is int, f"class_count_key {key!r} must name an int field of Config"
+        assert getattr(arch.Config(), key) == 0, f"Config.{key} must default to 0 (unconditional)"
+    for classes in class_counts(arch):
+        where = _where(classes)
+        cfg = smoke_resolved(arch, classes=classes).config
+        assert arch.num_classes(cfg) == classes, f"{where}num_classes(cfg) is {arch.num_classes(cfg)}"
+        spec = arch.data_spec(cfg)
+        assert spec.kind in DATA_KINDS and spec.resolution > 0 and spec.channels in (1, 3)
+        assert spec.labels == (classes > 0), f"{where}DataSpec.labels is {spec.labels}"
+        phases = arch.phases(cfg)
+        assert phases and all(isinstance(p, Phase) for p in phases)
+        assert len({p.name for p in phases}) == len(phases), "phase names must be unique"
+        gens = arch.generators(cfg)
+        assert gens and all(isinstance(g, Generator) for g in gens.values())
+        nets = arch.build(cfg)
+        for phase in phases:
+            assert set(phase.trains) <= set(nets), f"phase {phase.name} trains unknown networks"
+        for name, g in gens.items():
+            assert g.role in nets, f"generator role {g.role!r} is not built"
+            part = getattr(g.latents, "label_part", None)
+            if classes:
+                assert part is not None and part.name == "label" and part.num_classes == classes, \
+                    f"{where}{name}: the latents must declare OneHot('label', ({classes},)), got {part}"
+                assert "label" in g.inputs, f"{where}{name}: inputs {g.inputs} lack 'label'"
+            else:
+                assert part is None and "label" not in g.inputs, f"{name}: an unconditional generator has a label input"
 
 
 def check_generators(arch, tmp_path: Path | None = None) -> None:
-    """Latents are a pure function of (n, seed); outputs match the data spec and lie in [-1, 1]."""
-    arch = _arch(arch)
-    cfg = smoke_resolved(arch).config
+    """Latents are a pure function of (n, seed); outputs match the data spec and lie in [-1, 1]; a conditional
+    generator's output depends on the class asked for."""
+    for classes in class_counts(arch):
+        _check_generators(_arch(arch), classes)
+
+
+def _check_generators(arch: Architecture, classes: int) -> None:
+    cfg = smoke_resolved(arch, classes=classes).config
     spec = arch.data_spec(cfg)
     torch.manual_seed(0)
     nets = arch.build(cfg)
     for name, gen in arch.generators(cfg).items():
+        name = _where(classes) + name
         a, b, c = gen.latents(3, 7), gen.latents(3, 7), gen.latents(3, 8)
         assert set(a) == set(gen.inputs), f"{name}: latents give {sorted(a)}, inputs are {gen.inputs}"
         for key in gen.inputs:
@@ -105,54 +161,81 @@ def check_generators(arch, tmp_path: Path | None = None) -> None:
             out = net(*[torch.from_numpy(a[k]) for k in gen.inputs])
         assert out.shape == (3, spec.channels, spec.resolution, spec.resolution), f"{name}: output {tuple(out.shape)}"
         assert torch.isfinite(out).all() and out.abs().max() <= 1.0 + 1e-5, f"{name}: outputs outside [-1, 1]"
+        if classes:  # the same latents for every class but the label: each class draws something else
+            outs = []
+            for label in range(classes):
+                inputs = gen.latents(3, 7, labels=label)
+                assert all(np.array_equal(inputs[k], a[k]) for k in gen.inputs if k != "label"), \
+                    f"{name}: choosing the class changed other inputs"
+                with torch.no_grad():
+                    outs.append(net(*[torch.from_numpy(inputs[k]) for k in gen.inputs]))
+            for label in range(1, classes):
+                assert not torch.allclose(outs[0], outs[label]), f"{name}: classes 0 and {label} give the same images"
 
 
 def check_training_step(arch, tmp_path: Path) -> None:
-    """Two CPU steps through the real trainer: losses finite, every trained network moves."""
+    """Two CPU steps through the real trainer (with labelled data, conditional): losses finite, every trained
+    network moves."""
+    for classes in class_counts(arch):
+        _check_training_step(_arch(arch), tmp_path / ("run" if not classes else f"run-{classes}-classes"), classes)
+
+
+def _check_training_step(arch: Architecture, run_dir: Path, classes: int) -> None:
     from .train.trainer import Trainer
 
-    arch = _arch(arch)
-    resolved = smoke_resolved(arch, steps=2)
-    trainer = Trainer(arch, resolved, synthetic_data(arch, resolved.config), tmp_path / "run")
+    where = _where(classes)
+    resolved = smoke_resolved(arch, steps=2, classes=classes)
+    trainer = Trainer(arch, resolved, synthetic_data(arch, resolved.config), run_dir)
     before = {role: [p.detach().clone() for p in m.parameters()] for role, m in trainer.nets.items()}
     trainer.run()
     trained = {role for phase in trainer.phases for role in phase.trains}
     for role in trained:
         moved = any(not torch.equal(a, b) for a, b in zip(before[role], trainer.nets[role].parameters()))
-        assert moved, f"network {role!r} is trained by a phase but its parameters did not change"
+        assert moved, f"{where}network {role!r} is trained by a phase but its parameters did not change"
     import json
 
-    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     losses = {k: v for r in records for k, v in r.items() if k.startswith("loss/")}
-    assert {f"loss/{p.name}" for p in trainer.phases if p.interval == 1} <= set(losses), f"losses logged: {sorted(losses)}"
-    assert all(math.isfinite(v) for v in losses.values()), f"non-finite losses: {losses}"
+    assert {f"loss/{p.name}" for p in trainer.phases if p.interval == 1} <= set(losses), \
+        f"{where}losses logged: {sorted(losses)}"
+    assert all(math.isfinite(v) for v in losses.values()), f"{where}non-finite losses: {losses}"
 
 
 def check_save_reload(arch, tmp_path: Path) -> None:
-    """A checkpoint rebuilt through the registry and config.json gives identical outputs."""
+    """A checkpoint rebuilt through the registry and config.json gives identical outputs (a conditional run:
+    for every class, and config.json keeps its class names)."""
+    for classes in class_counts(arch):
+        _check_save_reload(_arch(arch), tmp_path / ("run" if not classes else f"run-{classes}-classes"), classes)
+
+
+def _check_save_reload(arch: Architecture, run_dir: Path, classes: int) -> None:
     from . import rundir
+    from .runtime.latents import class_rows
     from .sampling import generate
     from .train.trainer import Trainer
 
-    arch = _arch(arch)
-    resolved = smoke_resolved(arch, steps=2)
-    run_dir = tmp_path / "run"
+    where = _where(classes)
+    resolved = smoke_resolved(arch, steps=2, classes=classes)
     trainer = Trainer(arch, resolved, synthetic_data(arch, resolved.config), run_dir)
     entry = next(e for e in registry.discover() if e.name == arch.name) if _registered(arch) else None
+    names = [f"class {i}" for i in range(classes)] if classes else None
     if entry is not None:
-        rundir.write_config(run_dir, resolved, entry)
+        rundir.write_config(run_dir, resolved, entry, classes=names)
     trainer.run()
     live = {role: m.eval() for role, m in trainer.sampling_nets().items()}
     if entry is not None:
         run = rundir.open_run(run_dir)
         reloaded, step = rundir.load_sampling_nets(run, torch.device("cpu"))
         assert step == 2
+        assert rundir.run_classes(run) == names, f"{where}config.json's classes are {rundir.run_classes(run)}"
     else:
         reloaded = _reload_without_registry(arch, resolved, run_dir)
+    labels = class_rows(2 * classes, classes)[0] if classes else None
+    n = 2 * classes if classes else 4
     for name, gen in arch.generators(resolved.config).items():
-        a = generate(live[gen.role], gen, 4, 3, torch.device("cpu"))
-        b = generate(reloaded[gen.role], gen, 4, 3, torch.device("cpu"))
-        assert torch.equal(a, b), f"{name}: outputs differ after save and reload"
+        a = generate(live[gen.role], gen, n, 3, torch.device("cpu"), labels=labels)
+        b = generate(reloaded[gen.role], gen, n, 3, torch.device("cpu"), labels=labels)
+        assert torch.equal(a, b), f"{where}{name}: outputs differ after save and reload"
 
 
 def _registered(arch: Architecture) -> bool:
@@ -170,25 +253,39 @@ def _reload_without_registry(arch, resolved, run_dir):
 
 def check_export(arch, tmp_path: Path) -> None:
     """Every generator exports to ONNX (dynamic batch, verified) and the torch-free runtime agrees with
-    PyTorch at batch 1 and 4; sampling by seed gives the PyTorch images within one uint8 level."""
+    PyTorch at batch 1 and 4; sampling by seed gives the PyTorch images within one uint8 level. A conditional
+    generator's model declares its one-hot label input (dynamic batch, one column per class) and agrees with
+    PyTorch for a chosen class."""
+    for classes in class_counts(arch):
+        _check_export(_arch(arch), tmp_path / ("export" if not classes else f"export-{classes}-classes"), classes)
+
+
+def _check_export(arch: Architecture, out_dir: Path, classes: int) -> None:
     from .export import export_generator
     from .runtime.latents import Latents
     from .runtime import load
     from .sampling import generate
 
-    arch = _arch(arch)
-    cfg = smoke_resolved(arch).config
+    cfg = smoke_resolved(arch, classes=classes).config
     torch.manual_seed(0)
     nets = arch.build(cfg)
-    for name, gen in arch.generators(cfg).items():
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for gen_name, gen in arch.generators(cfg).items():
+        name = _where(classes) + gen_name
         assert isinstance(gen.latents, Latents), f"{name}: latents must be a ganzoo.api.Latents to be exported"
         assert gen.output not in gen.inputs, f"{name}: output name {gen.output!r} is also an input name"
         net = nets[gen.role].eval()
-        exported = export_generator(arch, cfg, name, gen, net, tmp_path / f"{name}.onnx", plugin={}, seed=11)
+        exported = export_generator(arch, cfg, gen_name, gen, net, out_dir / f"{gen_name}.onnx", plugin={}, seed=11)
         assert set(exported.errors) and max(exported.errors.values()) <= exported.tolerance
         model = load(exported.path, device="cpu")
+        if classes:
+            declared = {i.name: i.shape for i in model.session.get_inputs()}
+            assert "label" in declared and declared["label"][1:] == [classes] \
+                and not isinstance(declared["label"][0], int), f"{name}: the model's label input is {declared}"
+            assert model.metadata.latents.label_part == gen.latents.label_part, \
+                f"{name}: the model's metadata lacks the label input's declaration"
         for n in (1, 4):
-            inputs = gen.latents(n, 20 + n)
+            inputs = gen.latents(n, 20 + n) if not classes else gen.latents(n, 20 + n, labels=np.arange(n) % classes)
             with torch.no_grad():
                 expected = net(*[torch.from_numpy(inputs[k]) for k in gen.inputs]).numpy()
             got = model.run(inputs)
@@ -243,28 +340,88 @@ class ForwardOnly:
 
 
 def check_forward_only(arch, tmp_path: Path | None = None) -> None:
-    """Every phase's loss, and its backward pass, with each network behind a proxy that can only be called."""
-    from .train.feed import make_feed
+    """Every phase's loss, and its backward pass, with each network behind a proxy that can only be called
+    (with labels in the batch and ``ctx.labels`` for a conditional config)."""
+    for classes in class_counts(arch):
+        _check_forward_only(_arch(arch), classes)
 
-    arch = _arch(arch)
-    cfg = smoke_resolved(arch).config
-    spec = arch.data_spec(cfg)
-    device = torch.device("cpu")
-    batch = make_feed(synthetic_data(arch, cfg), cfg.batch_size, 0, device, spec).next()
+
+def _check_forward_only(arch: Architecture, classes: int) -> None:
+    where = _where(classes)
+    cfg = smoke_resolved(arch, classes=classes).config
+    batch, label_cdf = _one_batch(arch, cfg)
     torch.manual_seed(0)
     nets = arch.build(cfg)
-    ctx = LossContext(cfg=cfg, device=device, generator=torch.Generator().manual_seed(0), step=0, total_steps=2,
-                      log=lambda name, value: None)
+    ctx = _context(cfg, label_cdf)
     for phase in arch.phases(cfg):
         for role, module in nets.items():
             module.requires_grad_(role in phase.trains)
         proxies = {role: ForwardOnly(module, role, phase.name) for role, module in nets.items()}
         loss = arch.loss(phase, proxies, batch, ctx)
-        assert torch.is_tensor(loss) and loss.dim() == 0, f"phase {phase.name!r}: the loss is not a scalar tensor"
+        assert torch.is_tensor(loss) and loss.dim() == 0, f"{where}phase {phase.name!r}: the loss is not a scalar tensor"
         loss.backward()
         trained = [p for role in phase.trains for p in nets[role].parameters()]
-        assert any(p.grad is not None for p in trained), f"phase {phase.name!r}: no gradient reached {phase.trains}"
+        assert any(p.grad is not None for p in trained), \
+            f"{where}phase {phase.name!r}: no gradient reached {phase.trains}"
 
 
-CHECKS = [check_declaration, check_generators, check_forward_only, check_training_step, check_save_reload,
-          check_export]
+def _one_batch(arch: Architecture, cfg) -> tuple[dict, "torch.Tensor | None"]:
+    """A training batch of synthetic data from the real feed, and the label distribution the trainer would use."""
+    from .train.feed import make_feed
+
+    data = synthetic_data(arch, cfg)
+    batch = make_feed(data, cfg.batch_size, 0, torch.device("cpu"), arch.data_spec(cfg)).next()
+    return batch, _label_cdf(arch, cfg, data)
+
+
+def _context(cfg, label_cdf) -> LossContext:
+    return LossContext(cfg=cfg, device=torch.device("cpu"), generator=torch.Generator().manual_seed(0), step=0,
+                       total_steps=2, log=lambda name, value: None, label_cdf=label_cdf)
+
+
+def check_labels(arch, tmp_path: Path | None = None) -> None:
+    """A conditional config's labels reach the networks through the loss: giving the real images other labels
+    (``batch["label"]``) changes the loss of some phase (the discriminator's), and generating other classes
+    (``ctx.labels``, the only source of generated samples' labels) changes the loss of every phase that trains
+    a generator and of some other phase (the discriminator's, which makes its fakes with them). Networks stay
+    behind the forward-only proxy. An architecture that cannot be conditional has nothing to check here."""
+    arch = _arch(arch)
+    if arch.class_count_key is None:
+        return
+    classes = COND_CLASSES
+    cfg = smoke_resolved(arch, classes=classes).config
+    batch, data_cdf = _one_batch(arch, cfg)
+    phases = arch.phases(cfg)
+    generator_roles = {g.role for g in arch.generators(cfg).values()}
+
+    def losses(batch, label_cdf) -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)
+        nets = arch.build(cfg)
+        ctx = _context(cfg, label_cdf)
+        return {phase.name: arch.loss(phase, {r: ForwardOnly(m, r, phase.name) for r, m in nets.items()},
+                                      batch, ctx).detach() for phase in phases}
+
+    def differ(a, b) -> set[str]:
+        return {name for name in a if not torch.equal(a[name], b[name])}
+
+    def only(label: int) -> torch.Tensor:  # every generated sample of class ``label``
+        return label_distribution(torch.tensor([label]), classes)
+
+    base = losses(batch, data_cdf)
+    assert not differ(base, losses(batch, data_cdf)), \
+        "two identical calls of the loss differ: it draws randomness other than from ctx"
+    relabelled = losses({**batch, "label": (batch["label"] + 1) % classes}, data_cdf)
+    assert differ(base, relabelled), \
+        "giving the real images other labels changed no phase's loss: batch['label'] does not reach the networks"
+    changed = differ(losses(batch, only(0)), losses(batch, only(classes - 1)))
+    trains_generator = {p.name for p in phases if set(p.trains) & generator_roles and p.interval == 1}
+    assert trains_generator <= changed, \
+        (f"generating class {classes - 1} instead of class 0 (ctx.labels) leaves the loss of "
+         f"{sorted(trains_generator - changed)} unchanged: the generated samples' labels do not reach the networks")
+    assert changed - trains_generator, \
+        (f"generating class {classes - 1} instead of class 0 (ctx.labels) changes no other phase's loss: the "
+         "discriminator's phase does not generate its fakes with ctx.labels")
+
+
+CHECKS = [check_declaration, check_generators, check_forward_only, check_labels, check_training_step,
+          check_save_reload, check_export]
