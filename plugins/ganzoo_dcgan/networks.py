@@ -60,14 +60,7 @@ class ConditionalBatchNorm2d(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         gain = (1 + self.gain(y)).view(y.shape[0], -1, 1, 1)
         bias = self.bias(y).view(y.shape[0], -1, 1, 1)
-        if self.training or self.bn.running_mean is None:
-            return self.bn(x) * gain + bias
-        # Evaluation: the batch norm with its running statistics written out, the function bn(x) computes in
-        # eval mode. The ONNX exporter cannot trace a batch norm without affine parameters whose channel count
-        # it cannot see (behind the first projection's reshape, with a dynamic batch); this form it can.
-        mean = self.bn.running_mean.view(1, -1, 1, 1)
-        scale = torch.rsqrt(self.bn.running_var + self.bn.eps).view(1, -1, 1, 1)
-        return (x - mean) * scale * gain + bias
+        return self.bn(x) * gain + bias
 
 
 class Project(nn.Module):
