@@ -382,9 +382,11 @@ class Architecture:
 
         spec = next(iter(self.generators(cfg).values()))
         label_part = getattr(spec.latents, "label_part", None)
-        if label_part is not None:  # a conditional generator: one row per class, in class order
+        if label_part is not None:  # a conditional generator: one full row per class, in class order
             labels, per_row = class_rows(n, label_part.num_classes)
-            return generate(nets[spec.role], spec, n, seed, device, labels=labels), per_row
+            if n >= label_part.num_classes:  # whole rows only: 64 images of 10 classes are 10 rows of 6
+                labels = labels[:per_row * label_part.num_classes]
+            return generate(nets[spec.role], spec, len(labels), seed, device, labels=labels), per_row
         return generate(nets[spec.role], spec, n, seed, device), max(1, math.isqrt(n))
 
     def fit_to_data(self, cfg, num_images: int):

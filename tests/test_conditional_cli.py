@@ -57,6 +57,14 @@ def test_cond_sets_the_class_count_and_records_the_class_names(conditional_run):
     assert any(key.startswith("net/D/") and "embed" in key for key in tensors), sorted(tensors)[:20]
 
 
+def test_the_training_grid_has_one_whole_row_per_class(conditional_run):
+    """64 preview images of 10 classes: 10 rows of 6 (32x32 cells, 2-pixel gutters), no partial row."""
+    from PIL import Image
+
+    with Image.open(conditional_run / "samples" / "step-0000002.png") as grid:
+        assert grid.size == (6 * 34 + 2, 10 * 34 + 2)
+
+
 def test_an_unconditional_run_records_no_classes_and_info_shows_none(smoke_run):
     record = json.loads((smoke_run / "config.json").read_text())
     assert "classes" not in record and record["config"]["num_classes"] == 0
