@@ -15,9 +15,6 @@ import dataclasses
 
 from .errors import UserError
 
-SHOWN_CLASSES = 12  # class names a message lists before "... and N more"
-
-
 def conditional_architectures() -> list[str]:
     """Names of the installed architectures that can be conditional (those that load)."""
     from . import registry
@@ -56,13 +53,13 @@ def labelled_spec(arch, cfg, cond: bool):
 
 
 def shown(classes) -> str:
-    """A class list for a message: its count and names, shortened past SHOWN_CLASSES."""
+    """A class list for a message: '2 classes (cats, dogs)', shortened as `ganzoo data prepare` shortens it."""
+    from .data.class_labels import describe_classes
+
     if classes is None:
         return "no classes (unconditional)"
-    names = list(classes)
-    listed = ", ".join(names[:SHOWN_CLASSES]) + (f", ... and {len(names) - SHOWN_CLASSES} more"
-                                                 if len(names) > SHOWN_CLASSES else "")
-    return f"{len(names)} classes ({listed})"
+    count, listed = describe_classes(classes).split(" ", 1)
+    return f"{count} classes {listed}"
 
 
 def fit_class_count(arch, resolved, classes, source: str, cond: bool):

@@ -184,7 +184,7 @@ class _ImageBatches:
         indices = self.draws.local(self.draws.next_indices())
         batch = {"image": self.draws.augment(_gather(self.images, indices))}
         if self.labels is not None:
-            batch["label"] = self.labels[indices]
+            batch["label"] = self.labels[_to(indices, self.labels.device)]  # device labels: no pageable copy
         return batch
 
 
