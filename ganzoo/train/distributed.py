@@ -302,7 +302,21 @@ class World:
             if dist.is_initialized():
                 if wait:
                     dist.barrier()
+                    _leave_together(dist, self.rank, self.size)
                 dist.destroy_process_group()
+
+
+def _leave_together(dist, rank: int, size: int) -> None:
+    """Past the barrier, meet once more in the store, not in gloo: a rank returns from gloo's barrier as soon as
+    its own messages are sent, and destroying its group then closed the sockets under a peer still reading the
+    barrier's last message (rank 1 aborted with "terminate called without an active exception" after a
+    finished run, CI, December 2026). Best effort: the run is over, so a store that is gone ends the wait."""
+    try:
+        store = dist.distributed_c10d._get_default_store()
+        store.set(f"ganzoo/left/{rank}", b"1")
+        store.wait([f"ganzoo/left/{r}" for r in range(size)])
+    except (RuntimeError, ValueError, AttributeError):  # DistError is a RuntimeError
+        pass
 
 
 def weights_differ(world: World, nets: dict) -> list[str]:
