@@ -53,8 +53,10 @@ def test_cond_sets_the_class_count_and_records_the_class_names(conditional_run):
     info = _ok(ganzoo("info", conditional_run)).stdout
     assert "classes:      0 T-shirt/top, 1 Trouser," in info and "9 Ankle boot" in info
     tensors = checkpoint_tensors(conditional_run)
-    # the generator's conditional batch norms and the discriminator's projection are trained networks
-    assert any(key.startswith("net/D/") and "embed" in key for key in tensors), sorted(tensors)[:20]
+    # the networks read the label (DCGAN's default conditioning, "concat"): G's projection reads z and the
+    # one-hot label, D's first convolution the grey image and ten label maps
+    assert tensors["net/G/main.0.linear.weight"].shape[1] == record["config"]["nz"] + 10
+    assert tensors["net/D/main.0.weight"].shape[1] == 1 + 10
 
 
 def test_the_training_grid_has_one_whole_row_per_class(conditional_run):

@@ -14,6 +14,7 @@ from ganzoo.api import ConfigError, LossContext, OneHot, Phase, gaussian_latents
 from ganzoo.nn.losses import nonsaturating_d_loss, nonsaturating_g_loss
 
 EPS = 1e-5  # torch's BatchNorm2d default, as pytorch/examples' DCGAN uses it
+PD = {"conditioning": "projection"}  # this file's pair; tests/test_dcgan_concat.py checks the default, "concat"
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +98,7 @@ def scrambled(module, std=0.3, seed=0):
 @pytest.mark.parametrize("resolution,channels", [(32, 1), (64, 3)])
 @pytest.mark.parametrize("training", [True, False], ids=["batch-statistics", "running-statistics"])
 def test_generator_is_dcgan_with_conditional_batch_norm(dcgan, resolution, channels, training):
-    cfg = dcgan.make_config({"resolution": resolution, "channels": channels, "nz": 12, "ngf": 8, "num_classes": 5})
+    cfg = dcgan.make_config({"resolution": resolution, "channels": channels, "nz": 12, "ngf": 8, "num_classes": 5, **PD})
     G = scrambled(dcgan.build(cfg)["G"]).train(training)
     z = torch.randn(6, 12, dtype=torch.float64)
     labels = torch.tensor([0, 1, 2, 3, 4, 2])
@@ -116,7 +117,7 @@ def test_generator_is_dcgan_with_conditional_batch_norm(dcgan, resolution, chann
 @pytest.mark.parametrize("resolution,channels", [(32, 1), (64, 3)])
 @pytest.mark.parametrize("training", [True, False], ids=["batch-statistics", "running-statistics"])
 def test_discriminator_is_the_projection_discriminator(dcgan, resolution, channels, training):
-    cfg = dcgan.make_config({"resolution": resolution, "channels": channels, "ndf": 8, "num_classes": 5})
+    cfg = dcgan.make_config({"resolution": resolution, "channels": channels, "ndf": 8, "num_classes": 5, **PD})
     D = scrambled(dcgan.build(cfg)["D"]).train(training)
     x = torch.randn(6, channels, resolution, resolution, dtype=torch.float64)
     labels = torch.tensor([0, 1, 2, 3, 4, 2])
@@ -130,7 +131,7 @@ def test_discriminator_is_the_projection_discriminator(dcgan, resolution, channe
 def test_without_the_embedding_the_discriminator_is_dcgans(dcgan):
     """psi is the unconditional DCGAN's whole function: a conditional D with V = 0 equals DCGAN's D of the
     same weights (the label enters only through the projection)."""
-    cfg = dcgan.make_config({"resolution": 32, "channels": 1, "ndf": 8, "num_classes": 4})
+    cfg = dcgan.make_config({"resolution": 32, "channels": 1, "ndf": 8, "num_classes": 4, **PD})
     D = dcgan.build(cfg)["D"]
     plain = dcgan.build(dcgan.make_config({"resolution": 32, "channels": 1, "ndf": 8}))["D"]
     plain.load_state_dict({k: v for k, v in D.state_dict().items() if k != "embedding.weight"})
@@ -141,7 +142,7 @@ def test_without_the_embedding_the_discriminator_is_dcgans(dcgan):
 
 
 def test_labels_reach_g_and_d(dcgan):
-    cfg = dcgan.make_config({"resolution": 32, "channels": 1, "nz": 16, "ngf": 8, "ndf": 8, "num_classes": 3})
+    cfg = dcgan.make_config({"resolution": 32, "channels": 1, "nz": 16, "ngf": 8, "ndf": 8, "num_classes": 3, **PD})
     torch.manual_seed(0)
     nets = dcgan.build(cfg)
     G, D = nets["G"].eval(), nets["D"].eval()
@@ -155,7 +156,7 @@ def test_labels_reach_g_and_d(dcgan):
 
 
 def test_the_conditional_networks_refuse_a_missing_label(dcgan):
-    nets = dcgan.build(dcgan.make_config({"resolution": 32, "channels": 1, "ngf": 8, "ndf": 8, "num_classes": 3}))
+    nets = dcgan.build(dcgan.make_config({"resolution": 32, "channels": 1, "ngf": 8, "ndf": 8, "num_classes": 3, **PD}))
     with pytest.raises(TypeError, match="conditional .3 classes.: pass a one-hot label"):
         nets["G"](torch.randn(2, 100))
     with pytest.raises(TypeError, match="conditional .3 classes.: pass the labels"):
@@ -183,7 +184,7 @@ def d_count(widths, channels, classes):
 ])
 def test_parameter_counts_follow_from_the_definition(dcgan, resolution, channels, g_widths, d_widths):
     for classes in (0, 10):
-        nets = dcgan.build(dcgan.make_config({"resolution": resolution, "channels": channels, "num_classes": classes}))
+        nets = dcgan.build(dcgan.make_config({"resolution": resolution, "channels": channels, "num_classes": classes, **PD}))
         assert count(nets["G"]) == g_count(100, g_widths, channels, classes)
         assert count(nets["D"]) == d_count(d_widths, channels, classes)
     assert g_count(100, [512, 256, 128, 64], 3, 0) == 3_576_704 and d_count([64, 128, 256, 512], 3, 0) == 2_765_568
@@ -208,7 +209,7 @@ def context(cfg, label_cdf=None, seed=5):
 
 @pytest.mark.parametrize("phase_name", ["D", "G"])
 def test_the_loss_gives_g_and_d_the_same_generated_labels_and_d_the_real_ones(dcgan, phase_name):
-    cfg = dcgan.make_config({"resolution": 32, "channels": 1, "nz": 16, "ngf": 8, "ndf": 8, "num_classes": 4})
+    cfg = dcgan.make_config({"resolution": 32, "channels": 1, "nz": 16, "ngf": 8, "ndf": 8, "num_classes": 4, **PD})
     torch.manual_seed(0)
     nets = {role: Recorder(m) for role, m in dcgan.build(cfg).items()}
     real = torch.rand(8, 1, 32, 32) * 2 - 1
@@ -267,7 +268,7 @@ def test_conditional_keys_add_only_label_layers(dcgan):
     """The conditional networks keep DCGAN's layer indices: each G batch norm's scale and shift become the
     class maps main.N.gain / main.N.bias beside its statistics (main.N.bn.*), and D adds embedding.weight."""
     plain = dcgan.build(dcgan.make_config({"resolution": 32, "channels": 1}))
-    cond = dcgan.build(dcgan.make_config({"resolution": 32, "channels": 1, "num_classes": 10}))
+    cond = dcgan.build(dcgan.make_config({"resolution": 32, "channels": 1, "num_classes": 10, **PD}))
     norms = [k.removesuffix(".running_mean") for k in plain["G"].state_dict() if k.endswith(".running_mean")]
     expected_g = [k for k in plain["G"].state_dict() if not any(k.startswith(n + ".") for n in norms)]
     expected_g += [f"{n}.{part}" for n in norms
@@ -281,7 +282,7 @@ def test_conditional_keys_add_only_label_layers(dcgan):
 def test_config_spec_and_generator_declare_the_classes(dcgan):
     assert dcgan.class_count_key == "num_classes" and dcgan.Config().num_classes == 0
     plain = dcgan.make_config({"resolution": 32, "channels": 1})
-    cond = dcgan.make_config({"resolution": 32, "channels": 1, "num_classes": 10})
+    cond = dcgan.make_config({"resolution": 32, "channels": 1, "num_classes": 10, **PD})
     assert dcgan.num_classes(plain) == 0 and dcgan.num_classes(cond) == 10
     assert not dcgan.data_spec(plain).labels and dcgan.data_spec(cond).labels
     g_plain, g_cond = dcgan.generators(plain)["G"], dcgan.generators(cond)["G"]
@@ -297,7 +298,7 @@ def test_conditional_weights_start_as_the_unconditional_ones(dcgan):
     """N(0, 0.02) for the class maps and the embedding (StudioGAN's "N02"), so every class's batch-norm scale
     1 + gain(y) starts N(1, 0.02) as DCGAN's does, and its shift near 0."""
     torch.manual_seed(0)
-    nets = dcgan.build(dcgan.make_config({"resolution": 64, "channels": 3, "num_classes": 10}))
+    nets = dcgan.build(dcgan.make_config({"resolution": 64, "channels": 3, "num_classes": 10, **PD}))
     gains = torch.cat([m.gain.weight.flatten() for m in nets["G"].modules() if hasattr(m, "gain")])
     biases = torch.cat([m.bias.weight.flatten() for m in nets["G"].modules() if hasattr(m, "gain")])
     embedding = nets["D"].embedding.weight

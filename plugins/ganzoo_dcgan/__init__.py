@@ -8,10 +8,14 @@ and LeakyReLU 0.2; weights from N(0, 0.02); nz = 100, ngf = ndf = 64; Adam with
 lr 2e-4 and betas (0.5, 0.999); the non-saturating loss; batch size 128.
 At 64x64 RGB, G has 3,576,704 parameters and D 2,765,568, as in pytorch/examples.
 
-``num_classes > 0`` (``ganzoo train dcgan --cond``) makes it class-conditional: conditional
-batch norm in G and a projection discriminator (Miyato & Koyama, "cGANs with Projection
-Discriminator", ICLR 2018), as PyTorch-StudioGAN's deep_conv DCGAN with g_cond_mtd "cBN" and
-d_cond_mtd "PD" (networks.py says what is followed and where it differs). D sees real images
+``num_classes > 0`` (``ganzoo train dcgan --cond``) makes it class-conditional. ``conditioning``
+says how: "concat" (the default), Mirza & Osindero's conditional GAN ("Conditional Generative
+Adversarial Nets", 2014): the one-hot label joins z at G's input and label maps join the image at
+D's input; or "projection": conditional batch norm in G and a projection discriminator (Miyato &
+Koyama, "cGANs with Projection Discriminator", ICLR 2018), as PyTorch-StudioGAN's deep_conv DCGAN
+with g_cond_mtd "cBN" and d_cond_mtd "PD" (networks.py says what is followed and where it
+differs). The default is the one that learns the classes at the demo's size (docs/dcgan.md has the
+figures). D sees real images
 with their labels and generated images with the labels G was given, drawn by ``ctx.labels``
 from the data's class frequencies; the loss stays non-saturating.
 
@@ -28,6 +32,9 @@ from ganzoo.api import (IMAGES, Adam, Architecture, DataSpec, Gaussian, Generato
 __version__ = "0.1.0"
 
 
+CONDITIONING = ("concat", "projection")
+
+
 @dataclass
 class DCGANConfig:
     resolution: int = 64  # a power of two >= 32
@@ -41,6 +48,7 @@ class DCGANConfig:
     beta2: float = 0.999
     batch_size: int = 128
     num_classes: int = 0  # classes to condition on (`--cond` sets it from the data); 0: unconditional
+    conditioning: str = "concat"  # with classes: "concat" (Mirza & Osindero 2014) or "projection" (cBN + PD)
 
 
 class DCGAN(Architecture):
@@ -62,6 +70,8 @@ class DCGAN(Architecture):
         require(cfg.channels in (1, 3), "channels", cfg.channels, "must be 1 (grey) or 3 (RGB)")
         require_positive(cfg, "nz", "ngf", "ndf", "max_channels", "lr")
         require_fraction(cfg, "beta1", "beta2", below_one=True)
+        require(cfg.conditioning in CONDITIONING, "conditioning", cfg.conditioning,
+                f"must be {' or '.join(map(repr, CONDITIONING))}")
         require(cfg.num_classes >= 0, "num_classes", cfg.num_classes,
                 "must be 0 (unconditional) or the number of classes (--cond sets it from the data)")
 

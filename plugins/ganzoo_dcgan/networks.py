@@ -4,7 +4,20 @@ Widths follow pytorch/examples: the layer that outputs resolution r has
 ngf * R / (2 r) channels in G (R the image size), mirrored in D, so 64x64 gives
 512-256-128-64 and 32x32 gives 256-128-64.
 
-With ``num_classes > 0`` the networks are class-conditional as PyTorch-StudioGAN's
+With ``num_classes > 0`` the networks are class-conditional, in one of two published ways
+(``conditioning``):
+
+``"concat"`` (the default): the conditional GAN of Mirza & Osindero ("Conditional Generative
+Adversarial Nets", arXiv:1411.1784, 2014, sec. 3.2: "y is fed into both the discriminator and
+generator as additional input layer") on DCGAN's convolutional networks: G's input is z
+concatenated with the one-hot label (its projection reads nz + num_classes numbers), and D's input
+is the image concatenated with num_classes label maps, map k all ones for class k and zeros
+otherwise (the label replicated over positions, the usual way a convolutional D takes it).
+Nothing else changes: the same layers and keys as the unconditional networks, whose first layers
+read num_classes more inputs. Measured on the embedded Fashion-MNIST (docs/dcgan.md), it learns the
+classes several times faster than the projection pair below at the demo's size.
+
+``"projection"``: as PyTorch-StudioGAN's
 ``deep_conv`` backbone makes DCGAN conditional with ``g_cond_mtd: "cBN"`` and
 ``d_cond_mtd: "PD"`` (src/models/deep_conv.py and src/utils/ops.py, commit 947b35e):
 
@@ -81,19 +94,23 @@ class Project(nn.Module):
 class Generator(nn.Module):
     """z (B, nz) [, one-hot label (B, num_classes)] -> image (B, C, R, R) in [-1, 1].
 
-    Conditional: each batch norm is a ConditionalBatchNorm2d at the same index of ``main``.
+    Conditional: ``main`` reads z and the label concatenated ("concat"), or each batch norm is a
+    ConditionalBatchNorm2d at the same index of ``main`` ("projection").
     """
 
     def __init__(self, cfg):
         super().__init__()
         R, cap = cfg.resolution, cfg.max_channels
         self.num_classes = getattr(cfg, "num_classes", 0)
+        self.concat = bool(self.num_classes) and cfg.conditioning == "concat"
 
         def norm(channels: int) -> nn.Module:
-            return ConditionalBatchNorm2d(self.num_classes, channels) if self.num_classes else nn.BatchNorm2d(channels)
+            if self.num_classes and not self.concat:
+                return ConditionalBatchNorm2d(self.num_classes, channels)
+            return nn.BatchNorm2d(channels)
 
         width = _width(cfg.ngf, R, 4, cap)
-        layers = [Project(cfg.nz, width), norm(width), nn.ReLU(True)]
+        layers = [Project(cfg.nz + (self.num_classes if self.concat else 0), width), norm(width), nn.ReLU(True)]
         for r in (2**k for k in range(3, int(math.log2(R)))):
             out = _width(cfg.ngf, R, r, cap)
             layers += [nn.ConvTranspose2d(width, out, 4, 2, 1, bias=False), norm(out), nn.ReLU(True)]
@@ -107,6 +124,8 @@ class Generator(nn.Module):
             return self.main(z)
         if label is None:
             raise TypeError(f"this generator is conditional ({self.num_classes} classes): pass a one-hot label")
+        if self.concat:
+            return self.main(torch.cat([z, label.to(z.dtype)], 1))
         x = z
         for layer in self.main:
             x = layer(x, label) if isinstance(layer, ConditionalBatchNorm2d) else layer(x)
@@ -116,15 +135,20 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """image (B, C, R, R) [, int64 label (B,)] -> logits (B,). The sigmoid lives in the loss (softplus).
 
-    Conditional: a projection discriminator, logits = main(x) + <embedding(label), sum over positions of the
+    Conditional, "concat": ``main`` reads the image and num_classes label maps (one-hot, constant over
+    positions) concatenated on the channels. "projection": a projection discriminator,
+    logits = main(x) + <embedding(label), sum over positions of the
     features main's last convolution reads> (Miyato & Koyama 2018, eq. 3; StudioGAN's "PD").
     """
 
     def __init__(self, cfg):
         super().__init__()
         R, cap = cfg.resolution, cfg.max_channels
+        self.num_classes = getattr(cfg, "num_classes", 0)
+        self.concat = bool(self.num_classes) and cfg.conditioning == "concat"
         width = _width(cfg.ndf, R, R // 2, cap)
-        layers = [nn.Conv2d(cfg.channels, width, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
+        reads = cfg.channels + (self.num_classes if self.concat else 0)
+        layers = [nn.Conv2d(reads, width, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
         r = R // 4
         while r >= 4:
             out = _width(cfg.ndf, R, r, cap)
@@ -132,8 +156,7 @@ class Discriminator(nn.Module):
             width, r = out, r // 2
         layers += [nn.Conv2d(width, 1, 4, 1, 0, bias=False)]
         self.main = nn.Sequential(*layers)
-        self.num_classes = getattr(cfg, "num_classes", 0)
-        if self.num_classes:
+        if self.num_classes and not self.concat:
             self.embedding = nn.Embedding(self.num_classes, width)
         self.apply(init_weights)
 
@@ -142,6 +165,9 @@ class Discriminator(nn.Module):
             return self.main(x).flatten()
         if label is None:
             raise TypeError(f"this discriminator is conditional ({self.num_classes} classes): pass the labels")
+        if self.concat:
+            maps = nn.functional.one_hot(label, self.num_classes).to(x.dtype)[:, :, None, None]
+            return self.main(torch.cat([x, maps.expand(-1, -1, *x.shape[2:])], 1)).flatten()
         *body, head = self.main
         h = x
         for layer in body:
