@@ -28,16 +28,22 @@ def label_maps(labels, classes, size):
     return F.one_hot(labels, classes).float()[:, :, None, None].expand(-1, -1, size, size)
 
 
+def conditional_and_wider(dcgan, role, resolution, channels, training, wider):
+    """The conditional network and the unconditional one whose ``wider`` input reads CLASSES more, with its
+    weights (same keys and shapes: nothing but the wider input differs)."""
+    sizes = {**SMALL, "resolution": resolution, "channels": channels}
+    torch.manual_seed(0)
+    net = dcgan.build(dcgan.make_config({**sizes, "num_classes": CLASSES}))[role]
+    plain = dcgan.build(dcgan.make_config({**sizes, wider: sizes[wider] + CLASSES}))[role]
+    plain.load_state_dict(net.state_dict())
+    return net.train(training), plain.train(training)
+
+
 @pytest.mark.parametrize("resolution,channels", [(32, 1), (64, 3)])
 @pytest.mark.parametrize("training", [True, False])
 def test_generator_is_dcgan_reading_z_and_the_one_hot_label(dcgan, resolution, channels, training):
-    sizes = {**SMALL, "resolution": resolution, "channels": channels}
-    torch.manual_seed(0)
-    G = dcgan.build(dcgan.make_config({**sizes, "num_classes": CLASSES}))["G"]
-    plain = dcgan.build(dcgan.make_config({**sizes, "nz": sizes["nz"] + CLASSES}))["G"]
-    plain.load_state_dict(G.state_dict())  # same keys and shapes: nothing but the wider input
-    G.train(training), plain.train(training)
-    z, labels = torch.randn(5, sizes["nz"]), torch.tensor([0, 3, 1, 2, 3])
+    G, plain = conditional_and_wider(dcgan, "G", resolution, channels, training, wider="nz")
+    z, labels = torch.randn(5, SMALL["nz"]), torch.tensor([0, 3, 1, 2, 3])
     y = F.one_hot(labels, CLASSES).float()
     with torch.no_grad():
         torch.testing.assert_close(G(z, y), plain(torch.cat([z, y], 1)), rtol=0, atol=0)
@@ -46,12 +52,7 @@ def test_generator_is_dcgan_reading_z_and_the_one_hot_label(dcgan, resolution, c
 @pytest.mark.parametrize("resolution,channels", [(32, 1), (64, 3)])
 @pytest.mark.parametrize("training", [True, False])
 def test_discriminator_is_dcgan_reading_the_image_and_label_maps(dcgan, resolution, channels, training):
-    sizes = {**SMALL, "resolution": resolution, "channels": channels}
-    torch.manual_seed(0)
-    D = dcgan.build(dcgan.make_config({**sizes, "num_classes": CLASSES}))["D"]
-    plain = dcgan.build(dcgan.make_config({**sizes, "channels": channels + CLASSES}))["D"]
-    plain.load_state_dict(D.state_dict())
-    D.train(training), plain.train(training)
+    D, plain = conditional_and_wider(dcgan, "D", resolution, channels, training, wider="channels")
     x, labels = torch.rand(5, channels, resolution, resolution) * 2 - 1, torch.tensor([0, 3, 1, 2, 3])
     with torch.no_grad():
         want = plain(torch.cat([x, label_maps(labels, CLASSES, resolution)], 1))
