@@ -148,14 +148,28 @@ def test_two_processes_equal_one_on_prepared_unpaired_folders(tmp_path):
     assert_same_training("cyclegan", tmp_path / "one", tmp_path / "two", 1e-4)
 
 
+# Adam divides each gradient by its own running size, so an element whose gradient sums to almost nothing
+# (terms that cancel) moves by a sizeable fraction of lr with a sign the order of summation decides: two
+# processes sum a batch in another order than one. Seen in dcgan-cond: after one step, 1 element of 60,160
+# off by 2.2e-5 (all others within 1e-9); after six, 89 off by up to 4.7e-5. Such strays are allowed, few
+# (STRAY_SHARE of a tensor) and within STRAY_ATOL; a wrong batch or label changes the updates of most
+# elements, not of a few.
+STRAY_SHARE = 0.005
+STRAY_ATOL = 1e-4  # half of DCGAN's lr of 2e-4
+
+
 def assert_same_training(arch: str, one_dir: Path, two_dir: Path, atol: float) -> None:
-    """The two runs' checkpoints hold the same weights, buffers and EMA weights (to ``atol``; see EQUIVALENCE)."""
+    """The two runs' checkpoints hold the same weights, buffers and EMA weights (to ``atol``, but for a few
+    strays; see EQUIVALENCE and STRAY_SHARE)."""
     one, two = _networks(one_dir), _networks(two_dir)
     assert one.keys() == two.keys()
     inert = _inert_biases(one_dir) & one.keys() if arch == "cyclegan" else set()
     assert all(key.endswith(".bias") for key in inert)  # every weight matrix is compared
     for key in one.keys() - inert:
-        torch.testing.assert_close(two[key].double(), one[key].double(), atol=atol, rtol=0, msg=key)
+        a, b = two[key].double(), one[key].double()
+        torch.testing.assert_close(a, b, atol=max(atol, STRAY_ATOL), rtol=0, msg=key)
+        strays = int(((a - b).abs() > atol).sum())
+        assert strays <= STRAY_SHARE * a.numel(), f"{key}: {strays} of {a.numel()} elements differ by more than {atol}"
     if arch == "cyclegan":
         outputs_one, outputs_two = _outputs(one_dir), _outputs(two_dir)
         for role in outputs_one:
