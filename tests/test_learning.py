@@ -36,8 +36,9 @@ def generated_images(trainer, arch, cfg) -> torch.Tensor:
 
 
 def train_and_measure(name: str, flags: dict, classifier, fmnist_data, run_dir,
-                      sets: dict | None = None) -> tuple[float, float, list]:
-    """Frechet distance before and after a CPU run of ``name`` on the embedded data, and its metrics."""
+                      sets: dict | None = None) -> tuple[float, float, list, float | None]:
+    """Frechet distance before and after a CPU run of ``name`` on the embedded data, its metrics, and, for a
+    conditional run, the share of images the classifier puts in the class asked for (None otherwise)."""
     arch = registry.get(name)
     resolved = config.resolve(arch, sets=sets, flags={"device": "cpu", "seed": 0, "sample_every": flags["steps"],
                                                       "log_every": 50, **flags})
@@ -49,15 +50,15 @@ def train_and_measure(name: str, flags: dict, classifier, fmnist_data, run_dir,
     trainer.run()
     images = generated_images(trainer, arch, resolved.config)
     after = frechet_to_real(classifier, images, real)
+    print(f"\n{name}: Frechet distance (classifier features): step 0 {before:.1f}, step {flags['steps']} "
+          f"{after:.1f}, ratio {after / before:.3f}")
+    accuracy = None
     if arch.num_classes(resolved.config):
         with torch.no_grad():
             predicted = torch.cat([classifier(images[i:i + 500]).argmax(1) for i in range(0, N_IMAGES, 500)])
         accuracy = float((predicted.numpy() == CLASS_LABELS).mean())
-        print(f"\n{name} conditional: class accuracy {accuracy:.3f}")
-        return before, after, records_of(run_dir), accuracy
-    print(f"\n{name}: Frechet distance (classifier features): step 0 {before:.1f}, step {flags['steps']} "
-          f"{after:.1f}, ratio {after / before:.3f}")
-    return before, after, records_of(run_dir)
+        print(f"{name} conditional: class accuracy {accuracy:.3f}")
+    return before, after, records_of(run_dir), accuracy
 
 
 def records_of(run_dir) -> list[dict]:
@@ -76,7 +77,7 @@ def dcgan_unconditional(trained_fmnist_classifier, fmnist_data, tmp_path_factory
 
 @pytest.mark.slow
 def test_dcgan_frechet_distance_falls_on_embedded_data(dcgan_unconditional):
-    before, after, records = dcgan_unconditional
+    before, after, records, _ = dcgan_unconditional
     assert after <= 0.3 * before
     assert len(records) == DCGAN_FLAGS["steps"] // 50 and all("loss/D" in r and "loss/G" in r for r in records)
 
@@ -90,8 +91,9 @@ def test_conditional_dcgan_draws_the_class_asked_for_as_well_as_unconditional(
 
     Measured (seed 0, 2-core EPYC): class accuracy 0.69 at 500 steps, 0.78 at 1,000, 0.80 at 1,500 by the
     shipped fmnist classifier (benchmarks/conditional_dcgan.py); the projection pair ("projection") had 0.10
-    at 500 steps and 0.38 at 1,500."""
-    _, uncond_after, _ = dcgan_unconditional
+    at 500 steps and 0.38 at 1,500. This test's own classifier gave 0.793, and Frechet distance 44.9 against
+    the unconditional run's 160.0."""
+    _, uncond_after, _, _ = dcgan_unconditional
     before, after, records, accuracy = train_and_measure("dcgan", DCGAN_FLAGS, trained_fmnist_classifier,
                                                          fmnist_data, tmp_path / "run", sets={"num_classes": 10})
     print(f"Frechet distance: conditional {after:.1f}, unconditional {uncond_after:.1f}")
@@ -109,8 +111,8 @@ def test_stylegan_lite_frechet_distance_falls_on_embedded_data(trained_fmnist_cl
     0.32 at 1,500, 0.27 at 2,000 and 0.22 at 2,500.
     """
     steps = 2500
-    before, after, records = train_and_measure("stylegan-lite", {"steps": steps}, trained_fmnist_classifier,
-                                               fmnist_data, tmp_path / "run")
+    before, after, records, _ = train_and_measure("stylegan-lite", {"steps": steps}, trained_fmnist_classifier,
+                                                  fmnist_data, tmp_path / "run")
     assert after <= 0.3 * before
     assert len(records) == steps // 50
     assert {"loss/G", "loss/D", "loss/D_r1"} <= set().union(*records)
